@@ -1,0 +1,3 @@
+__version__ = "0.1.0"
+
+from .loading import load_model, load_tokenizer
