@@ -1,0 +1,103 @@
+"""Render the article site offline, where Quarto can't be installed.
+
+nbdev_docs = nbdev's notebook processing (hide cells, show_doc, front matter) + Quarto. This script runs
+the same processing (`nbdev.serve.proc_nbs`) and hands the processed notebooks to nbconvert instead:
+
+    python .ci/docs.py html [--out DIR]   every notebook -> DIR/*.html; fails on any render error,
+                                           saved error output, or missing title
+    python .ci/docs.py readme [--check]   nbs/index.ipynb -> README.md (what nbdev_readme does);
+                                           --check fails if README.md is out of date
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import yaml
+from nbconvert import HTMLExporter, MarkdownExporter
+from nbdev.config import get_config
+from nbdev.serve import proc_nbs
+
+
+def processed_notebooks() -> tuple[Path, list[Path]]:
+    "Run nbdev's docs processing; return the processed notebooks' folder and files (index first)."
+    cache = Path(proc_nbs(n_workers=0, force=True))
+    nbs = sorted(cache.glob("*.ipynb"), key=lambda p: (p.name != "index.ipynb", p.name))
+    if not nbs: sys.exit(f"no processed notebooks in {cache}")
+    return cache, nbs
+
+
+def front_matter(nb) -> dict:
+    "Title and description nbdev moved from the first markdown cell into the raw YAML front matter."
+    raw = next((c for c in nb.cells if c.cell_type == "raw" and c.source.startswith("---")), None)
+    return yaml.safe_load(raw.source.strip().strip("-")) or {} if raw is not None else {}
+
+
+def as_quarto_shows_it(nb):
+    "Drop the front matter cell and the `#|` cell options, which Quarto consumes and never displays."
+    nb.cells = [c for c in nb.cells if not (c.cell_type == "raw" and c.source.startswith("---"))]
+    for c in nb.cells:
+        if c.cell_type == "code": c.source = "\n".join(l for l in c.source.splitlines() if not l.startswith("#|")).strip("\n")
+    return nb
+
+
+def check_processed(path: Path, nb) -> list[str]:
+    "Problems a reader would see: saved tracebacks, notebooks without a title."
+    problems = [f"{path.name} cell {i}: saved error output" for i, c in enumerate(nb.cells)
+                if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    if not front_matter(nb).get("title"): problems.append(f"{path.name}: no title (the first markdown cell must be '# Title')")
+    return problems
+
+
+def render_html(out: Path) -> int:
+    _, nbs = processed_notebooks()
+    out.mkdir(parents=True, exist_ok=True)
+    exporter, problems = HTMLExporter(template_name="lab"), []
+    for path in nbs:
+        nb = nbformat.read(path, as_version=4)
+        problems += check_processed(path, nb)
+        fm = front_matter(nb)
+        body, _ = exporter.from_notebook_node(as_quarto_shows_it(nb), resources={"metadata": {"name": fm.get("title", path.stem)}})
+        (out / f"{path.stem}.html").write_text(body, encoding="utf-8")
+        print(f"{path.name:32s} -> {out / (path.stem + '.html')}  ({len(body) // 1024} KiB) {fm.get('title', '')}")
+    for p in problems: print("PROBLEM:", p, file=sys.stderr)
+    return 1 if problems else 0
+
+
+def readme_text() -> str:
+    cache, _ = processed_notebooks()
+    cfg = get_config()
+    nb = nbformat.read(cache / cfg.readme_nb, as_version=4)
+    fm = front_matter(nb)
+    body, _ = MarkdownExporter().from_notebook_node(as_quarto_shows_it(nb))
+    head = f"# {fm.get('title', cfg.lib_name)}\n\n" + (f"> {fm['description']}\n\n" if fm.get("description") else "")
+    note = "<!-- Generated from nbs/index.ipynb by `python .ci/docs.py readme` (nbdev_readme where Quarto exists); do not edit. -->\n\n"
+    return head + note + body.strip() + "\n"
+
+
+def write_readme(check: bool) -> int:
+    cfg, text = get_config(), readme_text()
+    readme = cfg.config_path / "README.md"
+    if check:
+        if readme.read_text(encoding="utf-8") != text:
+            print("README.md is out of date with nbs/index.ipynb: run `python .ci/docs.py readme`", file=sys.stderr)
+            return 1
+        print("README.md is up to date")
+        return 0
+    readme.write_text(text, encoding="utf-8")
+    print(f"wrote {readme}")
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    h = sub.add_parser("html"); h.add_argument("--out", type=Path, default=Path("site-check"))
+    r = sub.add_parser("readme"); r.add_argument("--check", action="store_true")
+    args = p.parse_args()
+    sys.exit(render_html(args.out) if args.cmd == "html" else write_readme(args.check))
+
+
+if __name__ == "__main__":
+    main()
