@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 import yaml
 from nbconvert import HTMLExporter, MarkdownExporter
+from nbconvert.preprocessors import TagRemovePreprocessor
 from nbdev.config import get_config
 from nbdev.serve import proc_nbs
 
@@ -34,12 +35,25 @@ def front_matter(nb) -> dict:
     return yaml.safe_load(raw.source.strip().strip("-")) or {} if raw is not None else {}
 
 
+QUARTO_TAGS = {"echo: false": "remove_input", "output: false": "remove_output", "include: false": "remove_cell"}
+
 def as_quarto_shows_it(nb):
-    "Drop the front matter cell and the `#|` cell options, which Quarto consumes and never displays."
+    "Drop the front matter and the `#|` cell options, which Quarto consumes; honour echo/output/include: false."
     nb.cells = [c for c in nb.cells if not (c.cell_type == "raw" and c.source.startswith("---"))]
     for c in nb.cells:
-        if c.cell_type == "code": c.source = "\n".join(l for l in c.source.splitlines() if not l.startswith("#|")).strip("\n")
+        if c.cell_type != "code": continue
+        options = [l[2:].strip() for l in c.source.splitlines() if l.startswith("#|")]
+        c.metadata.setdefault("tags", []).extend(tag for opt, tag in QUARTO_TAGS.items() if opt in options)
+        c.source = "\n".join(l for l in c.source.splitlines() if not l.startswith("#|")).strip("\n")
     return nb
+
+
+def exporter(cls):
+    "An nbconvert exporter that removes what the Quarto tags above say to remove."
+    ex = cls()
+    ex.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"remove_input"}, remove_all_outputs_tags={"remove_output"},
+                                                   remove_cell_tags={"remove_cell"}, enabled=True), enabled=True)
+    return ex
 
 
 def check_processed(path: Path, nb) -> list[str]:
@@ -53,12 +67,12 @@ def check_processed(path: Path, nb) -> list[str]:
 def render_html(out: Path) -> int:
     _, nbs = processed_notebooks()
     out.mkdir(parents=True, exist_ok=True)
-    exporter, problems = HTMLExporter(template_name="lab"), []
+    html, problems = exporter(HTMLExporter), []
     for path in nbs:
         nb = nbformat.read(path, as_version=4)
         problems += check_processed(path, nb)
         fm = front_matter(nb)
-        body, _ = exporter.from_notebook_node(as_quarto_shows_it(nb), resources={"metadata": {"name": fm.get("title", path.stem)}})
+        body, _ = html.from_notebook_node(as_quarto_shows_it(nb), resources={"metadata": {"name": fm.get("title", path.stem)}})
         (out / f"{path.stem}.html").write_text(body, encoding="utf-8")
         print(f"{path.name:32s} -> {out / (path.stem + '.html')}  ({len(body) // 1024} KiB) {fm.get('title', '')}")
     for p in problems: print("PROBLEM:", p, file=sys.stderr)
@@ -70,7 +84,7 @@ def readme_text() -> str:
     cfg = get_config()
     nb = nbformat.read(cache / cfg.readme_nb, as_version=4)
     fm = front_matter(nb)
-    body, _ = MarkdownExporter().from_notebook_node(as_quarto_shows_it(nb))
+    body, _ = exporter(MarkdownExporter).from_notebook_node(as_quarto_shows_it(nb))
     head = f"# {fm.get('title', cfg.lib_name)}\n\n" + (f"> {fm['description']}\n\n" if fm.get("description") else "")
     note = "<!-- Generated from nbs/index.ipynb by `python .ci/docs.py readme` (nbdev_readme where Quarto exists); do not edit. -->\n\n"
     return head + note + body.strip() + "\n"
