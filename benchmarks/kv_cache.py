@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from ruvon.generate import RecomputeDecoder, greedy_decode
+from ruvon.generate import RecomputeDecoder, decode_steps
 from ruvon.kv_cache import CachedDecoder
 from ruvon.loading import load_model
 
@@ -22,7 +22,7 @@ from ruvon.loading import load_model
 def time_generation(decoder, prompt_ids: list[int], max_tokens: int) -> float:
     "Seconds to generate exactly `max_tokens` greedy tokens (end-of-text ignored)."
     start = time.perf_counter()
-    n = sum(1 for _ in greedy_decode(decoder, prompt_ids, max_tokens, ignore_eos=True))
+    n = sum(1 for _ in decode_steps(decoder, prompt_ids, max_tokens, ignore_eos=True))
     if torch.cuda.is_available(): torch.cuda.synchronize()
     assert n == max_tokens, (n, max_tokens)
     return time.perf_counter() - start

@@ -9,7 +9,7 @@ from transformers import GPT2Config as HFConfig
 from transformers import GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
-from ruvon.generate import RecomputeDecoder, greedy_decode
+from ruvon.generate import RecomputeDecoder, decode_steps
 from ruvon.kv_cache import CachedDecoder
 from ruvon.loading import load_model, load_tokenizer
 
@@ -66,7 +66,7 @@ def test_greedy_parity_with_hf_generate(request, name):
         expected = hf.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=64, pad_token_id=tok.eos_token_id)[0, len(ids):].tolist()
         if tok.eos_token_id in expected: expected = expected[: expected.index(tok.eos_token_id) + 1]
         for decoder in (CachedDecoder(ours), RecomputeDecoder(ours)):
-            got = [s.token_id for s in greedy_decode(decoder, ids, 64, tok.eos_token_id)]
+            got = [s.token_id for s in decode_steps(decoder, ids, 64, tok.eos_token_id)]
             assert got == expected, (prompt, type(decoder).__name__)
             assert len(got) >= 40 or got[-1] == tok.eos_token_id
 
