@@ -1,0 +1,181 @@
+"""A real `ruvon serve` process driven by the official openai SDK (sync and async) and by raw HTTP."""
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import openai
+import pytest
+import torch
+from transformers import GPT2LMHeadModel
+
+from ruvon.loading import load_tokenizer
+
+MODEL = "standin"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(standin_6l):
+    port = free_port()
+    exe = os.path.join(os.path.dirname(sys.executable), "ruvon")
+    proc = subprocess.Popen([exe, "serve", str(standin_6l), "--port", str(port), "--served-model-name", MODEL, "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200: break
+        except httpx.HTTPError: pass
+        time.sleep(0.3)
+    else: pytest.fail("server did not become healthy")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(server): return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def hf_text(standin_6l):
+    tok = load_tokenizer(standin_6l)
+    hf = GPT2LMHeadModel.from_pretrained(standin_6l, dtype=torch.float32).eval()
+    def greedy(prompt, n):
+        ids = tok.encode(prompt)
+        out = hf.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=n, pad_token_id=tok.eos_token_id)[0, len(ids):].tolist()
+        if tok.eos_token_id in out: out = out[: out.index(tok.eos_token_id)]
+        return tok.decode(out)
+    return greedy
+
+
+def test_greedy_completion_equals_hf(client, hf_text):
+    for prompt in ("ROMEO:", "The SELECT statement"):
+        r = client.completions.create(model=MODEL, prompt=prompt, max_tokens=40, temperature=0)
+        assert r.choices[0].text == hf_text(prompt, 40)
+        assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 40
+        assert r.object == "text_completion" and r.model == MODEL and r.id.startswith("cmpl-")
+
+
+def test_stream_equals_non_stream_for_same_seed(client):
+    args = dict(model=MODEL, prompt="First Citizen:", max_tokens=30, temperature=0.9, top_p=0.95, seed=123)
+    whole = client.completions.create(**args).choices[0].text
+    chunks = list(client.completions.create(stream=True, stream_options={"include_usage": True}, **args))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == whole
+    assert chunks[-1].usage.completion_tokens == 30 and chunks[-1].choices == []
+    assert client.completions.create(**args).choices[0].text == whole  # same seed, same text
+
+
+def test_n_seed_stop_echo(client):
+    r = client.completions.create(model=MODEL, prompt="ROMEO:", max_tokens=12, n=2, seed=5, temperature=1.0)
+    assert [c.index for c in r.choices] == [0, 1] and r.usage.completion_tokens == 24
+    one = client.completions.create(model=MODEL, prompt="ROMEO:", max_tokens=12, n=1, seed=5, temperature=1.0)
+    assert one.choices[0].text == r.choices[0].text  # choice 0 does not depend on n
+    stopped = client.completions.create(model=MODEL, prompt="ROMEO:", max_tokens=40, temperature=0, stop=["more"])
+    assert stopped.choices[0].finish_reason == "stop" and "more" not in stopped.choices[0].text
+    echoed = client.completions.create(model=MODEL, prompt="ROMEO:", max_tokens=5, temperature=0, echo=True)
+    assert echoed.choices[0].text.startswith("ROMEO:")
+
+
+def test_prompt_shapes_and_extensions(client):
+    r = client.completions.create(model=MODEL, prompt=["ROMEO:", "JULIET:"], max_tokens=4, temperature=0, n=2)
+    assert [c.index for c in r.choices] == [0, 1, 2, 3]
+    ids = client.completions.create(model=MODEL, prompt=[49, 2662, 46, 25], max_tokens=4, temperature=0)
+    assert ids.usage.prompt_tokens == 4
+    ext = client.completions.create(model=MODEL, prompt="SELECT", max_tokens=50, extra_body={"top_k": 5, "min_p": 0.05, "repetition_penalty": 1.2, "ignore_eos": True}, seed=1)
+    assert ext.usage.completion_tokens == 50
+
+
+def test_chat(client):
+    messages = [{"role": "system", "content": "You answer briefly."}, {"role": "user", "content": "What is a table?"}]
+    r = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=25, seed=3, temperature=0.8)
+    msg = r.choices[0].message
+    assert msg.role == "assistant" and r.object == "chat.completion" and "\nUser:" not in msg.content
+    stream = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=25, seed=3, temperature=0.8, stream=True)
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == msg.content
+    assert chunks[-1].choices[0].finish_reason == r.choices[0].finish_reason
+
+
+def test_models_tokenize_detokenize(client, server):
+    assert [m.id for m in client.models.list().data] == [MODEL]
+    tokens = httpx.post(f"{server}/tokenize", json={"prompt": "Hello world"}).json()
+    assert tokens["tokens"] == [15496, 995] and tokens["max_model_len"] == 1024
+    assert httpx.post(f"{server}/detokenize", json={"tokens": [15496, 995]}).json() == {"prompt": "Hello world"}
+
+
+def test_async_client(server):
+    async def run():
+        aclient = openai.AsyncOpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+        whole = await aclient.completions.create(model=MODEL, prompt="ROMEO:", max_tokens=20, temperature=0)
+        streamed = [c.choices[0].text async for c in await aclient.completions.create(model=MODEL, prompt="ROMEO:", max_tokens=20, temperature=0, stream=True)]
+        many = await asyncio.gather(*[aclient.completions.create(model=MODEL, prompt=p, max_tokens=8, temperature=0) for p in ("a", "b", "c")])
+        await aclient.close()
+        return whole, streamed, many
+    whole, streamed, many = asyncio.run(run())
+    assert "".join(streamed) == whole.choices[0].text and len(many) == 3
+
+
+BAD = [
+    ("malformed JSON", "/v1/completions", b"{not json", 400),
+    ("wrong type", "/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": "ten"}, 400),
+    ("prompt missing", "/v1/completions", {"model": MODEL}, 400),
+    ("negative max_tokens", "/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": -1}, 400),
+    ("huge max_tokens", "/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 10**9}, 400),
+    ("temperature < 0", "/v1/completions", {"model": MODEL, "prompt": "x", "temperature": -0.5}, 400),
+    ("top_p = 0", "/v1/completions", {"model": MODEL, "prompt": "x", "top_p": 0}, 400),
+    ("top_p > 1", "/v1/completions", {"model": MODEL, "prompt": "x", "top_p": 1.5}, 400),
+    ("n = 0", "/v1/completions", {"model": MODEL, "prompt": "x", "n": 0}, 400),
+    ("empty prompt list", "/v1/completions", {"model": MODEL, "prompt": []}, 400),
+    ("empty prompt", "/v1/completions", {"model": MODEL, "prompt": ""}, 400),
+    ("token id out of range", "/v1/completions", {"model": MODEL, "prompt": [50257]}, 400),
+    ("unknown model", "/v1/completions", {"model": "gpt-4", "prompt": "x"}, 404),
+    ("too-long prompt", "/v1/completions", {"model": MODEL, "prompt": "hello " * 1100}, 400),
+    ("prompt + max_tokens too long", "/v1/completions", {"model": MODEL, "prompt": "hello " * 1000, "max_tokens": 100}, 400),
+    ("stream + bad value", "/v1/completions", {"model": MODEL, "prompt": "x", "stream": True, "temperature": -1}, 400),
+    ("chat: no messages", "/v1/chat/completions", {"model": MODEL, "messages": []}, 400),
+    ("chat: bad role", "/v1/chat/completions", {"model": MODEL, "messages": [{"role": "robot", "content": "x"}]}, 400),
+    ("chat: unknown model", "/v1/chat/completions", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}, 404),
+]
+
+
+@pytest.mark.parametrize("name, path, body, status", BAD, ids=[b[0] for b in BAD])
+def test_bad_input(server, name, path, body, status):
+    kw = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, bytes) else {"json": body}
+    r = httpx.post(f"{server}{path}", timeout=30, **kw)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    ok = httpx.post(f"{server}/v1/completions", json={"model": MODEL, "prompt": "ROMEO:", "max_tokens": 3, "temperature": 0}, timeout=30)
+    assert ok.status_code == 200 and httpx.get(f"{server}/health").status_code == 200
+
+
+def test_too_long_error_says_the_numbers(server):
+    r = httpx.post(f"{server}/v1/completions", json={"model": MODEL, "prompt": "hello " * 1000, "max_tokens": 100})
+    msg = r.json()["error"]["message"]
+    assert "1024 tokens" in msg and "1001 in the prompt" in msg and "100 for the completion" in msg
+
+
+def test_sdk_raises_openai_errors(client):
+    with pytest.raises(openai.NotFoundError): client.completions.create(model="gpt-4", prompt="x")
+    with pytest.raises(openai.BadRequestError): client.completions.create(model=MODEL, prompt="x", temperature=-1)
+
+
+def test_disconnect_mid_stream_keeps_serving(server):
+    with httpx.stream("POST", f"{server}/v1/completions", json={"model": MODEL, "prompt": "ROMEO:", "max_tokens": 1000, "ignore_eos": True, "stream": True}) as r:
+        lines = r.iter_lines()
+        assert next(lines).startswith("data: ")
+    ok = httpx.post(f"{server}/v1/completions", json={"model": MODEL, "prompt": "ROMEO:", "max_tokens": 3}, timeout=60)
+    assert ok.status_code == 200
