@@ -173,9 +173,16 @@ def test_sdk_raises_openai_errors(client):
     with pytest.raises(openai.BadRequestError): client.completions.create(model=MODEL, prompt="x", temperature=-1)
 
 
-def test_disconnect_mid_stream_keeps_serving(server):
-    with httpx.stream("POST", f"{server}/v1/completions", json={"model": MODEL, "prompt": "ROMEO:", "max_tokens": 1000, "ignore_eos": True, "stream": True}) as r:
-        lines = r.iter_lines()
-        assert next(lines).startswith("data: ")
-    ok = httpx.post(f"{server}/v1/completions", json={"model": MODEL, "prompt": "ROMEO:", "max_tokens": 3}, timeout=60)
+def test_disconnect_mid_stream_cancels_generation(server):
+    """A client that hangs up frees the worker: the next request does not wait for the abandoned one."""
+    body = {"model": MODEL, "prompt": "ROMEO:", "temperature": 0, "ignore_eos": True}
+    t = time.perf_counter()
+    httpx.post(f"{server}/v1/completions", json={**body, "max_tokens": 50}, timeout=120)
+    per_token = (time.perf_counter() - t) / 50
+    with httpx.stream("POST", f"{server}/v1/completions", json={**body, "max_tokens": 1000, "stream": True}) as r:
+        assert next(r.iter_lines()).startswith("data: ")
+    t = time.perf_counter()
+    ok = httpx.post(f"{server}/v1/completions", json={**body, "max_tokens": 3}, timeout=120)
+    waited = time.perf_counter() - t
     assert ok.status_code == 200
+    assert waited < 0.25 * 1000 * per_token, f"waited {waited:.2f}s: the abandoned 1000-token request kept the worker busy"
