@@ -187,3 +187,37 @@ def test_disconnect_mid_stream_keeps_server_responsive(server):
     waited = time.perf_counter() - t
     assert ok.status_code == 200
     assert waited < 0.25 * 1000 * per_token, f"waited {waited:.2f}s: the abandoned 1000-token request kept the worker busy"
+
+
+def test_logprobs_match_hf(client, standin_6l):
+    """Completions logprobs (generated and echoed prompt) and chat logprobs are HF's log_softmax of raw logits."""
+    tok = load_tokenizer(standin_6l)
+    hf = GPT2LMHeadModel.from_pretrained(standin_6l, dtype=torch.float32).eval()
+    def hf_logprobs(ids):
+        with torch.no_grad(): lp = hf(torch.tensor([ids])).logits[0].log_softmax(-1)
+        return [lp[i - 1, t].item() for i, t in enumerate(ids) if i > 0]
+    prompt = "ROMEO:\nBut, soft! what light"
+    ids = tok.encode(prompt)
+    # lm-evaluation-harness's loglikelihood call: echo the prompt, generate nothing
+    scored = client.completions.create(model=MODEL, prompt=prompt, max_tokens=0, echo=True, logprobs=5)
+    lp = scored.choices[0].logprobs
+    assert scored.choices[0].text == prompt and lp.token_logprobs[0] is None and len(lp.tokens) == len(ids)
+    assert max(abs(a - b) for a, b in zip(lp.token_logprobs[1:], hf_logprobs(ids))) <= 1e-4
+    assert all(len(t) == 5 for t in lp.top_logprobs[1:]) and lp.text_offset[:2] == [0, len(tok.decode(ids[:1]))]
+    # generated tokens along the greedy path (the engine-level check of Part 10 covers sampled tokens)
+    r = client.completions.create(model=MODEL, prompt=prompt, max_tokens=10, temperature=0, logprobs=2, extra_body={"ignore_eos": True})
+    greedy = hf.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=10, pad_token_id=tok.eos_token_id)[0].tolist()
+    assert max(abs(a - b) for a, b in zip(r.choices[0].logprobs.token_logprobs, hf_logprobs(greedy)[len(ids) - 1:])) <= 1e-4
+    streamed = [c.choices[0].logprobs for c in client.completions.create(model=MODEL, prompt=prompt, max_tokens=10, temperature=0, logprobs=2, stream=True, extra_body={"ignore_eos": True})]
+    assert [x for s in streamed for x in s.token_logprobs] == r.choices[0].logprobs.token_logprobs
+    chat = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=5, logprobs=True, top_logprobs=3, temperature=0)
+    content = chat.choices[0].logprobs.content
+    assert len(content) >= 1 and all(len(c.top_logprobs) == 3 and c.top_logprobs[0].logprob >= c.logprob - 1e-6 for c in content)
+
+
+def test_logprobs_bad_values(server):
+    for body in ({"logprobs": 21}, {"logprobs": -1}):
+        r = httpx.post(f"{server}/v1/completions", json={"model": MODEL, "prompt": "x", **body})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "logprobs"
+    r = httpx.post(f"{server}/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "top_logprobs"
