@@ -5,14 +5,12 @@ tokens/s of each decoder. Example:
 
     python benchmarks/kv_cache.py --model gpt2 --load-format dummy --device cuda --json benchmarks/results/kv_cache_gpu_gpt2.json
 """
-import argparse
 import json
-import platform
 import statistics
-import sys
 import time
 
 import torch
+from common import model_arguments, result_header
 
 from ruvon.generate import RecomputeDecoder, decode_steps
 from ruvon.kv_cache import CachedDecoder
@@ -50,20 +48,11 @@ def launch_overhead_us(device: torch.device, n: int = 2000) -> float:
     return (time.perf_counter() - start) / n * 1e6
 
 
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True)
-    p.add_argument("--load-format", default="auto")
-    p.add_argument("--device", default=None)
-    p.add_argument("--dtype", default="auto")
+    p = model_arguments(__doc__.splitlines()[0])
     p.add_argument("--prompt-len", type=int, default=16)
     p.add_argument("--lengths", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512])
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--json", required=True)
     args = p.parse_args(argv)
 
     model = load_model(args.model, dtype=args.dtype, device=args.device, load_format=args.load_format)
@@ -86,10 +75,7 @@ def main(argv=None):
         extra = {"launch_overhead_us": launch_overhead_us(device), "profiled_context_len": context,
                  "step_profile": {name: gpu_work_per_step(d, prompt_ids, context) for name, d in decoders.items()}}
         print(extra, flush=True)
-    result = {"benchmark": "kv_cache", "model": args.model, "load_format": args.load_format, "device": str(device),
-              "device_name": device_name(device), "dtype": str(model.wte.weight.dtype).removeprefix("torch."),
-              "prompt_len": args.prompt_len, "repeats": args.repeats, "torch": torch.__version__,
-              "command": "python " + " ".join(sys.argv), "rows": rows, **extra}
+    result = {**result_header("kv_cache", args, model), "prompt_len": args.prompt_len, "repeats": args.repeats, "rows": rows, **extra}
     with open(args.json, "w") as f: json.dump(result, f, indent=1)
 
 

@@ -5,14 +5,12 @@ timed as the median of --repeats runs after a warm-up. Example:
 
     python benchmarks/prefill_batching.py --model gpt2 --load-format dummy --device cuda --json benchmarks/results/prefill_batching_gpu_gpt2.json
 """
-import argparse
 import json
-import platform
 import statistics
-import sys
 import time
 
 import torch
+from common import model_arguments, result_header
 
 from ruvon.batching import prefill_batch
 from ruvon.loading import load_model
@@ -35,21 +33,12 @@ def serial_prefill(model, prompts):
     return [prefill_batch(model, [p])[0] for p in prompts]
 
 
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
-
-
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True)
-    p.add_argument("--load-format", default="auto")
-    p.add_argument("--device", default=None)
-    p.add_argument("--dtype", default="auto")
+    p = model_arguments(__doc__.splitlines()[0])
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 5, 10, 20, 40])
     p.add_argument("--min-len", type=int, default=32)
     p.add_argument("--max-len", type=int, default=256)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--json", required=True)
     args = p.parse_args(argv)
 
     model = load_model(args.model, dtype=args.dtype, device=args.device, load_format=args.load_format)
@@ -67,10 +56,8 @@ def main(argv=None):
                "batched_tokens_per_s": tokens / batched, "speedup": serial / batched}
         rows.append(row)
         print(f"B={b:3d} tokens={tokens:6d} serial {serial * 1e3:8.1f} ms  batched {batched * 1e3:8.1f} ms  speedup {row['speedup']:5.2f}x", flush=True)
-    result = {"benchmark": "prefill_batching", "model": args.model, "load_format": args.load_format, "device": str(device),
-              "device_name": device_name(device), "dtype": str(model.wte.weight.dtype).removeprefix("torch."),
-              "prompt_len_range": [args.min_len, args.max_len], "repeats": args.repeats, "torch": torch.__version__,
-              "command": "python " + " ".join(sys.argv), "rows": rows}
+    result = {**result_header("prefill_batching", args, model), "prompt_len_range": [args.min_len, args.max_len],
+              "repeats": args.repeats, "rows": rows}
     with open(args.json, "w") as f: json.dump(result, f, indent=1)
 
 

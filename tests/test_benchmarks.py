@@ -1,0 +1,21 @@
+"""The benchmark scripts stay runnable: a tiny CPU run of each writes well-formed JSON (no speed is asserted)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.parametrize("script, args", [
+    ("kv_cache.py", ["--lengths", "4", "8", "--repeats", "1"]),
+    ("prefill_batching.py", ["--batch-sizes", "1", "3", "--repeats", "1", "--max-len", "40"]),
+])
+def test_benchmark_script_runs(tmp_path, standin_2l, script, args):
+    out = tmp_path / "result.json"
+    subprocess.run([sys.executable, str(BENCH / script), "--model", str(standin_2l), "--device", "cpu", "--json", str(out), *args],
+                   check=True, capture_output=True, text=True, timeout=300)
+    result = json.loads(out.read_text())
+    assert result["device"] == "cpu" and result["command"].startswith("python") and len(result["rows"]) == 2
