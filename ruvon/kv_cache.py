@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .model import GPT2, GPT2Config, causal_attention
+from .model import GPT2, Attention, GPT2Config, causal_attention
 
 # %% auto #0
 __all__ = ['kv_cache_bytes_per_token', 'KVCache', 'positions', 'update', 'attend', 'advance', 'reset', 'CachedDecoder']
@@ -50,9 +50,10 @@ def update(self: KVCache, layer_idx: int, k: torch.Tensor, v: torch.Tensor) -> t
     self.v[layer_idx, :, start:end] = v
     return self.k[layer_idx, :, :end], self.v[layer_idx, :, :end]
 
-def attend(self: KVCache, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def attend(self: KVCache, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+           attention: Attention = causal_attention) -> torch.Tensor:
     "Store the new k, v, then attend from the new queries over everything cached (Part 1b's causal rule)."
-    return causal_attention(q, *self.update(layer_idx, k, v))
+    return attention(q, *self.update(layer_idx, k, v))
 
 def advance(self: KVCache, num_new_tokens: int) -> None:
     "Mark `num_new_tokens` more positions as filled (called by the model after its last layer)."

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 # %% auto #0
-__all__ = ['GPT2Config', 'config_from_dict', 'causal_attention', 'KVCacheLike', 'CausalSelfAttention', 'MLP', 'Block', 'GPT2',
-           'check_context', 'gpt2_forward', 'num_parameters']
+__all__ = ['Attention', 'GPT2Config', 'config_from_dict', 'causal_attention', 'KVCacheLike', 'CausalSelfAttention', 'MLP',
+           'Block', 'GPT2', 'check_context', 'gpt2_forward', 'num_parameters']
 
 # %% ../nbs/01b_model.ipynb #006276af
 _UNSUPPORTED = {"scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False, "add_cross_attention": False}
@@ -71,10 +71,13 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     return (probs @ v).transpose(1, 2)  # (B, T, H, D)
 
 # %% ../nbs/01b_model.ipynb #9680dcc7
+Attention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # causal_attention's signature
+
 class KVCacheLike(Protocol):
     "What the model needs from a KV cache (implemented in Part 3 and Part 13)."
     def positions(self, input_ids: torch.Tensor) -> torch.Tensor: ...  # position ids of the new tokens
-    def attend(self, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor: ...  # (B, T, H, D)
+    def attend(self, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               attention: Attention) -> torch.Tensor: ...  # (B, T, H, D)
     def advance(self, num_new_tokens: int) -> None: ...
 
 # %% ../nbs/01b_model.ipynb #77b3696b
@@ -85,11 +88,12 @@ class CausalSelfAttention(nn.Module):
         self.layer_idx, self.n_head, self.head_dim = layer_idx, cfg.n_head, cfg.head_dim
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.attention: Attention = causal_attention  # Part 9 swaps in faster backends
 
     def forward(self, x: torch.Tensor, cache: KVCacheLike | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim).unbind(2)  # each (B, T, H, D)
-        y = cache.attend(self.layer_idx, q, k, v) if cache is not None else causal_attention(q, k, v)
+        y = cache.attend(self.layer_idx, q, k, v, self.attention) if cache is not None else self.attention(q, k, v)
         return self.c_proj(y.reshape(B, T, C))
 
 # %% ../nbs/01b_model.ipynb #c3093766

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from .block_manager import BlockManager
-from .model import GPT2, GPT2Config, causal_attention
+from .model import GPT2, Attention, GPT2Config, causal_attention
 
 # %% auto #0
 __all__ = ['PagedKVCache', 'PagedStep', 'positions', 'attend', 'advance', 'forward_step']
@@ -65,13 +65,14 @@ def positions(self: PagedStep, input_ids: torch.Tensor) -> torch.Tensor:
     if input_ids.shape != (1, len(self.token_positions)): raise ValueError(f"a paged step expects input_ids of shape (1, {len(self.token_positions)})")
     return self.token_positions
 
-def attend(self: PagedStep, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def attend(self: PagedStep, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+           attention: Attention = causal_attention) -> torch.Tensor:
     "Write the step's new K/V into their slots, then attend per sequence over its context. q, k, v: (1, N, H, D)."
     k_slots, v_slots = self.cache.slots(layer_idx)
     k_slots[self.slot_mapping], v_slots[self.slot_mapping] = k[0], v[0]
     out, start = [], 0
     for q_len, idx in zip(self.query_lens, self.context_slots):
-        out.append(causal_attention(q[:, start : start + q_len], k_slots[idx][None], v_slots[idx][None]))
+        out.append(attention(q[:, start : start + q_len], k_slots[idx][None], v_slots[idx][None]))
         start += q_len
     return torch.cat(out, dim=1)  # (1, N, H, D)
 
