@@ -34,6 +34,8 @@ class EngineConfig:
     gpu_memory_utilization: float = 0.9
     max_num_seqs: int = 64
     max_num_batched_tokens: int = 2048
+    attention_backend: str = "auto"  # Part 9/12: auto, eager, sdpa, flash, triton
+    enforce_eager: bool = False      # Part 13c: no CUDA graphs for decode steps
 
 def kv_budget(config: EngineConfig, model: GPT2) -> int:
     "Bytes for the KV pool under `config` for `model` (see above)."
