@@ -1,9 +1,9 @@
-"""What every benchmark script shares: the model options, the device's name, and the JSON header."""
+"""What every benchmark script shares: the model options, and the device's name and JSON header from `ruvon.bench`."""
 import argparse
-import platform
 import sys
 
-import torch
+from ruvon.bench import device_name  # noqa: F401  (re-exported for the scripts)
+from ruvon.bench import result_header as bench_header
 
 
 def model_arguments(description: str) -> argparse.ArgumentParser:
@@ -17,15 +17,6 @@ def model_arguments(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def device_name(device: torch.device) -> str:
-    "The GPU's name, or the CPU's architecture and thread count."
-    if device.type == "cuda": return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
 def result_header(name: str, args, model) -> dict:
-    "The fields every result JSON starts with: what ran, where, and the command that ran it."
-    device = model.wte.weight.device
-    return {"benchmark": name, "model": args.model, "load_format": args.load_format, "device": str(device),
-            "device_name": device_name(device), "dtype": str(model.wte.weight.dtype).removeprefix("torch."),
-            "torch": torch.__version__, "command": "python " + " ".join(sys.argv)}
+    "The fields every result JSON starts with: what ran, where, with which software, and the command that ran it."
+    return bench_header(name, args.model, args.load_format, model, "python " + " ".join(sys.argv))

@@ -10,20 +10,22 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .attention import use_attention_backend
 from .block_manager import BlockManager, gpu_kv_budget, num_kv_blocks
+from .cuda_graphs import DecodeGraphs
 from .generate import check_prompt, finish_reason
 from .kv_cache import kv_cache_bytes_per_token
 from .logprobs import TokenLogprob, prompt_logprobs
 from .model import GPT2
-from .paged_cache import PagedKVCache, PagedStep, forward_step
+from .paged_cache import PagedKVCache, PagedStep, forward_step, paged_kernels
 from .sampling import SamplingParams
 from .scheduler import Scheduler, SchedulerConfig, Sequence, SequenceStatus
 from .serving import ChoiceDelta, ChoiceState
 from .tokenizer import GPT2Tokenizer
 
 # %% auto #0
-__all__ = ['EngineConfig', 'kv_budget', 'EngineRequest', 'LLMEngine', 'add_request', 'step', 'abort', 'CompletionOutput',
-           'RequestOutput', 'run_to_completion', 'LLM']
+__all__ = ['EngineConfig', 'kv_budget', 'EngineRequest', 'LLMEngine', 'add_request', 'step', 'argmax_decides', 'abort',
+           'CompletionOutput', 'RequestOutput', 'run_to_completion', 'LLM']
 
 # %% ../nbs/08b_engine.ipynb #7a8007a8
 @dataclass(frozen=True)
@@ -70,6 +72,10 @@ class LLMEngine:
         self.bm = BlockManager(num_blocks, config.block_size)
         self.cache = PagedKVCache(cfg, num_blocks, config.block_size, w.dtype, w.device)
         self.scheduler = Scheduler(SchedulerConfig(config.max_num_seqs, config.max_num_batched_tokens, cfg.n_positions), self.bm)
+        self.attention_backend = use_attention_backend(model, config.attention_backend)  # Part 9: prefill attention
+        self.kernels = paged_kernels(config.attention_backend, w.device)                  # Part 12: K/V writes, decode attention
+        use_graphs = w.device.type == "cuda" and not config.enforce_eager                 # Part 13c
+        self.graphs = DecodeGraphs(model, self.cache, config.max_num_seqs, self.kernels) if use_graphs else None
         self.requests: dict[str, EngineRequest] = {}
         self.owner: dict[int, tuple[EngineRequest, int]] = {}  # seq_id -> (request, choice index)
         self.pending: list[tuple[str, ChoiceDelta]] = []        # outputs decided outside a step
@@ -105,15 +111,22 @@ def step(self: LLMEngine) -> list[tuple[str, ChoiceDelta]]:
     plan = self.scheduler.schedule()
     if not plan.spans: return outputs
     self.cache.copy_blocks(plan.copies)
-    ids = torch.tensor([t for seq, start, end in plan.spans for t in seq.token_slice(start, end)], device=self.cache.k.device)
-    step = PagedStep.build(self.cache, self.bm, [(s.seq_id, a, b) for s, a, b in plan.spans])
     rows = self._logit_rows(plan)
-    logits = forward_step(self.model, step, ids, torch.tensor([i for r in rows for i in r], device=ids.device))
+    logits = self._decode_with_graph(plan) if self._fits_graph(plan) else self._forward(plan, rows)
     self.scheduler.mark_computed(plan)
+    argmax = logits.argmax(-1).tolist()  # one device-to-host transfer serves every greedy sequence of the batch
     at = 0
     for (seq, _, _), r in zip(plan.spans, rows):
-        outputs += self._sample(seq, logits[at : at + len(r)]); at += len(r)
+        at += len(r)
+        outputs += self._sample(seq, logits[at - len(r) : at], argmax[at - 1])
     return outputs
+
+def _forward(self: LLMEngine, plan, rows: list[list[int]]) -> torch.Tensor:
+    "The eager forward pass over the plan's tokens: logits at the requested rows."
+    device = self.cache.k.device
+    ids = torch.tensor([t for seq, start, end in plan.spans for t in seq.token_slice(start, end)], device=device)
+    step = PagedStep.build(self.cache, self.bm, [(s.seq_id, a, b) for s, a, b in plan.spans], self.kernels)
+    return forward_step(self.model, step, ids, torch.tensor([i for r in rows for i in r], device=device))
 
 def _logit_rows(self: LLMEngine, plan) -> list[list[int]]:
     "Per span, the flat token indices whose logits are needed: every prompt position for prompt logprobs, else the last."
@@ -124,8 +137,8 @@ def _logit_rows(self: LLMEngine, plan) -> list[list[int]]:
         start += b - a
     return rows
 
-def _sample(self: LLMEngine, seq: Sequence, logits: torch.Tensor) -> list[tuple[str, ChoiceDelta]]:
-    "Outputs for one sequence from its logits rows (the last row gives the next token)."
+def _sample(self: LLMEngine, seq: Sequence, logits: torch.Tensor, argmax: int) -> list[tuple[str, ChoiceDelta]]:
+    "Outputs for one sequence from its logits rows (the last row, whose argmax is given, decides the next token)."
     req, index, out = *self.owner[seq.seq_id], []
     if len(logits) > 1 or (req.wants_prompt_logprobs and index == 0):
         req.prompt_logprobs_done = True
@@ -134,16 +147,35 @@ def _sample(self: LLMEngine, seq: Sequence, logits: torch.Tensor) -> list[tuple[
         out += [(req.request_id, ChoiceDelta(i, "", [], "length")) for i in range(req.params.n)]
         self._finish(req, index)
         return out
-    if index == 0 and not seq.output_ids and req.params.n > 1: out += self._fork_choices(req, seq, logits[-1])
-    out.append((req.request_id, self._next_token(req, index, logits[-1])))
+    if index == 0 and not seq.output_ids and req.params.n > 1: out += self._fork_choices(req, seq, logits[-1], argmax)
+    out.append((req.request_id, self._next_token(req, index, logits[-1], argmax)))
     return out
 
-LLMEngine.step, LLMEngine._logit_rows, LLMEngine._sample = step, _logit_rows, _sample
+LLMEngine.step, LLMEngine._forward, LLMEngine._logit_rows, LLMEngine._sample = step, _forward, _logit_rows, _sample
 
 # %% ../nbs/08b_engine.ipynb #476be517
-def _next_token(self: LLMEngine, req: EngineRequest, index: int, logits: torch.Tensor) -> ChoiceDelta:
+def _fits_graph(self: LLMEngine, plan) -> bool:
+    "A decode-only step that a captured graph can run."
+    return (self.graphs is not None and len(plan.spans) <= self.graphs.max_batch_size
+            and all(end - start == 1 for _, start, end in plan.spans))
+
+def _decode_with_graph(self: LLMEngine, plan) -> torch.Tensor:
+    "Logits (num sequences, vocab) of a decode-only step, replayed from Part 13c's CUDA graphs."
+    seqs, pos = [s for s, _, _ in plan.spans], [a for _, a, _ in plan.spans]
+    return self.graphs.run([s.token_slice(a, a + 1)[0] for s, a in zip(seqs, pos)], pos,
+                           [self.bm.slot_mapping(s.seq_id, a, a + 1)[0] for s, a in zip(seqs, pos)],
+                           [self.bm.block_tables[s.seq_id] for s in seqs], [a + 1 for a in pos])
+
+LLMEngine._fits_graph, LLMEngine._decode_with_graph = _fits_graph, _decode_with_graph
+
+# %% ../nbs/08b_engine.ipynb #e84d045e
+def argmax_decides(p: SamplingParams) -> bool:
+    "Greedy with nothing that reshapes the logits first: the row's argmax is the token."
+    return p.is_greedy and not p.logit_bias and p.presence_penalty == p.frequency_penalty == 0 and p.repetition_penalty == 1
+
+def _next_token(self: LLMEngine, req: EngineRequest, index: int, logits: torch.Tensor, argmax: int) -> ChoiceDelta:
     seq, state, p = req.seqs[index], req.states[index], req.params
-    token = state.sampler(logits)
+    token = argmax if argmax_decides(p) else state.sampler(logits)
     seq.output_ids.append(token)
     reason = finish_reason(token, len(seq.output_ids), seq.num_tokens, p.max_tokens, self.model.config.n_positions,
                            self.tokenizer.eos_token_id, p.ignore_eos)
@@ -159,7 +191,7 @@ def _finish(self: LLMEngine, req: EngineRequest, index: int) -> None:
     del self.owner[seq.seq_id]
     if not req.unfinished: del self.requests[req.request_id]
 
-def _fork_choices(self: LLMEngine, req: EngineRequest, parent: Sequence, logits: torch.Tensor) -> list[tuple[str, ChoiceDelta]]:
+def _fork_choices(self: LLMEngine, req: EngineRequest, parent: Sequence, logits: torch.Tensor, argmax: int) -> list[tuple[str, ChoiceDelta]]:
     "After the prompt's prefill, choices 1..n-1 share its blocks and sample their first tokens from the same logits."
     out = []
     for index in range(1, req.params.n):
@@ -167,7 +199,7 @@ def _fork_choices(self: LLMEngine, req: EngineRequest, parent: Sequence, logits:
         self.bm.fork(parent.seq_id, child.seq_id)
         self.scheduler.running.append(child)
         self._add_sequence(req, index, child)
-        out.append((req.request_id, self._next_token(req, index, logits)))
+        out.append((req.request_id, self._next_token(req, index, logits, argmax)))
     return out
 
 def abort(self: LLMEngine, request_id: str) -> None:

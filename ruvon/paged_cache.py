@@ -6,14 +6,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from .block_manager import BlockManager
+from .kernels import paged_decode_attention, paged_decode_reference, write_kv, write_kv_reference
 from .model import GPT2, Attention, GPT2Config, causal_attention
 
 # %% auto #0
-__all__ = ['PagedKVCache', 'PagedStep', 'positions', 'attend', 'advance', 'forward_step']
+__all__ = ['TRITON_KERNELS', 'TORCH_KERNELS', 'PagedKVCache', 'PagedKernels', 'paged_kernels', 'PagedStep', 'build',
+           'last_token_indices', 'positions', 'attend', 'advance', 'forward_step']
 
 # %% ../nbs/13b_paged_cache.ipynb #6799e12d
 class PagedKVCache:
@@ -34,32 +37,69 @@ class PagedKVCache:
         for src, dst in copies: self.k[:, dst], self.v[:, dst] = self.k[:, src], self.v[:, src]
 
 # %% ../nbs/13b_paged_cache.ipynb #635af736
+@dataclass(frozen=True)
+class PagedKernels:
+    "How a paged step stores new K/V and computes decode attention (Part 12's signatures)."
+    write: Callable[..., None]           # (k, v, k_cache, v_cache, slot_mapping)
+    decode: Callable[..., torch.Tensor]  # (q, k_cache, v_cache, block_tables, context_lens, max_context_len)
+
+TRITON_KERNELS = PagedKernels(write_kv, paged_decode_attention)
+TORCH_KERNELS = PagedKernels(write_kv_reference, paged_decode_reference)
+
+def paged_kernels(backend: str, device: torch.device | str) -> PagedKernels:
+    "Triton on CUDA unless the backend is `eager`; the torch references on CPU (`triton` there is an error)."
+    if torch.device(device).type == "cuda": return TORCH_KERNELS if backend == "eager" else TRITON_KERNELS
+    if backend == "triton": raise ValueError("the triton attention backend needs a CUDA GPU")
+    return TORCH_KERNELS
+
+# %% ../nbs/13b_paged_cache.ipynb #f4438478
 @dataclass
 class PagedStep:
     "A forward pass over new tokens of several sequences, laid end to end, reading K/V through block tables."
     cache: PagedKVCache
     token_positions: torch.Tensor  # (N,) position of each new token in its sequence
-    slot_mapping: torch.Tensor   # (N,) where each new token's K/V go
-    query_lens: list[int]        # new tokens per sequence, in batch order
-    context_slots: list[torch.Tensor]  # per sequence, the flat slots of its positions 0..end-1 (same in every layer)
-
-    @classmethod
-    def build(cls, cache: PagedKVCache, bm: BlockManager, spans: list[tuple[int, int, int]]) -> PagedStep:
-        "The step computing positions start..end-1 of each (seq_id, start, end) in `spans`."
-        device, bs = cache.k.device, cache.block_size
-        positions = [p for _, start, end in spans for p in range(start, end)]
-        slots = [s for seq, start, end in spans for s in bm.slot_mapping(seq, start, end)]
-        context = [(torch.tensor(bm.block_tables[seq], device=device)[:, None] * bs + torch.arange(bs, device=device)).flatten()[:end]
-                   for seq, _, end in spans]
-        return cls(cache, torch.tensor(positions, device=device), torch.tensor(slots, device=device),
-                   [end - start for _, start, end in spans], context)
+    slot_mapping: torch.Tensor     # (N,) where each new token's K/V go (-1: padding, stored nowhere)
+    query_lens: list[int]          # new tokens per sequence, in batch order
+    block_tables: torch.Tensor     # (num_decodes, max_blocks) int32: the leading single-token spans' tables
+    context_lens: torch.Tensor     # (num_decodes,) int32
+    prefills: list[tuple[int, int, torch.Tensor]]  # other spans: (first row, query length, flat slots of positions 0..end-1)
+    kernels: PagedKernels = TORCH_KERNELS
+    max_context_len: int | None = None  # bounds the decode kernel's partitions (CUDA graphs fix it)
 
     @property
-    def last_token_indices(self) -> torch.Tensor:
-        "Flat index of each sequence's last new token: where its next-token logits are."
-        return torch.tensor(self.query_lens, device=self.token_positions.device).cumsum(0) - 1
+    def num_decodes(self) -> int: return len(self.context_lens)
 
-# %% ../nbs/13b_paged_cache.ipynb #f4438478
+# %% ../nbs/13b_paged_cache.ipynb #d9323162
+def _decode_prefix(spans: list[tuple[int, int, int]]) -> int:
+    "How many leading spans compute a single token."
+    return next((i for i, (_, start, end) in enumerate(spans) if end - start != 1), len(spans))
+
+@classmethod
+def build(cls, cache: PagedKVCache, bm: BlockManager, spans: list[tuple[int, int, int]], kernels: PagedKernels = TORCH_KERNELS) -> PagedStep:
+    "The step computing positions start..end-1 of each (seq_id, start, end) in `spans`."
+    device, bs, nd = cache.k.device, cache.block_size, _decode_prefix(spans)
+    positions = [p for _, start, end in spans for p in range(start, end)]
+    slots = [s for seq, start, end in spans for s in bm.slot_mapping(seq, start, end)]
+    tables = [bm.block_tables[seq] for seq, _, _ in spans[:nd]]
+    width = max(map(len, tables), default=1)
+    block_tables = torch.tensor([t + [0] * (width - len(t)) for t in tables] or [[0]], dtype=torch.int32)[:nd]
+    prefills, row = [], sum(end - start for _, start, end in spans[:nd])
+    for seq, start, end in spans[nd:]:
+        context = (torch.tensor(bm.block_tables[seq])[:, None] * bs + torch.arange(bs)).flatten()[:end]
+        prefills.append((row, end - start, context.to(device))); row += end - start
+    return cls(cache, torch.tensor(positions, device=device), torch.tensor(slots, device=device), [e - s for _, s, e in spans],
+               block_tables.to(device), torch.tensor([end for _, _, end in spans[:nd]], dtype=torch.int32, device=device), prefills, kernels)
+
+PagedStep.build = build
+
+@property
+def last_token_indices(self: PagedStep) -> torch.Tensor:
+    "Flat index of each sequence's last new token: where its next-token logits are."
+    return torch.tensor(self.query_lens, device=self.token_positions.device).cumsum(0) - 1
+
+PagedStep.last_token_indices = last_token_indices
+
+# %% ../nbs/13b_paged_cache.ipynb #8b09c02e
 def positions(self: PagedStep, input_ids: torch.Tensor) -> torch.Tensor:
     "The step's token positions; the model's input must be the step's N tokens as one row."
     if input_ids.shape != (1, len(self.token_positions)): raise ValueError(f"a paged step expects input_ids of shape (1, {len(self.token_positions)})")
@@ -67,14 +107,17 @@ def positions(self: PagedStep, input_ids: torch.Tensor) -> torch.Tensor:
 
 def attend(self: PagedStep, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
            attention: Attention = causal_attention) -> torch.Tensor:
-    "Write the step's new K/V into their slots, then attend per sequence over its context. q, k, v: (1, N, H, D)."
-    k_slots, v_slots = self.cache.slots(layer_idx)
-    k_slots[self.slot_mapping], v_slots[self.slot_mapping] = k[0], v[0]
-    out, start = [], 0
-    for q_len, idx in zip(self.query_lens, self.context_slots):
-        out.append(attention(q[:, start : start + q_len], k_slots[idx][None], v_slots[idx][None]))
-        start += q_len
-    return torch.cat(out, dim=1)  # (1, N, H, D)
+    "Store the step's new K/V, then attend: decodes through the block tables, prefills over their gathered context. q, k, v: (1, N, H, D)."
+    k_cache, v_cache = self.cache.k[layer_idx], self.cache.v[layer_idx]
+    self.kernels.write(k[0], v[0], k_cache, v_cache, self.slot_mapping)
+    nd, q = self.num_decodes, q[0]
+    decoded = self.kernels.decode(q[:nd], k_cache, v_cache, self.block_tables, self.context_lens, self.max_context_len) if nd else None
+    if not self.prefills: return decoded[None]  # a decode-only step (what CUDA graphs capture)
+    out, (k_slots, v_slots) = torch.empty_like(q), self.cache.slots(layer_idx)
+    if nd: out[:nd] = decoded
+    for row, q_len, context in self.prefills:
+        out[row : row + q_len] = attention(q[None, row : row + q_len], k_slots[context][None], v_slots[context][None])[0]
+    return out[None]  # (1, N, H, D)
 
 def advance(self: PagedStep, num_new_tokens: int) -> None: pass  # lengths live in the block manager
 

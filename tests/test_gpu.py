@@ -1,0 +1,72 @@
+"""End-to-end checks that need a CUDA GPU (skipped elsewhere): the engine with Part 12's Triton kernels
+and Part 13c's CUDA graphs against the CPU float32 reference path, and graphs against eager."""
+import json
+import os
+
+import pytest
+import torch
+
+from ruvon.engine import LLM
+from ruvon.sampling import SamplingParams
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+PROMPTS = ["ROMEO:", "First Citizen:\nBefore we proceed any further, hear me speak.", "The meaning of life is",
+           "def fibonacci(n):", "In 1905, Albert Einstein published", "KING RICHARD III:\nNow is the winter"]
+GREEDY_32 = SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)
+
+
+def first_divergence(a: list[int], b: list[int]) -> int | None:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+
+
+def margin_at(llm: LLM, prompt_ids: list[int], output_ids: list[int], position: int) -> float:
+    "fp32 gap between the two likeliest next tokens after prompt + output[:position] (a near-tie flips under fp16)."
+    ids = torch.tensor([prompt_ids + output_ids[:position]])
+    with torch.no_grad(): top2 = llm.model(ids, last_only=True)[0, -1].float().topk(2).values
+    return float(top2[0] - top2[1])
+
+
+@pytest.mark.parametrize("checkpoint", ["standin_6l", "standin_2l"])
+def test_gpu_fp16_triton_graphs_match_cpu_fp32_reference(request, checkpoint):
+    path = request.getfixturevalue(checkpoint)
+    if not path.is_dir(): pytest.skip(f"{path} not on this machine")
+    path = str(path)
+    gpu = LLM(path, device="cuda", dtype="float16", kv_cache_memory=1 << 30, max_num_seqs=8)
+    cpu = LLM(path, device="cpu", dtype="float32", attention_backend="eager", max_num_seqs=8)
+    assert gpu.engine.graphs is not None and gpu.engine.kernels.decode.__name__ == "paged_decode_attention"
+    report = []
+    for prompt, g, c in zip(PROMPTS, gpu.generate(PROMPTS, GREEDY_32), cpu.generate(PROMPTS, GREEDY_32)):
+        at = first_divergence(g.outputs[0].token_ids, c.outputs[0].token_ids)
+        margin = None if at is None else margin_at(cpu, c.prompt_token_ids, c.outputs[0].token_ids, at)
+        report.append({"prompt": prompt, "identical": at is None, "first_divergence": at, "fp32_margin_there": margin})
+    if os.environ.get("RUVON_GPU_REPORT"):
+        with open(os.environ["RUVON_GPU_REPORT"] + f".{checkpoint}.json", "w") as f: json.dump(report, f, indent=1)
+    # identical, or the first difference is at an fp32 near-tie (gap below 0.05 logits) that fp16 rounding can flip
+    assert all(r["identical"] or r["fp32_margin_there"] < 0.05 for r in report), report
+    assert sum(r["identical"] for r in report) >= len(report) - 1, report
+
+
+def test_cuda_graphs_give_the_eager_tokens():
+    prompts = [[(7 * i + j) % 50000 for j in range(5 + 9 * i)] for i in range(13)]
+    params = SamplingParams(temperature=0, max_tokens=40, ignore_eos=True)
+    graphed = LLM("gpt2", load_format="dummy", dtype="float16", max_num_seqs=16, kv_cache_memory=1 << 30)
+    eager = LLM("gpt2", load_format="dummy", dtype="float16", max_num_seqs=16, kv_cache_memory=1 << 30, enforce_eager=True)
+    eager.model.load_state_dict(graphed.model.state_dict())
+    assert graphed.engine.graphs.buckets == [1, 2, 4, 8, 16] and eager.engine.graphs is None
+    a = [o.outputs[0].token_ids for o in graphed.generate(prompts, params)]
+    b = [o.outputs[0].token_ids for o in eager.generate(prompts, params)]
+    assert a == b
+    assert graphed.engine.bm.num_free_blocks == graphed.engine.bm.num_blocks
+
+
+def test_attention_backends_agree_on_gpu():
+    "Every backend the GPU offers gives the same greedy tokens as eager attention with the torch reference kernels."
+    prompts = [[(11 * i + j) % 50000 for j in range(3 + 17 * i)] for i in range(6)]
+    params = SamplingParams(temperature=0, max_tokens=16, ignore_eos=True)
+    base = LLM("gpt2", load_format="dummy", dtype="float32", max_num_seqs=8, kv_cache_memory=1 << 30, attention_backend="eager")
+    want = [o.outputs[0].token_ids for o in base.generate(prompts, params)]
+    for backend in ("sdpa", "triton", "auto"):
+        llm = LLM("gpt2", load_format="dummy", dtype="float32", max_num_seqs=8, kv_cache_memory=1 << 30, attention_backend=backend)
+        llm.model.load_state_dict(base.model.state_dict())
+        assert [o.outputs[0].token_ids for o in llm.generate(prompts, params)] == want, backend

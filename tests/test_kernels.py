@@ -1,0 +1,78 @@
+"""Part 12's Triton kernels against their torch references over random shapes: on CPU through Triton's
+interpreter (CI), and with the compiler in float16/bfloat16 when a CUDA GPU is present."""
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from ruvon.kernels import paged_decode_attention, paged_decode_reference, write_kv, write_kv_reference
+
+CUDA = torch.cuda.is_available()
+
+
+def decode_case(batch, n_head, head_dim, block_size, context_lens, dtype, device, seed):
+    "A decode batch: strided q, a pool with spare blocks, random disjoint block tables."
+    g = torch.Generator().manual_seed(seed)
+    max_blocks = max(1, -(-max(context_lens) // block_size))
+    num_blocks = batch * max_blocks + 5
+    k_cache, v_cache = torch.randn(2, num_blocks, block_size, n_head, head_dim, generator=g).to(device, dtype).unbind(0)
+    tables = torch.randperm(num_blocks, generator=g)[: batch * max_blocks].view(batch, max_blocks).int().to(device)
+    q = torch.randn(batch, 3, n_head, head_dim, generator=g).to(device, dtype)[:, 1]
+    return q, k_cache, v_cache, tables, torch.tensor(context_lens, dtype=torch.int32, device=device)
+
+
+@settings(max_examples=25, deadline=None)
+@given(batch=st.integers(1, 4), n_head=st.integers(1, 3), head_dim=st.sampled_from([8, 16, 40, 64]),
+       block_size=st.sampled_from([1, 3, 4, 16]), partition_blocks=st.integers(1, 3), block_n=st.sampled_from([4, 8, 16]),
+       data=st.data())
+def test_paged_decode_matches_reference_cpu(batch, n_head, head_dim, block_size, partition_blocks, block_n, data):
+    lens = data.draw(st.lists(st.integers(0, 70), min_size=batch, max_size=batch).filter(lambda l: max(l) > 0))
+    case = decode_case(batch, n_head, head_dim, block_size, lens, torch.float32, "cpu", seed=len(lens) + sum(lens))
+    out = paged_decode_attention(*case, partition_size=partition_blocks * block_n, block_n=block_n)
+    torch.testing.assert_close(out, paged_decode_reference(*case), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("lens", [[1], [16], [17], [1, 1023, 512, 3]])
+def test_paged_decode_full_partitions_cpu(lens):
+    "The default partition and tile sizes, contexts up to GPT-2's 1024 (a partition count fixed for CUDA graphs)."
+    case = decode_case(len(lens), 2, 64, 16, lens, torch.float32, "cpu", seed=1)
+    out = paged_decode_attention(*case, max_context_len=1024)
+    torch.testing.assert_close(out, paged_decode_reference(*case), atol=1e-5, rtol=1e-5)
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 12), n_head=st.integers(1, 4), head_dim=st.sampled_from([8, 64, 80]), data=st.data())
+def test_write_kv_matches_reference_cpu(n, n_head, head_dim, data):
+    num_slots = 4 * 8
+    slots = data.draw(st.lists(st.integers(-1, num_slots - 1), min_size=n, max_size=n).filter(
+        lambda s: len({x for x in s if x >= 0}) == sum(x >= 0 for x in s)))  # distinct real slots
+    qkv = torch.randn(n, 3, n_head, head_dim)
+    caches = [torch.zeros(8, 4, n_head, head_dim) for _ in range(4)]
+    write_kv(qkv[:, 1], qkv[:, 2], caches[0], caches[1], torch.tensor(slots))
+    write_kv_reference(qkv[:, 1], qkv[:, 2], caches[2], caches[3], torch.tensor(slots))
+    assert torch.equal(caches[0], caches[2]) and torch.equal(caches[1], caches[3])
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("batch, block_size, head_dim, lens", [
+    (1, 16, 64, [1]), (3, 16, 64, [5, 1024, 300]), (8, 8, 64, [1, 2, 17, 33, 100, 255, 256, 257]),
+    (4, 1, 128, [7, 64, 65, 200]), (2, 5, 80, [49, 0]), (64, 16, 64, list(range(1, 1024, 16))),
+])
+def test_paged_decode_cuda(dtype, batch, block_size, head_dim, lens):
+    case = decode_case(batch, 25, head_dim, block_size, lens, dtype, "cuda", seed=batch)
+    ref = paged_decode_reference(*case)
+    for max_len in (None, 1024):
+        out = paged_decode_attention(*case, max_context_len=max_len)
+        torch.testing.assert_close(out.float(), ref.float(), atol=2e-2 if dtype == torch.bfloat16 else 2e-3, rtol=0)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_write_kv_cuda(dtype):
+    qkv = torch.randn(300, 3, 25, 64, device="cuda", dtype=dtype)
+    slots = torch.randperm(64 * 16, device="cuda")[:300]
+    slots[::7] = -1
+    caches = [torch.zeros(64, 16, 25, 64, device="cuda", dtype=dtype) for _ in range(4)]
+    write_kv(qkv[:, 1], qkv[:, 2], caches[0], caches[1], slots)
+    write_kv_reference(qkv[:, 1], qkv[:, 2], caches[2], caches[3], slots)
+    assert torch.equal(caches[0], caches[2]) and torch.equal(caches[1], caches[3])
