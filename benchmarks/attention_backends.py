@@ -26,7 +26,7 @@ N_HEAD, HEAD_DIM = 25, 64  # GPT-2 XL
 TIMING = {"cpu": "median of --repeats calls after 2 warm-up calls, time.perf_counter",
           "cuda": "median of --repeats calls after 2 warm-up calls, CUDA events"}
 MEMORY = {"cpu": "peak bytes allocated during one call (output included): torch.profiler with profile_memory, "
-                 "the allocator's 'Total Allocated' over the call's [memory] events",
+                 "the allocator's 'Total Allocated' over the call's [memory] events (allocated, touched or not)",
           "cuda": "peak bytes allocated during one call (output included): torch.cuda.max_memory_allocated after "
                   "reset_peak_memory_stats, minus memory_allocated before"}
 

@@ -19,3 +19,13 @@ def test_benchmark_script_runs(tmp_path, standin_2l, script, args):
                    check=True, capture_output=True, text=True, timeout=300)
     result = json.loads(out.read_text())
     assert result["device"] == "cpu" and result["command"].startswith("python") and len(result["rows"]) == 2
+
+
+def test_attention_backends_script_runs(tmp_path):
+    out = tmp_path / "result.json"
+    subprocess.run([sys.executable, str(BENCH / "attention_backends.py"), "--device", "cpu", "--out", str(out),
+                    "--lengths", "16", "32", "--repeats", "1"], check=True, capture_output=True, text=True, timeout=300)
+    result = json.loads(out.read_text())
+    assert result["device"] == "cpu" and result["command"].startswith("python") and result["backends"] == ["eager", "sdpa"]
+    assert len(result["rows"]) == 2 * 2 and len(result["chunk_rows"]) == 2 * 3
+    assert all(r["ms"] > 0 and r["peak_mib"] > 0 for r in result["rows"] + result["chunk_rows"])
