@@ -294,10 +294,12 @@ def hf_paged_model(model: GPT2):
     raise BaselineError(f"transformers {package_version('transformers')} accepts no paged attention spelling we know ({'; '.join(errors)})")
 
 # %% ../nbs/bench.ipynb #9b115a50
-def hf_cb_limits(kv_capacity_tokens: int, config: EngineConfig) -> dict:
-    "Continuous-batching limits matching ruvon's: the same KV capacity in tokens and the same per-step budgets."
-    limits = {"page_size": HF_PAGE_SIZE, "num_blocks": math.ceil(kv_capacity_tokens / HF_PAGE_SIZE),
-              "max_batch_tokens": config.max_num_batched_tokens, "max_requests_per_batch": config.max_num_seqs}
+def hf_cb_limits(kv_capacity_tokens: int, config: EngineConfig, device: torch.device) -> dict:
+    "Continuous-batching limits matching ruvon's: the same KV memory rule and the same per-step budgets."
+    limits = {"page_size": HF_PAGE_SIZE, "max_batch_tokens": config.max_num_batched_tokens, "max_requests_per_batch": config.max_num_seqs}
+    if device.type == "cuda" and config.kv_cache_memory is None:  # the same share of free memory, which HF divides itself
+        limits["max_memory_percent"] = config.gpu_memory_utilization
+    else: limits["num_blocks"] = math.ceil(kv_capacity_tokens / HF_PAGE_SIZE)  # the same KV capacity in tokens
     return {**limits, "use_cuda_graph": False} if config.enforce_eager else limits
 
 def hf_generate_batch_kwargs(limits: dict, max_new_tokens: int, ignore_eos: bool, eos_id: int) -> tuple[dict, dict]:
@@ -319,7 +321,9 @@ def hf_generate_batch_timings(hf, prompts: list[list[int]], kwargs: dict) -> tup
     device = hf.device
     start = clock(device)
     with quiet_transformers():
-        outs = list(hf.generate_batch(prompts, progress_bar=False, **({"record_timestamps": True} if record else {}), **kwargs).values())
+        try: outs = list(hf.generate_batch(prompts, progress_bar=False, **({"record_timestamps": True} if record else {}), **kwargs).values())
+        except MemoryError as e: raise BaselineError(f"transformers' generate_batch could not size its cache: {e}; "
+                                                     "give both engines less with --kv-cache-memory or --gpu-memory-utilization") from None
     wall = clock(device) - start
     failed = [o.error for o in outs if getattr(o, "error", None)]
     if len(outs) != len(prompts) or failed:
@@ -354,13 +358,13 @@ def hf_throughput(model: GPT2, config: EngineConfig, prompts: list[list[int]], o
                   eos_id: int, kv_capacity_tokens: int) -> tuple[dict, dict, list[RequestTiming]]:
     "The throughput baseline: (setup, metrics, timings) of transformers' `generate_batch` on the same requests."
     hf, spelling = hf_paged_model(model)
-    limits = hf_cb_limits(kv_capacity_tokens, config)
+    limits = hf_cb_limits(kv_capacity_tokens, config, hf.device)
     hf_generate_batch_timings(hf, [[0] * 8], hf_generate_batch_kwargs(limits, 4, True, eos_id)[0])  # warm-up
     kwargs, applied = hf_generate_batch_kwargs(limits, output_len, ignore_eos, eos_id)
     reset_peak_memory(hf.device)
     timings, note = hf_generate_batch_timings(hf, prompts, kwargs)
     metrics = {**request_metrics(timings), "peak_memory_bytes": peak_memory_bytes(hf.device),
-               "kv_capacity_tokens": limits["num_blocks"] * limits["page_size"]}
+               "kv_capacity_tokens": limits["num_blocks"] * limits["page_size"] if "num_blocks" in limits else None}
     setup = {"implementation": "transformers GPT2LMHeadModel.generate_batch (continuous batching, paged KV cache)",
              "attn_implementation": spelling, "limits": applied, "timing": note}
     return setup, metrics, timings
