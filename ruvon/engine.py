@@ -34,7 +34,7 @@ class EngineConfig:
     block_size: int = 16
     kv_cache_memory: int | None = None
     gpu_memory_utilization: float = 0.9
-    max_num_seqs: int = 64
+    max_num_seqs: int = 256
     max_num_batched_tokens: int = 2048
     attention_backend: str = "auto"  # Part 9/12: auto, eager, sdpa, flash, triton
     enforce_eager: bool = False      # Part 13c: no CUDA graphs for decode steps
@@ -45,7 +45,7 @@ def kv_budget(config: EngineConfig, model: GPT2) -> int:
     device = model.wte.weight.device
     if device.type == "cuda": return gpu_kv_budget(config.gpu_memory_utilization, device)
     full = config.max_num_seqs * model.config.n_positions * kv_cache_bytes_per_token(model.config, model.wte.weight.dtype)
-    return min(full, 4 << 30)
+    return min(full, 1 << 30)
 
 # %% ../nbs/08b_engine.ipynb #06708ac7
 @dataclass(eq=False)
@@ -112,7 +112,10 @@ def step(self: LLMEngine) -> list[tuple[str, ChoiceDelta]]:
     if not plan.spans: return outputs
     self.cache.copy_blocks(plan.copies)
     rows = self._logit_rows(plan)
-    logits = self._decode_with_graph(plan) if self._fits_graph(plan) else self._forward(plan, rows)
+    n = self._num_graphed(plan)  # leading decode spans that a CUDA graph runs (Part 13c); the rest run eagerly
+    parts = [self._decode_with_graph(plan.spans[:n])] if n else []
+    if n < len(plan.spans): parts.append(self._forward(plan.spans[n:], [[i - n for i in r] for r in rows[n:]]))
+    logits = torch.cat(parts) if len(parts) > 1 else parts[0]
     self.scheduler.mark_computed(plan)
     argmax = logits.argmax(-1).tolist()  # one device-to-host transfer serves every greedy sequence of the batch
     at = 0
@@ -121,11 +124,11 @@ def step(self: LLMEngine) -> list[tuple[str, ChoiceDelta]]:
         outputs += self._sample(seq, logits[at - len(r) : at], argmax[at - 1])
     return outputs
 
-def _forward(self: LLMEngine, plan, rows: list[list[int]]) -> torch.Tensor:
-    "The eager forward pass over the plan's tokens: logits at the requested rows."
+def _forward(self: LLMEngine, spans: list, rows: list[list[int]]) -> torch.Tensor:
+    "The eager forward pass over the spans' tokens: logits at the requested rows."
     device = self.cache.k.device
-    ids = torch.tensor([t for seq, start, end in plan.spans for t in seq.token_slice(start, end)], device=device)
-    step = PagedStep.build(self.cache, self.bm, [(s.seq_id, a, b) for s, a, b in plan.spans], self.kernels)
+    ids = torch.tensor([t for seq, start, end in spans for t in seq.token_slice(start, end)], device=device)
+    step = PagedStep.build(self.cache, self.bm, [(s.seq_id, a, b) for s, a, b in spans], self.kernels)
     return forward_step(self.model, step, ids, torch.tensor([i for r in rows for i in r], device=device))
 
 def _logit_rows(self: LLMEngine, plan) -> list[list[int]]:
@@ -154,19 +157,20 @@ def _sample(self: LLMEngine, seq: Sequence, logits: torch.Tensor, argmax: int) -
 LLMEngine.step, LLMEngine._forward, LLMEngine._logit_rows, LLMEngine._sample = step, _forward, _logit_rows, _sample
 
 # %% ../nbs/08b_engine.ipynb #476be517
-def _fits_graph(self: LLMEngine, plan) -> bool:
-    "A decode-only step that a captured graph can run."
-    return (self.graphs is not None and len(plan.spans) <= self.graphs.max_batch_size
-            and all(end - start == 1 for _, start, end in plan.spans))
+def _num_graphed(self: LLMEngine, plan) -> int:
+    "How many leading single-token spans of the plan a captured graph runs (0 without graphs)."
+    if self.graphs is None: return 0
+    n = next((i for i, (_, start, end) in enumerate(plan.spans) if end - start != 1), len(plan.spans))
+    return min(n, self.graphs.max_batch_size)
 
-def _decode_with_graph(self: LLMEngine, plan) -> torch.Tensor:
-    "Logits (num sequences, vocab) of a decode-only step, replayed from Part 13c's CUDA graphs."
-    seqs, pos = [s for s, _, _ in plan.spans], [a for _, a, _ in plan.spans]
+def _decode_with_graph(self: LLMEngine, spans: list) -> torch.Tensor:
+    "Logits (num sequences, vocab) of single-token spans, replayed from Part 13c's CUDA graphs."
+    seqs, pos = [s for s, _, _ in spans], [a for _, a, _ in spans]
     return self.graphs.run([s.token_slice(a, a + 1)[0] for s, a in zip(seqs, pos)], pos,
                            [self.bm.slot_mapping(s.seq_id, a, a + 1)[0] for s, a in zip(seqs, pos)],
                            [self.bm.block_tables[s.seq_id] for s in seqs], [a + 1 for a in pos])
 
-LLMEngine._fits_graph, LLMEngine._decode_with_graph = _fits_graph, _decode_with_graph
+LLMEngine._num_graphed, LLMEngine._decode_with_graph = _num_graphed, _decode_with_graph
 
 # %% ../nbs/08b_engine.ipynb #e84d045e
 def argmax_decides(p: SamplingParams) -> bool:

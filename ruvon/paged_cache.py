@@ -62,7 +62,7 @@ class PagedStep:
     query_lens: list[int]          # new tokens per sequence, in batch order
     block_tables: torch.Tensor     # (num_decodes, max_blocks) int32: the leading single-token spans' tables
     context_lens: torch.Tensor     # (num_decodes,) int32
-    prefills: list[tuple[int, int, torch.Tensor]]  # other spans: (first row, query length, flat slots of positions 0..end-1)
+    prefills: list[tuple[int, int, torch.Tensor | None]]  # other spans: (first row, query length, flat slots of positions 0..end-1; None if it starts at 0)
     kernels: PagedKernels = TORCH_KERNELS
     max_context_len: int | None = None  # bounds the decode kernel's partitions (CUDA graphs fix it)
 
@@ -85,8 +85,8 @@ def build(cls, cache: PagedKVCache, bm: BlockManager, spans: list[tuple[int, int
     block_tables = torch.tensor([t + [0] * (width - len(t)) for t in tables] or [[0]], dtype=torch.int32)[:nd]
     prefills, row = [], sum(end - start for _, start, end in spans[:nd])
     for seq, start, end in spans[nd:]:
-        context = (torch.tensor(bm.block_tables[seq])[:, None] * bs + torch.arange(bs)).flatten()[:end]
-        prefills.append((row, end - start, context.to(device))); row += end - start
+        context = None if start == 0 else (torch.tensor(bm.block_tables[seq])[:, None] * bs + torch.arange(bs)).flatten()[:end].to(device)
+        prefills.append((row, end - start, context)); row += end - start
     return cls(cache, torch.tensor(positions, device=device), torch.tensor(slots, device=device), [e - s for _, s, e in spans],
                block_tables.to(device), torch.tensor([end for _, _, end in spans[:nd]], dtype=torch.int32, device=device), prefills, kernels)
 
@@ -113,15 +113,24 @@ def attend(self: PagedStep, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v:
     nd, q = self.num_decodes, q[0]
     decoded = self.kernels.decode(q[:nd], k_cache, v_cache, self.block_tables, self.context_lens, self.max_context_len) if nd else None
     if not self.prefills: return decoded[None]  # a decode-only step (what CUDA graphs capture)
-    out, (k_slots, v_slots) = torch.empty_like(q), self.cache.slots(layer_idx)
+    out = torch.empty_like(q)
     if nd: out[:nd] = decoded
-    for row, q_len, context in self.prefills:
-        out[row : row + q_len] = attention(q[None, row : row + q_len], k_slots[context][None], v_slots[context][None])[0]
+    out[nd:] = self._prefill_attention(layer_idx, q, k[0], v[0], attention)
     return out[None]  # (1, N, H, D)
+
+def _prefill_attention(self: PagedStep, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention: Attention) -> torch.Tensor:
+    "Attention of the prefill rows (N - num_decodes, H, D). A prompt starting at 0 attends to its own new K/V, no gather needed."
+    nd, lens = self.num_decodes, {q_len for _, q_len, _ in self.prefills}
+    if len(lens) == 1 and all(c is None for *_, c in self.prefills):  # fresh prompts of one length: one batched call
+        shape = (len(self.prefills), lens.pop(), *q.shape[1:])
+        return attention(q[nd:].view(shape), k[nd:].view(shape), v[nd:].view(shape)).flatten(0, 1)
+    k_slots, v_slots = self.cache.slots(layer_idx)
+    return torch.cat([attention(q[None, r : r + n], k[None, r : r + n], v[None, r : r + n]) if c is None else
+                      attention(q[None, r : r + n], k_slots[c][None], v_slots[c][None]) for r, n, c in self.prefills], dim=1)[0]
 
 def advance(self: PagedStep, num_new_tokens: int) -> None: pass  # lengths live in the block manager
 
-PagedStep.positions, PagedStep.attend, PagedStep.advance = positions, attend, advance
+PagedStep.positions, PagedStep.attend, PagedStep._prefill_attention, PagedStep.advance = positions, attend, _prefill_attention, advance
 
 # %% ../nbs/13b_paged_cache.ipynb #58148377
 @torch.no_grad()

@@ -48,14 +48,16 @@ def test_gpu_fp16_triton_graphs_match_cpu_fp32_reference(request, checkpoint):
 
 
 def test_cuda_graphs_give_the_eager_tokens():
-    prompts = [[(7 * i + j) % 50000 for j in range(5 + 9 * i)] for i in range(13)]
-    params = SamplingParams(temperature=0, max_tokens=40, ignore_eos=True)
+    "40 prompts through 16 slots with staggered lengths: admissions mix prefills into decode steps (graph + eager split)."
+    prompts = [[(7 * i + j) % 50000 for j in range(5 + 9 * (i % 13))] for i in range(40)]
+    params = [SamplingParams(temperature=0, max_tokens=8 + (5 * i) % 37, ignore_eos=True) for i in range(40)]
     graphed = LLM("gpt2", load_format="dummy", dtype="float16", max_num_seqs=16, kv_cache_memory=1 << 30)
     eager = LLM("gpt2", load_format="dummy", dtype="float16", max_num_seqs=16, kv_cache_memory=1 << 30, enforce_eager=True)
     eager.model.load_state_dict(graphed.model.state_dict())
     assert graphed.engine.graphs.buckets == [1, 2, 4, 8, 16] and eager.engine.graphs is None
     a = [o.outputs[0].token_ids for o in graphed.generate(prompts, params)]
     b = [o.outputs[0].token_ids for o in eager.generate(prompts, params)]
+    assert [len(x) for x in a] == [p.max_tokens for p in params]
     assert a == b
     assert graphed.engine.bm.num_free_blocks == graphed.engine.bm.num_blocks
 
