@@ -84,14 +84,18 @@ def main(argv=None):
     args = p.parse_args(argv)
     copy_bw = copy_bandwidth_gbs()
     tuning = tune([(1, 1024), (16, 1024), (64, 512), (256, 1024)], args.n_head, args.head_dim, args.block_size)
-    rows = [sweep_point(b, c, args.n_head, args.head_dim, args.block_size, copy_bw) for b in args.batches for c in args.contexts]
-    for r in rows: print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}), flush=True)
+    print(f"copy bandwidth {copy_bw:.0f} GB/s; tuned {len(tuning)} configurations", flush=True)
+    rows = []
+    for b in args.batches:
+        for c in args.contexts:
+            print(f"batch {b}, context {c} ...", end=" ", flush=True)  # a crash names the point it happened at
+            rows.append(sweep_point(b, c, args.n_head, args.head_dim, args.block_size, copy_bw))
+            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()}), flush=True)
     result = {"benchmark": "paged_decode", "device_name": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
               "command": "python " + " ".join(sys.argv), "dtype": "float16", "n_head": args.n_head, "head_dim": args.head_dim,
               "block_size": args.block_size, "timing": "median of CUDA-graph replays (triton.testing.do_bench_cudagraph)",
               "copy_bandwidth_gbs": copy_bw, "tuning": tuning, "rows": rows}
     with open(args.json, "w") as f: json.dump(result, f, indent=1)
-    print(f"copy bandwidth {copy_bw:.0f} GB/s")
 
 
 if __name__ == "__main__":

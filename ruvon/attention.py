@@ -10,22 +10,26 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.bias import causal_lower_right
 
 from .model import GPT2, Attention, causal_attention
 
 # %% auto #0
-__all__ = ['ATTENTION_BACKENDS', 'sdpa_attention', 'can_use_flash', 'flash_attention', 'available_attention_backends',
-           'resolve_attention_backend', 'use_attention_backend']
+__all__ = ['SDPA_KERNELS', 'ATTENTION_BACKENDS', 'sdpa_attention', 'can_use_flash', 'flash_attention',
+           'available_attention_backends', 'resolve_attention_backend', 'use_attention_backend']
 
 # %% ../nbs/09_attention.ipynb #306d4908
+SDPA_KERNELS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]  # not cuDNN: a plan per new shape
+
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     "Causal attention with PyTorch's fused `scaled_dot_product_attention`; same contract as `causal_attention`."
     T, S = q.shape[1], k.shape[1]
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T or S, D)
-    if T == S: y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    elif T == 1: y = F.scaled_dot_product_attention(q, k, v)  # the newest position sees every key
-    else: y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(T, S))  # is_causal aligns top-left
+    with sdpa_kernel(SDPA_KERNELS):
+        if T == S: y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif T == 1: y = F.scaled_dot_product_attention(q, k, v)  # the newest position sees every key
+        else: y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(T, S))  # is_causal aligns top-left
     return y.transpose(1, 2)  # (B, T, H, D)
 
 # %% ../nbs/09_attention.ipynb #423b2c16

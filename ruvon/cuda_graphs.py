@@ -25,10 +25,10 @@ def bucket_for(buckets: list[int], batch_size: int) -> int | None:
 
 # %% ../nbs/13c_cuda_graphs.ipynb #2766395d
 class DecodeGraphs:
-    "Decode steps captured as CUDA graphs, one per batch-size bucket, replayed over static input buffers."
-    def __init__(self, model: GPT2, cache: PagedKVCache, max_num_seqs: int, kernels: PagedKernels = TRITON_KERNELS):
+    "Decode steps captured as CUDA graphs, one per batch-size bucket, replayed over static input buffers (`capture=False`: run eagerly, same shapes)."
+    def __init__(self, model: GPT2, cache: PagedKVCache, max_num_seqs: int, kernels: PagedKernels = TRITON_KERNELS, capture: bool = True):
         n, device = max_num_seqs, cache.k.device
-        self.model, self.cache, self.kernels = model, cache, kernels
+        self.model, self.cache, self.kernels, self.capture = model, cache, kernels, capture
         self.max_context_len = model.config.n_positions
         self.max_blocks = -(-self.max_context_len // cache.block_size)
         self.meta = torch.zeros(3, n, dtype=torch.long, device=device)  # token ids, positions, slots
@@ -37,7 +37,7 @@ class DecodeGraphs:
         self.meta[2] = -1  # all padding until a step fills them
         self.buckets, self.graphs, self.logits = batch_size_buckets(n), {}, {}
         pool = None
-        for b in reversed(self.buckets): pool = self._capture(b, pool)
+        for b in reversed(self.buckets if capture else []): pool = self._capture(b, pool)
 
 # %% ../nbs/13c_cuda_graphs.ipynb #adfc224b
 def _step(self: DecodeGraphs, b: int) -> PagedStep:
@@ -72,6 +72,8 @@ def run(self: DecodeGraphs, input_ids: list[int], positions: list[int], slots: l
     self.context_lens[:b].copy_(torch.tensor(context_lens + [0] * pad, dtype=torch.int32))
     width = max(map(len, block_tables))
     self.block_tables[:n, :width].copy_(torch.tensor([t + [0] * (width - len(t)) for t in block_tables], dtype=torch.int32))
+    if not self.capture:
+        with torch.no_grad(): return self.model(self.meta[0, :b][None], self._step(b))[0, :n]
     self.graphs[b].replay()
     return self.logits[b][:n]
 

@@ -17,7 +17,7 @@ from .generate import check_prompt, finish_reason
 from .kv_cache import kv_cache_bytes_per_token
 from .logprobs import TokenLogprob, prompt_logprobs
 from .model import GPT2
-from .paged_cache import PagedKVCache, PagedStep, forward_step, paged_kernels
+from .paged_cache import TRITON_KERNELS, PagedKVCache, PagedStep, forward_step, paged_kernels
 from .sampling import SamplingParams
 from .scheduler import Scheduler, SchedulerConfig, Sequence, SequenceStatus
 from .serving import ChoiceDelta, ChoiceState
@@ -74,8 +74,9 @@ class LLMEngine:
         self.scheduler = Scheduler(SchedulerConfig(config.max_num_seqs, config.max_num_batched_tokens, cfg.n_positions), self.bm)
         self.attention_backend = use_attention_backend(model, config.attention_backend)  # Part 9: prefill attention
         self.kernels = paged_kernels(config.attention_backend, w.device)                  # Part 12: K/V writes, decode attention
-        use_graphs = w.device.type == "cuda" and not config.enforce_eager                 # Part 13c
-        self.graphs = DecodeGraphs(model, self.cache, config.max_num_seqs, self.kernels) if use_graphs else None
+        on_gpu = w.device.type == "cuda" and self.kernels is TRITON_KERNELS               # Part 13c: padded decode batches
+        self.max_blocks = -(-cfg.n_positions // config.block_size) if on_gpu else None    # fixed-width tables: one Triton compile
+        self.graphs = DecodeGraphs(model, self.cache, config.max_num_seqs, self.kernels, capture=not config.enforce_eager) if on_gpu else None
         self.requests: dict[str, EngineRequest] = {}
         self.owner: dict[int, tuple[EngineRequest, int]] = {}  # seq_id -> (request, choice index)
         self.pending: list[tuple[str, ChoiceDelta]] = []        # outputs decided outside a step
@@ -128,7 +129,7 @@ def _forward(self: LLMEngine, spans: list, rows: list[list[int]]) -> torch.Tenso
     "The eager forward pass over the spans' tokens: logits at the requested rows."
     device = self.cache.k.device
     ids = torch.tensor([t for seq, start, end in spans for t in seq.token_slice(start, end)], device=device)
-    step = PagedStep.build(self.cache, self.bm, [(s.seq_id, a, b) for s, a, b in spans], self.kernels)
+    step = PagedStep.build(self.cache, self.bm, [(s.seq_id, a, b) for s, a, b in spans], self.kernels, self.max_blocks)
     return forward_step(self.model, step, ids, torch.tensor([i for r in rows for i in r], device=device))
 
 def _logit_rows(self: LLMEngine, plan) -> list[list[int]]:

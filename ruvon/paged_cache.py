@@ -75,20 +75,22 @@ def _decode_prefix(spans: list[tuple[int, int, int]]) -> int:
     return next((i for i, (_, start, end) in enumerate(spans) if end - start != 1), len(spans))
 
 @classmethod
-def build(cls, cache: PagedKVCache, bm: BlockManager, spans: list[tuple[int, int, int]], kernels: PagedKernels = TORCH_KERNELS) -> PagedStep:
-    "The step computing positions start..end-1 of each (seq_id, start, end) in `spans`."
+def build(cls, cache: PagedKVCache, bm: BlockManager, spans: list[tuple[int, int, int]], kernels: PagedKernels = TORCH_KERNELS,
+          max_blocks: int | None = None) -> PagedStep:
+    "The step computing positions start..end-1 of each (seq_id, start, end) in `spans`; `max_blocks` fixes the tables' width."
     device, bs, nd = cache.k.device, cache.block_size, _decode_prefix(spans)
     positions = [p for _, start, end in spans for p in range(start, end)]
     slots = [s for seq, start, end in spans for s in bm.slot_mapping(seq, start, end)]
     tables = [bm.block_tables[seq] for seq, _, _ in spans[:nd]]
-    width = max(map(len, tables), default=1)
+    width = max_blocks or max(map(len, tables), default=1)
     block_tables = torch.tensor([t + [0] * (width - len(t)) for t in tables] or [[0]], dtype=torch.int32)[:nd]
     prefills, row = [], sum(end - start for _, start, end in spans[:nd])
     for seq, start, end in spans[nd:]:
         context = None if start == 0 else (torch.tensor(bm.block_tables[seq])[:, None] * bs + torch.arange(bs)).flatten()[:end].to(device)
         prefills.append((row, end - start, context)); row += end - start
     return cls(cache, torch.tensor(positions, device=device), torch.tensor(slots, device=device), [e - s for _, s, e in spans],
-               block_tables.to(device), torch.tensor([end for _, _, end in spans[:nd]], dtype=torch.int32, device=device), prefills, kernels)
+               block_tables.to(device), torch.tensor([end for _, _, end in spans[:nd]], dtype=torch.int32, device=device), prefills, kernels,
+               max_blocks and max_blocks * bs)
 
 PagedStep.build = build
 

@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 from ruvon.kernels import paged_decode_attention, paged_decode_reference, write_kv, write_kv_reference
 
 CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"  # without a GPU, Triton interprets (CI); with one, the same tests run compiled
 
 
 def decode_case(batch, n_head, head_dim, block_size, context_lens, dtype, device, seed):
@@ -24,31 +25,31 @@ def decode_case(batch, n_head, head_dim, block_size, context_lens, dtype, device
 @given(batch=st.integers(1, 4), n_head=st.integers(1, 3), head_dim=st.sampled_from([8, 16, 40, 64]),
        block_size=st.sampled_from([1, 3, 4, 16]), partition_blocks=st.integers(1, 3), block_n=st.sampled_from([4, 8, 16]),
        data=st.data())
-def test_paged_decode_matches_reference_cpu(batch, n_head, head_dim, block_size, partition_blocks, block_n, data):
+def test_paged_decode_matches_reference(batch, n_head, head_dim, block_size, partition_blocks, block_n, data):
     lens = data.draw(st.lists(st.integers(0, 70), min_size=batch, max_size=batch).filter(lambda l: max(l) > 0))
-    case = decode_case(batch, n_head, head_dim, block_size, lens, torch.float32, "cpu", seed=len(lens) + sum(lens))
+    case = decode_case(batch, n_head, head_dim, block_size, lens, torch.float32, DEVICE, seed=len(lens) + sum(lens))
     out = paged_decode_attention(*case, partition_size=partition_blocks * block_n, block_n=block_n)
     torch.testing.assert_close(out, paged_decode_reference(*case), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("lens", [[1], [16], [17], [1, 1023, 512, 3]])
-def test_paged_decode_full_partitions_cpu(lens):
+def test_paged_decode_full_partitions(lens):
     "The default partition and tile sizes, contexts up to GPT-2's 1024 (a partition count fixed for CUDA graphs)."
-    case = decode_case(len(lens), 2, 64, 16, lens, torch.float32, "cpu", seed=1)
+    case = decode_case(len(lens), 2, 64, 16, lens, torch.float32, DEVICE, seed=1)
     out = paged_decode_attention(*case, max_context_len=1024)
     torch.testing.assert_close(out, paged_decode_reference(*case), atol=1e-5, rtol=1e-5)
 
 
 @settings(max_examples=15, deadline=None)
 @given(n=st.integers(1, 12), n_head=st.integers(1, 4), head_dim=st.sampled_from([8, 64, 80]), data=st.data())
-def test_write_kv_matches_reference_cpu(n, n_head, head_dim, data):
+def test_write_kv_matches_reference(n, n_head, head_dim, data):
     num_slots = 4 * 8
     slots = data.draw(st.lists(st.integers(-1, num_slots - 1), min_size=n, max_size=n).filter(
         lambda s: len({x for x in s if x >= 0}) == sum(x >= 0 for x in s)))  # distinct real slots
-    qkv = torch.randn(n, 3, n_head, head_dim)
-    caches = [torch.zeros(8, 4, n_head, head_dim) for _ in range(4)]
-    write_kv(qkv[:, 1], qkv[:, 2], caches[0], caches[1], torch.tensor(slots))
-    write_kv_reference(qkv[:, 1], qkv[:, 2], caches[2], caches[3], torch.tensor(slots))
+    qkv = torch.randn(n, 3, n_head, head_dim, device=DEVICE)
+    caches = [torch.zeros(8, 4, n_head, head_dim, device=DEVICE) for _ in range(4)]
+    write_kv(qkv[:, 1], qkv[:, 2], caches[0], caches[1], torch.tensor(slots, device=DEVICE))
+    write_kv_reference(qkv[:, 1], qkv[:, 2], caches[2], caches[3], torch.tensor(slots, device=DEVICE))
     assert torch.equal(caches[0], caches[2]) and torch.equal(caches[1], caches[3])
 
 
