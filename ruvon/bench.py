@@ -35,7 +35,7 @@ __all__ = ['PERCENTILES', 'HF_PAGE_SIZE', 'BASELINES', 'device_name', 'package_v
            'hf_generate_timings', 'BaselineError', 'hf_paged_attention_spellings', 'hf_paged_model', 'hf_cb_limits',
            'hf_generate_batch_kwargs', 'hf_generate_batch_timings', 'check_baseline', 'token_agreement',
            'hf_throughput', 'throughput_result', 'latency_metrics', 'timed_iterations', 'ruvon_latency', 'hf_latency',
-           'latency_result']
+           'copy_bandwidth_gbs', 'weight_bytes', 'roofline', 'latency_result']
 
 # %% ../nbs/bench.ipynb #920055f1
 def device_name(device: torch.device) -> str:
@@ -427,6 +427,32 @@ def hf_latency(model: GPT2, prompts: list[list[int]], w: LatencyWorkload, pad_id
     return setup, metrics, last
 
 # %% ../nbs/bench.ipynb #4807e4ce
+def copy_bandwidth_gbs(device: torch.device, nbytes: int = 1 << 30, repeats: int = 10) -> float:
+    "Device-to-device copy bandwidth in GB/s (bytes read + written), CUDA events around `repeats` copies."
+    src = torch.empty(nbytes // 2, dtype=torch.float16, device=device).normal_()
+    dst = torch.empty_like(src)
+    dst.copy_(src); torch.cuda.synchronize(device)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats): dst.copy_(src)
+    end.record(); torch.cuda.synchronize(device)
+    return 2 * nbytes * repeats / (start.elapsed_time(end) / 1e3) / 1e9
+
+def weight_bytes(model: GPT2) -> int:
+    "Bytes of the model's parameters (the tied LM head counted once): what a batch-1 decode step must read."
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+def roofline(model: GPT2, metrics: dict) -> dict | None:
+    "The weight-streaming floor of a decode step and the measured TPOT's ratio to it (GPU only)."
+    device = model.wte.weight.device
+    if device.type != "cuda" or metrics["tpot_ms"]["mean"] is None: return None
+    free_memory(device)
+    bw, nbytes = copy_bandwidth_gbs(device), weight_bytes(model)
+    floor_ms = nbytes / (bw * 1e9) * 1e3
+    return {"weight_bytes": nbytes, "copy_bandwidth_gbs": bw, "weight_streaming_ms": floor_ms,
+            "tpot_over_weight_streaming": metrics["tpot_ms"]["mean"] / floor_ms}
+
+# %% ../nbs/bench.ipynb #ee861c0c
 def latency_result(model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig, workload: LatencyWorkload,
                    baseline: str | None = None) -> dict:
     "Run the latency workload on ruvon (and the baseline): config, workload, metrics, baseline and speedup."
@@ -436,7 +462,7 @@ def latency_result(model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig, 
     prompts = latency_prompts(workload, model.config.vocab_size, tokenizer.eos_token_id)
     metrics, timings = ruvon_latency(model, tokenizer, config, prompts, workload)
     result = {"config": dataclasses.asdict(config), "workload": dataclasses.asdict(workload), "peak_memory_kind": peak_memory_kind(device),
-              "metrics": metrics, "baseline": None, "speedup": None}
+              "metrics": metrics, "roofline": roofline(model, metrics), "baseline": None, "speedup": None}
     if baseline:
         free_memory(device)
         setup, hf_metrics, hf_timings = hf_latency(model, prompts, workload, tokenizer.eos_token_id)

@@ -239,9 +239,14 @@ def bench_table(result: dict) -> Table:
     for label, _ in metric_rows(result["metrics"]):
         shown = f"peak memory: {result['peak_memory_kind']}" if label == "peak_memory_bytes" else label
         t.add_row(shown, *(_cell(label, values.get(label)) for _, values in runs))
+    notes = []
     if base:
-        t.caption = "; ".join([f"{SPEEDUP_LABELS[k].format(name=base['name'])}: {v:.2f}x" for k, v in result["speedup"].items()]
-                              + [f"same tokens for {base['token_agreement']:.0%} of requests"])
+        notes = ([f"{SPEEDUP_LABELS[k].format(name=base['name'])}: {v:.2f}x" for k, v in result["speedup"].items()]
+                 + [f"same tokens for {base['token_agreement']:.0%} of requests"])
+    if roof := result.get("roofline"):
+        notes.append(f"TPOT {roof['tpot_over_weight_streaming']:.2f}x the weight-streaming floor ({roof['weight_streaming_ms']:.3f} ms "
+                     f"= {_human(roof['weight_bytes'])} at {roof['copy_bandwidth_gbs']:,.0f} GB/s copy bandwidth)")
+    t.caption = "; ".join(notes) or None
     return t
 
 # %% ../nbs/cli.ipynb #b3dcddc6
