@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .attention import use_attention_backend
 from .generate import RecomputeDecoder, generate as generate_completion
 from .kv_cache import CachedDecoder, kv_cache_bytes_per_token
 from .loading import ModelNotFoundError, WeightsNotFoundError, load_config, load_model, load_tokenizer, model_file
@@ -23,9 +24,10 @@ from .model import num_parameters
 # %% auto #0
 __all__ = ['app', 'WEIGHT_BITS', 'bench_app', 'ModelArg', 'DtypeOpt', 'DeviceOpt', 'LoadFormatOpt', 'MaxNumSeqsOpt',
            'MaxNumBatchedTokensOpt', 'KVCacheMemoryOpt', 'GPUMemoryUtilizationOpt', 'BlockSizeOpt',
-           'AttentionBackendOpt', 'EnforceEagerOpt', 'BaselineOpt', 'JsonOpt', 'SPEEDUP_LABELS', 'main', 'user_errors',
-           'require', 'generate', 'text_printer', 'print_stats', 'model_info', 'info', 'serve', 'engine_config',
-           'length_range', 'run_bench', 'metric_rows', 'bench_table', 'throughput', 'latency']
+           'AttentionBackendOpt', 'EnforceEagerOpt', 'BaselineOpt', 'JsonOpt', 'ATTENTION_BACKEND_NAMES',
+           'SPEEDUP_LABELS', 'main', 'user_errors', 'require', 'generate', 'text_printer', 'print_stats', 'model_info',
+           'info', 'serve', 'engine_config', 'length_range', 'run_bench', 'metric_rows', 'bench_table', 'throughput',
+           'latency']
 
 # %% ../nbs/cli.ipynb #ad0f2ff4
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -59,11 +61,13 @@ def generate(
     load_format: str = typer.Option("auto", help="auto/safetensors, or dummy for random weights."),
     ignore_eos: bool = typer.Option(False, "--ignore-eos", help="Keep going past <|endoftext|>."),
     stats: bool = typer.Option(False, "--stats", help="Print token counts and speed to stderr."),
+    attention_backend: str = typer.Option("auto", help="auto, eager, sdpa or flash (Part 9)."),
 ):
     "Continue PROMPT greedily with MODEL and print the completion."
     with user_errors():
         require(max_tokens >= 1, f"--max-tokens must be at least 1, got {max_tokens}")
         lm, tokenizer = load_model(model, dtype=dtype, device=device, load_format=load_format), load_tokenizer(model)
+        use_attention_backend(lm, attention_backend)
         decoder = RecomputeDecoder(lm) if no_cache else CachedDecoder(lm)
         out = Console(highlight=False, soft_wrap=True)
         if out.is_terminal: out.print(prompt, style="dim", end="")
@@ -133,24 +137,23 @@ def serve(
     dtype: str = typer.Option("auto", help="auto, float32, float16 or bfloat16."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
     load_format: str = typer.Option("auto", help="auto/safetensors, or dummy for random weights."),
-    max_num_seqs: int = typer.Option(64, help="Most sequences running at once."),
+    max_num_seqs: int = typer.Option(256, help="Most sequences running at once."),
     max_num_batched_tokens: int = typer.Option(2048, help="Most tokens computed in one step."),
     kv_cache_memory: Optional[int] = typer.Option(None, help="Bytes for the paged KV cache (default: a share of free GPU memory, or of max-num-seqs contexts on CPU)."),
     gpu_memory_utilization: float = typer.Option(0.9, help="Share of free GPU memory for the KV cache when --kv-cache-memory is not given."),
     block_size: int = typer.Option(16, help="Tokens per KV block."),
+    attention_backend: str = typer.Option("auto", help="auto, eager, sdpa, flash or triton (Parts 9 and 12)."),
+    enforce_eager: bool = typer.Option(False, "--enforce-eager", help="No CUDA graphs for decode steps (Part 13c)."),
 ):
     "Serve MODEL over an OpenAI-compatible HTTP API."
     import uvicorn
     from ruvon.async_engine import AsyncLLMEngine
-    from ruvon.engine import EngineConfig
     from ruvon.scheduler import SchedulerConfig
     from ruvon.server import build_app, serving_for
     with user_errors():
         require(0 < port < 65536, f"--port must be in 1..65535, got {port}")
-        require(block_size >= 1, f"--block-size must be at least 1, got {block_size}")
-        require(kv_cache_memory is None or kv_cache_memory > 0, f"--kv-cache-memory must be positive, got {kv_cache_memory}")
-        require(0 < gpu_memory_utilization <= 1, f"--gpu-memory-utilization must be in (0, 1], got {gpu_memory_utilization}")
-        config = EngineConfig(block_size, kv_cache_memory, gpu_memory_utilization, max_num_seqs, max_num_batched_tokens)
+        config = engine_config(block_size, kv_cache_memory, gpu_memory_utilization, max_num_seqs, max_num_batched_tokens,
+                               attention_backend, enforce_eager)  # defined with the bench options below
         SchedulerConfig(max_num_seqs, max_num_batched_tokens, load_config(model).n_positions)  # fail fast, before binding the port
     engine = lambda m, t: AsyncLLMEngine(m, t, config)
     app_ = build_app(serving_for(model, served_model_name, engine, dtype=dtype, device=device, load_format=load_format))
@@ -185,6 +188,8 @@ BaselineOpt = Annotated[Optional[str], typer.Option(help="Also run a baseline on
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="Write the full result, with its header, to this JSON file.")]
 
 # %% ../nbs/cli.ipynb #2a4f2b81
+ATTENTION_BACKEND_NAMES = ("auto", "eager", "sdpa", "flash", "triton")  # Part 9's registry plus auto and Part 12's triton
+
 def engine_config(block_size: int, kv_cache_memory: int | None, gpu_memory_utilization: float, max_num_seqs: int,
                   max_num_batched_tokens: int, attention_backend: str, enforce_eager: bool) -> EngineConfig:
     "The engine options, checked as `serve` checks them, as an `EngineConfig`."
@@ -192,6 +197,7 @@ def engine_config(block_size: int, kv_cache_memory: int | None, gpu_memory_utili
     require(kv_cache_memory is None or kv_cache_memory > 0, f"--kv-cache-memory must be positive, got {kv_cache_memory}")
     require(0 < gpu_memory_utilization <= 1, f"--gpu-memory-utilization must be in (0, 1], got {gpu_memory_utilization}")
     require(max_num_seqs >= 1, f"--max-num-seqs must be at least 1, got {max_num_seqs}")
+    require(attention_backend in ATTENTION_BACKEND_NAMES, f"--attention-backend must be one of {', '.join(ATTENTION_BACKEND_NAMES)}, got {attention_backend!r}")
     return EngineConfig(block_size=block_size, kv_cache_memory=kv_cache_memory, gpu_memory_utilization=gpu_memory_utilization,
                         max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                         attention_backend=attention_backend, enforce_eager=enforce_eager)
