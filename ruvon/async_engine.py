@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 import uuid
 from typing import AsyncIterator, Callable
 
-from .engine import EngineConfig, LLMEngine
+from .engine import EngineConfig, EngineObserver, LLMEngine
 from .model import GPT2
 from .protocol import APIError
 from .sampling import SamplingParams
@@ -24,8 +25,9 @@ __all__ = ['AsyncLLMEngine']
 # %% ../nbs/08c_async_engine.ipynb #d6e6e662
 class AsyncLLMEngine:
     "Part 4b's Engine interface over LLMEngine: a worker thread steps the batch; requests join via an inbox."
-    def __init__(self, model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig = EngineConfig()):
-        self.engine = LLMEngine(model, tokenizer, config)
+    def __init__(self, model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig = EngineConfig(),
+                 observer: EngineObserver | None = None):
+        self.engine = LLMEngine(model, tokenizer, config, observer)
         self.inbox: queue.Queue = queue.Queue()
         self.clients: dict[str, tuple[Callable[[object], None], int]] = {}  # request id -> (put, unfinished choices)
         self.error: str | None = None
@@ -40,13 +42,18 @@ class AsyncLLMEngine:
     async def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[ChoiceDelta]:
         if problem := self.health(): raise APIError(f"server not ready: {problem}", status=503, type="service_unavailable")
         (deltas, put), rid = channel(), uuid.uuid4().hex
-        self.inbox.put(("add", rid, list(prompt_ids), params, put))
+        self.inbox.put(("add", rid, list(prompt_ids), params, put, time.monotonic()))
         finished = False
         try:
             async for delta in receive(deltas): yield delta
             finished = True
         finally:
             if not finished: self.inbox.put(("abort", rid))
+
+    @property
+    def observer(self) -> EngineObserver | None: return self.engine.observer
+    @observer.setter
+    def observer(self, observer: EngineObserver | None) -> None: self.engine.observer = observer  # set it before requests come
 
     def shutdown(self, timeout: float | None = None) -> None:
         "Stop the worker (requests still running are aborted)."
@@ -75,8 +82,8 @@ def _drain_inbox(self: AsyncLLMEngine, block: bool) -> None:
         try: message = self.inbox.get_nowait()
         except queue.Empty: return
 
-def _add(self: AsyncLLMEngine, rid: str, prompt_ids: list[int], params: SamplingParams, put: Callable) -> None:
-    try: self.engine.add_request(rid, prompt_ids, params)
+def _add(self: AsyncLLMEngine, rid: str, prompt_ids: list[int], params: SamplingParams, put: Callable, arrival: float) -> None:
+    try: self.engine.add_request(rid, prompt_ids, params, arrival)
     except ValueError as e:
         put(APIError(str(e), param="prompt")); put(DONE)
         return

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
@@ -24,8 +26,8 @@ from .serving import ChoiceDelta, ChoiceState
 from .tokenizer import GPT2Tokenizer
 
 # %% auto #0
-__all__ = ['EngineConfig', 'kv_budget', 'EngineRequest', 'LLMEngine', 'add_request', 'step', 'argmax_decides', 'abort',
-           'CompletionOutput', 'RequestOutput', 'run_to_completion', 'LLM']
+__all__ = ['EngineConfig', 'kv_budget', 'StepStats', 'EngineObserver', 'EngineRequest', 'LLMEngine', 'add_request', 'step',
+           'argmax_decides', 'abort', 'CompletionOutput', 'RequestOutput', 'run_to_completion', 'LLM']
 
 # %% ../nbs/08b_engine.ipynb #7a8007a8
 @dataclass(frozen=True)
@@ -47,6 +49,28 @@ def kv_budget(config: EngineConfig, model: GPT2) -> int:
     full = config.max_num_seqs * model.config.n_positions * kv_cache_bytes_per_token(model.config, model.wte.weight.dtype)
     return min(full, 1 << 30)
 
+# %% ../nbs/08b_engine.ipynb #2f622bfc
+@dataclass
+class StepStats:
+    "What one engine step did, and the engine's state after it (times from `time.monotonic()`)."
+    start: float
+    duration: float                       # wall seconds: schedule, forward pass(es), sampling
+    num_computed: list[tuple[str, int]]   # (request_id, tokens computed), one pair per scheduled sequence
+    num_generated: list[tuple[str, int]]  # (request_id, tokens generated), one pair per sequence with output
+    finished: list[tuple[str, str]]       # (request_id, finish reason) of requests that ended; "abort" if dropped
+    num_running: int                      # sequences running after the step
+    num_waiting: int                      # sequences waiting (new or preempted)
+    kv_cache_usage: float                 # fraction of KV blocks in use, 0..1
+    num_preemptions: int                  # cumulative since the engine started
+
+    @property
+    def end(self) -> float: return self.start + self.duration
+
+class EngineObserver(Protocol):
+    "What `LLMEngine` reports to, when given one. Called on the engine's thread: keep it cheap."
+    def on_arrival(self, request_id: str, num_prompt_tokens: int, arrival: float) -> None: ...
+    def on_step(self, stats: StepStats) -> None: ...
+
 # %% ../nbs/08b_engine.ipynb #06708ac7
 @dataclass(eq=False)
 class EngineRequest:
@@ -65,7 +89,8 @@ class EngineRequest:
 # %% ../nbs/08b_engine.ipynb #52aca5cf
 class LLMEngine:
     "Continuous batching over a paged KV cache: add requests, call `step()` until they finish."
-    def __init__(self, model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig = EngineConfig()):
+    def __init__(self, model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig = EngineConfig(),
+                 observer: EngineObserver | None = None):
         cfg, w = model.config, model.wte.weight
         num_blocks = num_kv_blocks(kv_budget(config, model), cfg, config.block_size, w.dtype)
         self.model, self.tokenizer, self.config = model, tokenizer, config
@@ -81,16 +106,20 @@ class LLMEngine:
         self.owner: dict[int, tuple[EngineRequest, int]] = {}  # seq_id -> (request, choice index)
         self.pending: list[tuple[str, ChoiceDelta]] = []        # outputs decided outside a step
         self._seq_ids = itertools.count()
+        self.observer = observer                                # Part 11: telemetry (None: nothing reported)
+        self._finished: list[tuple[str, str]] = []              # requests ended since the last report
 
     def has_unfinished_requests(self) -> bool: return bool(self.requests or self.pending)
 
 # %% ../nbs/08b_engine.ipynb #bcc91689
-def add_request(self: LLMEngine, request_id: str, prompt_ids: list[int], params: SamplingParams) -> None:
-    "Queue a request; its outputs come from later `step()` calls."
+def add_request(self: LLMEngine, request_id: str, prompt_ids: list[int], params: SamplingParams, arrival: float | None = None) -> None:
+    "Queue a request; its outputs come from later `step()` calls. `arrival`: its `time.monotonic()` (default: now)."
     if request_id in self.requests: raise ValueError(f"request {request_id!r} already exists")
     check_prompt(prompt_ids, self.model.config.n_positions, self.model.config.vocab_size)
+    if self.observer: self.observer.on_arrival(request_id, len(prompt_ids), time.monotonic() if arrival is None else arrival)
     if params.max_tokens == 0 and params.prompt_logprobs is None:  # nothing to compute
         self.pending += [(request_id, ChoiceDelta(i, "", [], "length")) for i in range(params.n)]
+        if self.observer: self._finished.append((request_id, "length"))
         return
     req = EngineRequest(request_id, list(prompt_ids), params)
     self.requests[request_id] = req
@@ -108,9 +137,16 @@ LLMEngine.add_request, LLMEngine._add_sequence = add_request, _add_sequence
 @torch.no_grad()
 def step(self: LLMEngine) -> list[tuple[str, ChoiceDelta]]:
     "Run one scheduled batch; returns (request_id, delta) for every sequence that produced a token."
+    start = time.monotonic() if self.observer else 0.0
     outputs, self.pending = self.pending, []
     plan = self.scheduler.schedule()
-    if not plan.spans: return outputs
+    computed = [(self.owner[s.seq_id][0].request_id, b - a) for s, a, b in plan.spans] if self.observer else None
+    if plan.spans: outputs += self._run(plan)
+    if self.observer: self._report(start, computed, outputs)
+    return outputs
+
+def _run(self: LLMEngine, plan) -> list[tuple[str, ChoiceDelta]]:
+    "Compute the plan's spans in one or two forward passes and turn each sequence's logits into outputs."
     self.cache.copy_blocks(plan.copies)
     rows = self._logit_rows(plan)
     n = self._num_graphed(plan)  # leading decode spans that a CUDA graph runs (Part 13c); the rest run eagerly
@@ -119,7 +155,7 @@ def step(self: LLMEngine) -> list[tuple[str, ChoiceDelta]]:
     logits = torch.cat(parts) if len(parts) > 1 else parts[0]
     self.scheduler.mark_computed(plan)
     argmax = logits.argmax(-1).tolist()  # one device-to-host transfer serves every greedy sequence of the batch
-    at = 0
+    at, outputs = 0, []
     for (seq, _, _), r in zip(plan.spans, rows):
         at += len(r)
         outputs += self._sample(seq, logits[at - len(r) : at], argmax[at - 1])
@@ -149,13 +185,21 @@ def _sample(self: LLMEngine, seq: Sequence, logits: torch.Tensor, argmax: int) -
         out.append((req.request_id, ChoiceDelta(0, "", [], None, prompt_logprobs=prompt_logprobs(logits, req.prompt_ids, req.params.prompt_logprobs))))
     if req.params.max_tokens == 0:  # prompt logprobs only (lm-evaluation-harness's scoring call)
         out += [(req.request_id, ChoiceDelta(i, "", [], "length")) for i in range(req.params.n)]
-        self._finish(req, index)
+        self._finish(req, index, "length")
         return out
     if index == 0 and not seq.output_ids and req.params.n > 1: out += self._fork_choices(req, seq, logits[-1], argmax)
     out.append((req.request_id, self._next_token(req, index, logits[-1], argmax)))
     return out
 
-LLMEngine.step, LLMEngine._forward, LLMEngine._logit_rows, LLMEngine._sample = step, _forward, _logit_rows, _sample
+def _report(self: LLMEngine, start: float, computed: list[tuple[str, int]], outputs: list[tuple[str, ChoiceDelta]]) -> None:
+    "Tell the observer what the step starting at `start` did."
+    generated = [(rid, len(d.token_ids)) for rid, d in outputs if d.token_ids]
+    finished, self._finished, s = self._finished, [], self.scheduler
+    self.observer.on_step(StepStats(start, time.monotonic() - start, computed, generated, finished,
+                                    len(s.running), len(s.waiting), self.bm.usage, s.num_preemptions))
+
+LLMEngine.step, LLMEngine._run, LLMEngine._forward, LLMEngine._logit_rows = step, _run, _forward, _logit_rows
+LLMEngine._sample, LLMEngine._report = _sample, _report
 
 # %% ../nbs/08b_engine.ipynb #476be517
 def _num_graphed(self: LLMEngine, plan) -> int:
@@ -185,16 +229,18 @@ def _next_token(self: LLMEngine, req: EngineRequest, index: int, logits: torch.T
     reason = finish_reason(token, len(seq.output_ids), seq.num_tokens, p.max_tokens, self.model.config.n_positions,
                            self.tokenizer.eos_token_id, p.ignore_eos)
     delta = state.delta(token, reason, logits)
-    if delta.finish_reason: self._finish(req, index)
+    if delta.finish_reason: self._finish(req, index, delta.finish_reason)
     return delta
 
-def _finish(self: LLMEngine, req: EngineRequest, index: int) -> None:
+def _finish(self: LLMEngine, req: EngineRequest, index: int, reason: str) -> None:
     seq = req.seqs[index]
     if seq.status is SequenceStatus.RUNNING: self.scheduler.finish(seq)
     elif seq in self.scheduler.waiting: self.scheduler.waiting.remove(seq); seq.status = SequenceStatus.FINISHED
     req.unfinished.discard(index)
     del self.owner[seq.seq_id]
-    if not req.unfinished: del self.requests[req.request_id]
+    if not req.unfinished:
+        del self.requests[req.request_id]
+        if self.observer: self._finished.append((req.request_id, reason))  # a request's reason: its last choice's
 
 def _fork_choices(self: LLMEngine, req: EngineRequest, parent: Sequence, logits: torch.Tensor, argmax: int) -> list[tuple[str, ChoiceDelta]]:
     "After the prompt's prefill, choices 1..n-1 share its blocks and sample their first tokens from the same logits."
@@ -210,7 +256,8 @@ def _fork_choices(self: LLMEngine, req: EngineRequest, parent: Sequence, logits:
 def abort(self: LLMEngine, request_id: str) -> None:
     "Drop a request (a client went away): its sequences leave and free their blocks."
     req = self.requests.get(request_id)
-    for index in list(req.unfinished if req else ()): self._finish(req, index)
+    for index in list(req.unfinished if req else ()): self._finish(req, index, "abort")
+    if req and self.observer: self._report(time.monotonic(), [], [])  # a report without a step: the abort, the freed blocks
 
 LLMEngine._next_token, LLMEngine._finish, LLMEngine._fork_choices, LLMEngine.abort = _next_token, _finish, _fork_choices, abort
 

@@ -13,15 +13,18 @@ from typing import AsyncIterator, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from .protocol import APIError, ChatCompletionRequest, CompletionRequest
 from .serving import OpenAIServing, Plan, SerialEngine
+from .telemetry import DASHBOARD_HTML, Telemetry
 
 # %% auto #0
 __all__ = ['error_response', 'validation_error', 'install_error_handlers', 'sse', 'respond', 'ServerState', 'load_in_background',
-           'build_app', 'TokenizeRequest', 'DetokenizeRequest', 'add_routes', 'add_token_routes', 'serving_for']
+           'build_app', 'TokenizeRequest', 'DetokenizeRequest', 'add_routes', 'add_token_routes', 'attach_telemetry',
+           'loaded_telemetry', 'add_telemetry_routes', 'serving_for']
 
 # %% ../nbs/04c_server.ipynb #b8701245
 def error_response(e: APIError) -> JSONResponse:
@@ -58,7 +61,9 @@ async def respond(serving: OpenAIServing, plan: Plan, stream: bool, include_usag
 # %% ../nbs/04c_server.ipynb #4bac6b59
 class ServerState:
     "The server's serving object once loaded, or the reason there is none yet."
-    def __init__(self): self.serving: OpenAIServing | None = None; self.problem = "model is loading"
+    def __init__(self):
+        self.serving: OpenAIServing | None = None; self.problem = "model is loading"
+        self.telemetry: Telemetry | None = None
 
     def ready(self) -> OpenAIServing:
         "The serving object, or a 503 APIError saying why not."
@@ -68,7 +73,10 @@ class ServerState:
 
 def load_in_background(state: ServerState, loader: Callable[[], OpenAIServing]) -> threading.Thread:
     def load():
-        try: state.serving, state.problem = loader(), None
+        try:
+            serving = loader()
+            state.telemetry = attach_telemetry(serving)
+            state.serving, state.problem = serving, None
         except Exception as e: state.problem = f"model failed to load: {type(e).__name__}: {e}"
     t = threading.Thread(target=load, name="ruvon-loader", daemon=True)
     t.start()
@@ -121,6 +129,7 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         return await respond(s, s.plan_chat(req), req.stream, bool(req.stream_options and req.stream_options.include_usage))
 
     add_token_routes(app, state)
+    add_telemetry_routes(app, state)
 
 # %% ../nbs/04c_server.ipynb #5d094c1b
 def add_token_routes(app: FastAPI, state: ServerState) -> None:
@@ -137,6 +146,30 @@ def add_token_routes(app: FastAPI, state: ServerState) -> None:
         if req.model is not None: s.check_model(req.model)
         if any(not 0 <= t < s.tokenizer.vocab_size for t in req.tokens): raise APIError("token id out of range", param="tokens")
         return {"prompt": s.tokenizer.decode(req.tokens)}
+
+# %% ../nbs/04c_server.ipynb #c7ac7d11
+def attach_telemetry(serving: OpenAIServing) -> Telemetry:
+    "The engine's `Telemetry`: its own if it has one, else a new one, attached if the engine takes an observer."
+    engine = serving.engine
+    if isinstance(getattr(engine, "observer", None), Telemetry): return engine.observer
+    telemetry = Telemetry(serving.model_name, serving.max_len)
+    if hasattr(engine, "observer"): engine.observer = telemetry
+    return telemetry
+
+def loaded_telemetry(state: ServerState) -> Telemetry:
+    if state.telemetry is None: raise APIError(f"server not ready: {state.problem}", status=503, type="service_unavailable")
+    return state.telemetry
+
+# %% ../nbs/04c_server.ipynb #27b751d0
+def add_telemetry_routes(app: FastAPI, state: ServerState) -> None:
+    @app.get("/metrics")
+    def metrics(): return Response(loaded_telemetry(state).metrics.text(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/dashboard", response_class=HTMLResponse)
+    def dashboard(): return DASHBOARD_HTML
+
+    @app.get("/dashboard/data")
+    def dashboard_data(): return loaded_telemetry(state).snapshot()
 
 # %% ../nbs/04c_server.ipynb #7932d1a3
 def serving_for(model_id: str, served_name: str | None = None, engine: Callable = SerialEngine, **load_kwargs) -> Callable[[], OpenAIServing]:
