@@ -102,6 +102,7 @@ def _step(self: AsyncLLMEngine) -> None:
         if rid not in self.clients: continue
         put, left = self.clients[rid]
         left -= delta.finish_reason is not None
+        if left == 0 and hasattr(self.engine.observer, "request_cost"): delta.cost_usd = self.engine.observer.request_cost(rid)  # Part 19
         try:
             put(delta)
             if left == 0: put(DONE)

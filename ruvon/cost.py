@@ -9,8 +9,13 @@ import collections
 import time
 from dataclasses import dataclass, field
 
+from prometheus_client import Gauge, Histogram
+
+from .telemetry import Telemetry
+
 # %% auto #0
-__all__ = ['DEFAULT_GPU_COST_PER_HOUR', 'CostMeter', 'on_step', 'finish', 'dollars_per_million_output_tokens']
+__all__ = ['DEFAULT_GPU_COST_PER_HOUR', 'COST_BUCKETS', 'CostMeter', 'on_step', 'finish', 'dollars_per_million_output_tokens',
+           'CostTelemetry', 'request_cost', 'cost_panel']
 
 # %% ../nbs/19_cost.ipynb #2ef4f7ea
 DEFAULT_GPU_COST_PER_HOUR = 2.50  # USD; an H100 on-demand rate from 2026 price surveys (see above)
@@ -59,3 +64,42 @@ def dollars_per_million_output_tokens(self: CostMeter, now: float | None = None)
     return sum(d for d, _ in steps) / out * 1e6 if out else None
 
 CostMeter.dollars_per_million_output_tokens = dollars_per_million_output_tokens
+
+# %% ../nbs/19_cost.ipynb #8b79cc75
+class CostTelemetry(Telemetry):
+    "Part 11's telemetry plus a `CostMeter`: request costs (for responses and a histogram), $ per 1M output tokens, a dashboard panel."
+    def __init__(self, model_name: str = "ruvon", max_model_len: int = 1024, cost_per_hour: float = DEFAULT_GPU_COST_PER_HOUR,
+                 window_s: int = 300):
+        super().__init__(model_name, max_model_len, window_s)
+        self.meter, self.finished_costs = CostMeter(cost_per_hour, window_s=60), collections.OrderedDict()
+        registry, labels = self.metrics.registry, ["model_name"]
+        self.request_cost_hist = Histogram("ruvon:request_cost_dollars", "GPU cost of each finished request (step time apportioned by tokens).",
+                                           labels, registry=registry, buckets=COST_BUCKETS).labels(model_name)
+        Gauge("ruvon:cost_per_million_output_tokens_dollars", "Dollars per 1M output tokens over the last minute of steps.",
+              labels, registry=registry).labels(model_name).set_function(lambda: self.meter.dollars_per_million_output_tokens() or 0.0)
+        self.cost = self.cost_panel
+
+COST_BUCKETS = (1e-7, 3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # dollars: GPT-2 requests cost fractions of a cent
+
+# %% ../nbs/19_cost.ipynb #24f2ce63
+def on_step(self: CostTelemetry, stats) -> None:
+    "Charge the step, settle the requests it finished, then let Part 11's telemetry record it."
+    self.meter.on_step(stats.duration, stats.num_computed, sum(n for _, n in stats.num_generated), stats.end)
+    for request_id, _ in stats.finished:
+        cost = self.meter.finish(request_id)
+        self.request_cost_hist.observe(cost)
+        self.finished_costs[request_id] = cost
+        while len(self.finished_costs) > 10_000: self.finished_costs.popitem(last=False)  # responses collect theirs at once
+    Telemetry.on_step(self, stats)
+
+def request_cost(self: CostTelemetry, request_id: str) -> float | None:
+    "The finished request's cost (handed out once), or None if the meter has not settled it."
+    return self.finished_costs.pop(request_id, None)
+
+def cost_panel(self: CostTelemetry) -> dict:
+    "The dashboard's cost numbers."
+    per_million = self.meter.dollars_per_million_output_tokens()
+    return {"usd_per_1k_output_tokens": None if per_million is None else per_million / 1000, "usd_per_1m_output_tokens": per_million,
+            "usd_per_hour": self.meter.cost_per_hour, "usd_total": self.meter.total_dollars}
+
+CostTelemetry.on_step, CostTelemetry.request_cost, CostTelemetry.cost_panel = on_step, request_cost, cost_panel

@@ -22,9 +22,10 @@ __all__ = ['CHAT_STOP', 'APIError', 'StreamOptions', 'SamplingRequest', 'samplin
 class APIError(Exception):
     "A client error with an HTTP status and OpenAI's error fields."
     def __init__(self, message: str, status: int = 400, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None):
+                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.message, self.status, self.type, self.param, self.code = message, status, type, param, code
+        self.headers = headers  # e.g. Retry-After on a 429 (Part 15)
 
     def body(self) -> dict:
         "OpenAI's error body."
@@ -114,8 +115,11 @@ def envelope(id: str, object: str, model: str, choices: list[dict], usage: dict 
     if usage is not None: body["usage"] = usage
     return body
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+def usage(prompt_tokens: int, completion_tokens: int, cost_usd: float | None = None) -> dict:
+    "OpenAI's usage block; with a cost model (Part 19) also the request's GPU cost, an extension field."
+    u = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+    if cost_usd is not None: u["cost_usd"] = cost_usd
+    return u
 
 def completion_choice(index: int, text: str, finish_reason: str | None, logprobs: dict | None = None) -> dict:
     return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}

@@ -5,6 +5,7 @@
 # %% ../nbs/04c_server.ipynb #a2db7538
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -16,19 +17,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
+from starlette.background import BackgroundTask
 
 from .protocol import APIError, ChatCompletionRequest, CompletionRequest
 from .serving import OpenAIServing, Plan, SerialEngine
 from .telemetry import DASHBOARD_HTML, Telemetry
 
 # %% auto #0
-__all__ = ['error_response', 'validation_error', 'install_error_handlers', 'sse', 'respond', 'ServerState', 'load_in_background',
-           'build_app', 'TokenizeRequest', 'DetokenizeRequest', 'add_routes', 'add_token_routes', 'attach_telemetry',
-           'loaded_telemetry', 'add_telemetry_routes', 'serving_for']
+__all__ = ['error_response', 'validation_error', 'install_error_handlers', 'sse', 'respond', 'Admission', 'Ticket',
+           'within_deadline', 'stream', 'ServerState', 'load_in_background', 'build_app', 'TokenizeRequest',
+           'DetokenizeRequest', 'add_routes', 'add_token_routes', 'attach_telemetry', 'loaded_telemetry',
+           'add_telemetry_routes', 'serving_for']
 
 # %% ../nbs/04c_server.ipynb #b8701245
 def error_response(e: APIError) -> JSONResponse:
-    return JSONResponse(e.body(), status_code=e.status)
+    return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
 
 def validation_error(exc: RequestValidationError) -> APIError:
     "The first pydantic error as a 400 APIError naming the field."
@@ -53,17 +56,77 @@ async def sse(chunks: AsyncIterator[dict]) -> AsyncIterator[str]:
     except Exception as e: yield f"data: {json.dumps(APIError(f'internal error: {e}', 500, 'internal_server_error').body())}\n\n"
     yield "data: [DONE]\n\n"
 
-async def respond(serving: OpenAIServing, plan: Plan, stream: bool, include_usage: bool):
-    "A JSON response, or an SSE stream, for a validated plan."
-    if not stream: return JSONResponse(await serving.complete(plan))
-    return StreamingResponse(sse(serving.stream(plan, include_usage)), media_type="text/event-stream")
+async def respond(serving: OpenAIServing, plan: Plan, stream: bool, include_usage: bool, admission: Admission | None = None):
+    "A JSON response, or an SSE stream, for a validated plan — admitted first (429/503 before any work), within the deadline."
+    admission = admission or Admission()
+    ticket = admission.enter()
+    if not stream:
+        try: return JSONResponse(await ticket.within_deadline(serving.complete(plan)))
+        finally: ticket.release()
+    return StreamingResponse(sse(ticket.stream(serving.stream(plan, include_usage))), media_type="text/event-stream",
+                             background=BackgroundTask(ticket.release))  # released twice is fine: whichever comes first
 
 # %% ../nbs/04c_server.ipynb #4bac6b59
+class Admission:
+    "Bounded admission: at most `limit` requests held at once (None: no bound); a per-request deadline; draining."
+    def __init__(self, limit: int | None = None, timeout_s: float | None = None, retry_after_s: int = 1):
+        if limit is not None and limit < 1: raise ValueError(f"the admission limit must be at least 1, got {limit}")
+        if timeout_s is not None and timeout_s <= 0: raise ValueError(f"the request timeout must be positive, got {timeout_s}")
+        self.limit, self.timeout_s, self.retry_after_s = limit, timeout_s, retry_after_s
+        self.in_flight, self.num_rejected, self.draining = 0, 0, False
+
+    def enter(self) -> Ticket:
+        "Admit one request, or raise 503 (draining) / 429 (full)."
+        if self.draining: raise APIError("server is shutting down", status=503, type="service_unavailable")
+        if self.limit is not None and self.in_flight >= self.limit:
+            self.num_rejected += 1
+            raise APIError(f"server is at capacity ({self.in_flight} requests running or queued); retry after {self.retry_after_s} s",
+                           status=429, type="rate_limit_exceeded", code="rate_limit_exceeded", headers={"Retry-After": str(self.retry_after_s)})
+        self.in_flight += 1
+        return Ticket(self, None if self.timeout_s is None else time.monotonic() + self.timeout_s)
+
+# %% ../nbs/04c_server.ipynb #d4123b7f
+class Ticket:
+    "One admitted request: its deadline, and its slot to give back (once)."
+    def __init__(self, admission: Admission, deadline: float | None):
+        self.admission, self.deadline, self.released = admission, deadline, False
+
+    def release(self) -> None:
+        if not self.released: self.released = True; self.admission.in_flight -= 1
+
+    def _timeout_error(self) -> APIError:
+        return APIError(f"request timed out after {self.admission.timeout_s:g} s", status=408, type="timeout_error", code="request_timeout")
+
+    def _left(self) -> float | None: return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+# %% ../nbs/04c_server.ipynb #b43123ca
+async def within_deadline(self: Ticket, work):
+    "Await `work` (a coroutine), cancelling it with a 408 if the deadline passes."
+    try: return await asyncio.wait_for(work, self._left())
+    except asyncio.TimeoutError: raise self._timeout_error() from None
+
+async def stream(self: Ticket, chunks: AsyncIterator[dict]) -> AsyncIterator[dict]:
+    "Pass `chunks` through until the deadline; then stop the generation and raise a 408 (sent as an error event)."
+    it = chunks.__aiter__()
+    try:
+        while True:
+            try: chunk = await asyncio.wait_for(it.__anext__(), self._left())
+            except StopAsyncIteration: return
+            except asyncio.TimeoutError: raise self._timeout_error() from None
+            yield chunk
+    finally:
+        await it.aclose()  # the engine's own finally aborts the request and frees its blocks
+        self.release()
+
+Ticket.within_deadline, Ticket.stream = within_deadline, stream
+
+# %% ../nbs/04c_server.ipynb #30df30e3
 class ServerState:
     "The server's serving object once loaded, or the reason there is none yet."
-    def __init__(self):
+    def __init__(self, admission: Admission | None = None):
         self.serving: OpenAIServing | None = None; self.problem = "model is loading"
         self.telemetry: Telemetry | None = None
+        self.admission = admission or Admission()
 
     def ready(self) -> OpenAIServing:
         "The serving object, or a 503 APIError saying why not."
@@ -82,15 +145,17 @@ def load_in_background(state: ServerState, loader: Callable[[], OpenAIServing]) 
     t.start()
     return t
 
-# %% ../nbs/04c_server.ipynb #d4123b7f
-def build_app(loader: Callable[[], OpenAIServing]) -> FastAPI:
+# %% ../nbs/04c_server.ipynb #9efcd010
+def build_app(loader: Callable[[], OpenAIServing], admission: Admission | None = None) -> FastAPI:
     "The OpenAI-compatible FastAPI app; `loader` builds the serving object (run in a thread at startup)."
-    state = ServerState()
+    state = ServerState(admission)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.loader_thread = load_in_background(state, loader)
         yield
+        state.admission.draining = True
+        if state.serving is not None and hasattr(state.serving.engine, "shutdown"): state.serving.engine.shutdown(timeout=10)
 
     app = FastAPI(title="ruvon", version="0.1", lifespan=lifespan)
     app.state.ruvon = state
@@ -121,12 +186,12 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest):
         s = state.ready()
-        return await respond(s, s.plan_completion(req), req.stream, bool(req.stream_options and req.stream_options.include_usage))
+        return await respond(s, s.plan_completion(req), req.stream, bool(req.stream_options and req.stream_options.include_usage), state.admission)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatCompletionRequest):
         s = state.ready()
-        return await respond(s, s.plan_chat(req), req.stream, bool(req.stream_options and req.stream_options.include_usage))
+        return await respond(s, s.plan_chat(req), req.stream, bool(req.stream_options and req.stream_options.include_usage), state.admission)
 
     add_token_routes(app, state)
     add_telemetry_routes(app, state)

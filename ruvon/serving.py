@@ -35,6 +35,7 @@ class ChoiceDelta:
     finish_reason: str | None = None
     logprobs: list[TokenLogprob] | None = None                # of token_ids, when the request asks (Part 10)
     prompt_logprobs: list[TokenLogprob | None] | None = None  # of the prompt, once per request, when asked
+    cost_usd: float | None = None                              # on a request's last delta, when the engine prices requests (Part 19)
 
 class ChoiceState:
     "One choice's output side: its sampler, streaming detokenizer and stop-string checker."
@@ -207,8 +208,9 @@ def _entries(d: ChoiceDelta) -> list[TokenLogprob]:
 
 async def complete(self: OpenAIServing, plan: Plan) -> dict:
     "The whole (non-streamed) response for `plan`."
-    texts, tokens, reasons, entries = {}, {}, {}, {}
+    texts, tokens, reasons, entries, costs = {}, {}, {}, {}, []
     async for d in self.run_plan(plan):
+        if d.cost_usd is not None: costs.append(d.cost_usd)
         texts[d.index] = texts.get(d.index, "") + d.text
         tokens[d.index] = tokens.get(d.index, 0) + len(d.token_ids)
         entries.setdefault(d.index, []).extend(_entries(d))
@@ -217,7 +219,7 @@ async def complete(self: OpenAIServing, plan: Plan) -> dict:
     if plan.chat: choices = [chat_choice(i, texts[i], reasons.get(i), chat_logprobs(entries[i], self.tokenizer) if wants else None) for i in sorted(texts)]
     else: choices = [completion_choice(i, texts[i], reasons.get(i), completion_logprobs(entries[i], self.tokenizer) if wants else None) for i in sorted(texts)]
     kind = ("chatcmpl", "chat.completion") if plan.chat else ("cmpl", "text_completion")
-    return envelope(new_id(kind[0]), kind[1], self.model_name, choices, usage(sum(map(len, plan.prompts)), sum(tokens.values())))
+    return envelope(new_id(kind[0]), kind[1], self.model_name, choices, usage(sum(map(len, plan.prompts)), sum(tokens.values()), sum(costs) if costs else None))
 
 OpenAIServing.complete = complete
 
@@ -225,11 +227,12 @@ OpenAIServing.complete = complete
 async def stream(self: OpenAIServing, plan: Plan, include_usage: bool = False) -> AsyncIterator[dict]:
     "The chunks of a streamed response for `plan` (without the SSE framing); each chunk carries its tokens' logprobs."
     kind = ("chatcmpl", "chat.completion.chunk") if plan.chat else ("cmpl", "text_completion")
-    rid, opened, num_tokens, offsets = new_id(kind[0]), set(), 0, {}
+    rid, opened, num_tokens, offsets, costs = new_id(kind[0]), set(), 0, {}, []
     wants = plan.params.logprobs is not None
     chunk = lambda choices, u=None: envelope(rid, kind[1], self.model_name, choices, u)
     async for d in self.run_plan(plan):
         num_tokens += len(d.token_ids)
+        if d.cost_usd is not None: costs.append(d.cost_usd)
         if not plan.chat:
             lps = completion_logprobs(_entries(d), self.tokenizer, offsets.get(d.index, 0)) if wants else None
             offsets[d.index] = offsets.get(d.index, 0) + len(d.text)
@@ -239,6 +242,6 @@ async def stream(self: OpenAIServing, plan: Plan, include_usage: bool = False) -
         if d.text or (wants and d.logprobs):
             yield chunk([chat_chunk_choice(d.index, {"content": d.text}, None, chat_logprobs(d.logprobs or [], self.tokenizer) if wants else None)])
         if d.finish_reason: yield chunk([chat_chunk_choice(d.index, {}, d.finish_reason)])
-    if include_usage: yield chunk([], usage(sum(map(len, plan.prompts)), num_tokens))
+    if include_usage: yield chunk([], usage(sum(map(len, plan.prompts)), num_tokens, sum(costs) if costs else None))
 
 OpenAIServing.stream = stream
