@@ -197,7 +197,7 @@ async def run_plan(self: OpenAIServing, plan: Plan) -> AsyncIterator[ChoiceDelta
                 started.add(d.index)
                 if plan.echo: text, echoed = self.tokenizer.decode(prompt) + text, prompt_lps
                 if plan.chat: text = text.removeprefix(" ")
-            yield ChoiceDelta(p * n + d.index, text, d.token_ids, d.finish_reason, d.logprobs, echoed)
+            yield ChoiceDelta(p * n + d.index, text, d.token_ids, d.finish_reason, d.logprobs, echoed, d.cost_usd)
 
 OpenAIServing.run_plan = run_plan
 

@@ -1,6 +1,12 @@
 """Shared setup for ruvon's pytest suites: the offline data and Hub cache every test uses."""
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import httpx
 
 import pytest
 import torch
@@ -25,3 +31,35 @@ def standin_6l(data_dir) -> Path: return data_dir / "checkpoints" / "ruvon-stand
 
 @pytest.fixture(scope="session")
 def standin_2l(data_dir) -> Path: return data_dir / "checkpoints" / "ruvon-standin-2l"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ruvon_server():
+    "Start `ruvon serve CHECKPOINT --served-model-name standin --device cpu ARGS...` and wait until healthy: (process, url). Stopped at teardown."
+    procs = []
+    def start(checkpoint, *args: str) -> tuple[subprocess.Popen, str]:
+        port = free_port()
+        exe = os.path.join(os.path.dirname(sys.executable), "ruvon")
+        proc = subprocess.Popen([exe, "serve", str(checkpoint), "--port", str(port), "--served-model-name", "standin", "--device", "cpu", *args],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs.append(proc)
+        url, deadline = f"http://127.0.0.1:{port}", time.time() + 120
+        while time.time() < deadline:
+            if proc.poll() is not None: pytest.fail(proc.stderr.read())
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200: return proc, url
+            except httpx.HTTPError: pass
+            time.sleep(0.3)
+        pytest.fail("server did not become healthy")
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try: proc.wait(timeout=30)
+            except subprocess.TimeoutExpired: proc.kill()
