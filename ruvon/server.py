@@ -24,10 +24,10 @@ from .serving import OpenAIServing, Plan, SerialEngine
 from .telemetry import DASHBOARD_HTML, Telemetry
 
 # %% auto #0
-__all__ = ['error_response', 'validation_error', 'install_error_handlers', 'sse', 'respond', 'Admission', 'Ticket',
-           'within_deadline', 'stream', 'ServerState', 'load_in_background', 'build_app', 'TokenizeRequest',
-           'DetokenizeRequest', 'add_routes', 'add_token_routes', 'attach_telemetry', 'loaded_telemetry',
-           'add_telemetry_routes', 'serving_for']
+__all__ = ['error_response', 'validation_error', 'install_error_handlers', 'Admission', 'Ticket', 'within_deadline', 'stream',
+           'sse', 'respond', 'ServerState', 'load_in_background', 'build_app', 'TokenizeRequest', 'DetokenizeRequest',
+           'add_routes', 'add_token_routes', 'attach_telemetry', 'loaded_telemetry', 'add_telemetry_routes',
+           'serving_for']
 
 # %% ../nbs/04c_server.ipynb #b8701245
 def error_response(e: APIError) -> JSONResponse:
@@ -46,25 +46,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.exception_handler(APIError)(lambda request, e: error_response(e))
     app.exception_handler(RequestValidationError)(lambda request, e: error_response(validation_error(e)))
     app.exception_handler(Exception)(lambda request, e: error_response(APIError(f"internal error: {type(e).__name__}: {e}", 500, "internal_server_error")))
-
-# %% ../nbs/04c_server.ipynb #843c437d
-async def sse(chunks: AsyncIterator[dict]) -> AsyncIterator[str]:
-    "Server-Sent Events framing of `chunks`, ending with data: [DONE]."
-    try:
-        async for chunk in chunks: yield f"data: {json.dumps(chunk)}\n\n"
-    except APIError as e: yield f"data: {json.dumps(e.body())}\n\n"
-    except Exception as e: yield f"data: {json.dumps(APIError(f'internal error: {e}', 500, 'internal_server_error').body())}\n\n"
-    yield "data: [DONE]\n\n"
-
-async def respond(serving: OpenAIServing, plan: Plan, stream: bool, include_usage: bool, admission: Admission | None = None):
-    "A JSON response, or an SSE stream, for a validated plan — admitted first (429/503 before any work), within the deadline."
-    admission = admission or Admission()
-    ticket = admission.enter()
-    if not stream:
-        try: return JSONResponse(await ticket.within_deadline(serving.complete(plan)))
-        finally: ticket.release()
-    return StreamingResponse(sse(ticket.stream(serving.stream(plan, include_usage))), media_type="text/event-stream",
-                             background=BackgroundTask(ticket.release))  # released twice is fine: whichever comes first
 
 # %% ../nbs/04c_server.ipynb #4bac6b59
 class Admission:
@@ -119,6 +100,25 @@ async def stream(self: Ticket, chunks: AsyncIterator[dict]) -> AsyncIterator[dic
         self.release()
 
 Ticket.within_deadline, Ticket.stream = within_deadline, stream
+
+# %% ../nbs/04c_server.ipynb #843c437d
+async def sse(chunks: AsyncIterator[dict]) -> AsyncIterator[str]:
+    "Server-Sent Events framing of `chunks`, ending with data: [DONE]."
+    try:
+        async for chunk in chunks: yield f"data: {json.dumps(chunk)}\n\n"
+    except APIError as e: yield f"data: {json.dumps(e.body())}\n\n"
+    except Exception as e: yield f"data: {json.dumps(APIError(f'internal error: {e}', 500, 'internal_server_error').body())}\n\n"
+    yield "data: [DONE]\n\n"
+
+async def respond(serving: OpenAIServing, plan: Plan, stream: bool, include_usage: bool, admission: Admission | None = None):
+    "A JSON response, or an SSE stream, for a validated plan — admitted first (429/503 before any work), within the deadline."
+    admission = admission or Admission()
+    ticket = admission.enter()
+    if not stream:
+        try: return JSONResponse(await ticket.within_deadline(serving.complete(plan)))
+        finally: ticket.release()
+    return StreamingResponse(sse(ticket.stream(serving.stream(plan, include_usage))), media_type="text/event-stream",
+                             background=BackgroundTask(ticket.release))  # released twice is fine: whichever comes first
 
 # %% ../nbs/04c_server.ipynb #30df30e3
 class ServerState:
