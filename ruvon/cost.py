@@ -98,8 +98,8 @@ def request_cost(self: CostTelemetry, request_id: str) -> float | None:
 
 def cost_panel(self: CostTelemetry) -> dict:
     "The dashboard's cost numbers."
-    per_million = self.meter.dollars_per_million_output_tokens()
-    return {"usd_per_1k_output_tokens": None if per_million is None else per_million / 1000, "usd_per_1m_output_tokens": per_million,
-            "usd_per_hour": self.meter.cost_per_hour, "usd_total": self.meter.total_dollars}
+    per_million, short = self.meter.dollars_per_million_output_tokens(), lambda x: None if x is None else float(f"{x:.4g}")
+    return {"usd_per_1k_output_tokens": short(None if per_million is None else per_million / 1000), "usd_per_1m_output_tokens": short(per_million),
+            "usd_per_hour": self.meter.cost_per_hour, "usd_total": short(self.meter.total_dollars)}
 
 CostTelemetry.on_step, CostTelemetry.request_cost, CostTelemetry.cost_panel = on_step, request_cost, cost_panel

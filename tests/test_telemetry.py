@@ -134,7 +134,8 @@ def test_dashboard_in_chromium(server, served):
     """The page loads, shows the requests made so far, and updates while more run; the screenshot is kept."""
     url, _ = server
     data = httpx.get(f"{url}/dashboard/data").json()
-    assert data["model_name"] == MODEL and data["cost"] is None and len(data["series"]["output_tokens_per_s"]) == data["window_s"]
+    assert data["model_name"] == MODEL and len(data["series"]["output_tokens_per_s"]) == data["window_s"]
+    assert data["cost"]["usd_per_hour"] == 2.5 and data["cost"]["usd_per_1k_output_tokens"] > 0  # Part 19 prices every ruvon serve
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium())
         page = browser.new_page(viewport={"width": 1000, "height": 560})
@@ -150,6 +151,7 @@ def test_dashboard_in_chromium(server, served):
         page.wait_for_function("parseFloat(document.getElementById('tps').textContent) > 0", timeout=10_000)
         assert page.inner_text("#kv") == "0.0 %" and page.inner_text("#running") == page.inner_text("#waiting") == "0"
         assert page.inner_text("#status").startswith("updated")
+        assert page.inner_text("#cost") not in ("", "\u2013")                   # "this run costs $X per 1K tokens", live
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
         browser.close()
