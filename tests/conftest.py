@@ -39,7 +39,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ruvon_server():
     "Start `ruvon serve CHECKPOINT --served-model-name standin --device cpu ARGS...` and wait until healthy: (process, url). Stopped at teardown."
     procs = []

@@ -33,23 +33,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(standin_6l):
-    port = free_port()
-    exe = os.path.join(os.path.dirname(sys.executable), "ruvon")
-    proc = subprocess.Popen([exe, "serve", str(standin_6l), "--port", str(port), "--served-model-name", MODEL, "--device", "cpu"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.stdout.read()
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200: break
-        except httpx.HTTPError: pass
-        time.sleep(0.3)
-    else: pytest.fail("server did not become healthy")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+def server(standin_6l, ruvon_server):
+    return ruvon_server(standin_6l)[1]
 
 
 def sse(*events):
