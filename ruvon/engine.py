@@ -19,7 +19,7 @@ from .generate import check_prompt, finish_reason
 from .kv_cache import kv_cache_bytes_per_token
 from .logprobs import TokenLogprob, prompt_logprobs
 from .model import GPT2
-from .paged_cache import TRITON_KERNELS, PagedKVCache, PagedStep, forward_step, paged_kernels
+from .paged_cache import TRITON_KERNELS, PagedKVCache, PagedStep, forward_step, num_leading_decodes, paged_kernels
 from .sampling import SamplingParams
 from .scheduler import Scheduler, SchedulerConfig, Sequence, SequenceStatus
 from .serving import ChoiceDelta, ChoiceState
@@ -205,8 +205,7 @@ LLMEngine._sample, LLMEngine._report = _sample, _report
 def _num_graphed(self: LLMEngine, plan) -> int:
     "How many leading single-token spans of the plan a captured graph runs (0 without graphs)."
     if self.graphs is None: return 0
-    n = next((i for i, (_, start, end) in enumerate(plan.spans) if end - start != 1), len(plan.spans))
-    return min(n, self.graphs.max_batch_size)
+    return min(num_leading_decodes(plan.spans), self.graphs.max_batch_size)
 
 def _decode_with_graph(self: LLMEngine, spans: list) -> torch.Tensor:
     "Logits (num sequences, vocab) of single-token spans, replayed from Part 13c's CUDA graphs."

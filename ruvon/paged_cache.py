@@ -15,8 +15,8 @@ from .kernels import paged_decode_attention, paged_decode_reference, write_kv, w
 from .model import GPT2, Attention, GPT2Config, causal_attention
 
 # %% auto #0
-__all__ = ['TRITON_KERNELS', 'TORCH_KERNELS', 'PagedKVCache', 'PagedKernels', 'paged_kernels', 'PagedStep', 'build',
-           'last_token_indices', 'positions', 'attend', 'advance', 'forward_step']
+__all__ = ['TRITON_KERNELS', 'TORCH_KERNELS', 'PagedKVCache', 'PagedKernels', 'paged_kernels', 'PagedStep', 'num_leading_decodes',
+           'build', 'last_token_indices', 'positions', 'attend', 'advance', 'forward_step']
 
 # %% ../nbs/13b_paged_cache.ipynb #6799e12d
 class PagedKVCache:
@@ -70,15 +70,15 @@ class PagedStep:
     def num_decodes(self) -> int: return len(self.context_lens)
 
 # %% ../nbs/13b_paged_cache.ipynb #d9323162
-def _decode_prefix(spans: list[tuple[int, int, int]]) -> int:
-    "How many leading spans compute a single token."
+def num_leading_decodes(spans: list[tuple]) -> int:
+    "How many leading (…, start, end) spans compute a single token: the step's decode batch (the engine's graph batch too)."
     return next((i for i, (_, start, end) in enumerate(spans) if end - start != 1), len(spans))
 
 @classmethod
 def build(cls, cache: PagedKVCache, bm: BlockManager, spans: list[tuple[int, int, int]], kernels: PagedKernels = TORCH_KERNELS,
           max_blocks: int | None = None) -> PagedStep:
     "The step computing positions start..end-1 of each (seq_id, start, end) in `spans`; `max_blocks` fixes the tables' width."
-    device, bs, nd = cache.k.device, cache.block_size, _decode_prefix(spans)
+    device, bs, nd = cache.k.device, cache.block_size, num_leading_decodes(spans)
     positions = [p for _, start, end in spans for p in range(start, end)]
     slots = [s for seq, start, end in spans for s in bm.slot_mapping(seq, start, end)]
     tables = [bm.block_tables[seq] for seq, _, _ in spans[:nd]]
