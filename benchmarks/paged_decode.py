@@ -17,7 +17,8 @@ from triton.testing import do_bench_cudagraph
 
 from ruvon.kernels import paged_decode_attention, paged_decode_reference
 
-CONFIGS = [(256, 64, 4), (512, 64, 4), (128, 64, 4), (256, 32, 4), (256, 128, 4), (256, 64, 8), (256, 64, 2), (512, 128, 8)]
+CONFIGS = [(256, 64, 4), (512, 64, 4), (128, 64, 4), (256, 32, 4), (256, 128, 4), (256, 64, 8), (256, 64, 2), (512, 128, 8),
+           (64, 64, 4), (64, 32, 4), (64, 64, 2), (128, 32, 4), (128, 64, 2), (32, 32, 2)]
 
 
 def copy_bandwidth_gbs(nbytes: int = 1 << 30) -> float:
@@ -83,7 +84,7 @@ def main(argv=None):
     p.add_argument("--contexts", type=int, nargs="+", default=[128, 256, 512, 1024])
     args = p.parse_args(argv)
     copy_bw = copy_bandwidth_gbs()
-    tuning = tune([(1, 1024), (16, 1024), (64, 512), (256, 1024)], args.n_head, args.head_dim, args.block_size)
+    tuning = tune([(1, 160), (8, 160), (1, 1024), (16, 1024), (64, 512), (256, 1024)], args.n_head, args.head_dim, args.block_size)
     print(f"copy bandwidth {copy_bw:.0f} GB/s; tuned {len(tuning)} configurations", flush=True)
     rows = []
     for b in args.batches:

@@ -74,10 +74,10 @@ def _decode_partition_kernel(q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, 
         row = block * stride_kb + (t % BLOCK_SIZE) * stride_kt + head * stride_kh
         mask = valid[:, None] & (d[None, :] < HEAD_DIM)
         k = tl.load(k_cache_ptr + row[:, None] + d[None, :], mask=mask, other=0.0).to(tl.float32)   # (BLOCK_N, BLOCK_D)
+        v = tl.load(v_cache_ptr + row[:, None] + d[None, :], mask=mask, other=0.0).to(tl.float32)   # in flight with k
         s = tl.where(valid, tl.sum(k * q[None, :], axis=1), -float("inf"))  # scores, log2 units
         m_new = tl.maximum(m_i, tl.max(s, axis=0))
         p, alpha = tl.exp2(s - m_new), tl.exp2(m_i - m_new)
-        v = tl.load(v_cache_ptr + row[:, None] + d[None, :], mask=mask, other=0.0).to(tl.float32)
         acc = acc * alpha + tl.sum(p[:, None] * v, axis=0)
         l_i, m_i = l_i * alpha + tl.sum(p, axis=0), m_new
     tl.store(acc_ptr + seq * stride_an + head * stride_ah + part * stride_ap + d, acc, mask=d < HEAD_DIM)

@@ -91,10 +91,14 @@ class CausalSelfAttention(nn.Module):
         self.attention: Attention = causal_attention  # Part 9 swaps in faster backends
 
     def forward(self, x: torch.Tensor, cache: KVCacheLike | None = None) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim).unbind(2)  # each (B, T, H, D)
+        return self.c_proj(self.attend(self.c_attn(x), cache))
+
+    def attend(self, qkv: torch.Tensor, cache: KVCacheLike | None = None) -> torch.Tensor:
+        "Attention over the fused projection's output (B, T, 3C): the heads' results side by side, (B, T, C)."
+        B, T, C3 = qkv.shape
+        q, k, v = qkv.view(B, T, 3, self.n_head, self.head_dim).unbind(2)  # each (B, T, H, D)
         y = cache.attend(self.layer_idx, q, k, v, self.attention) if cache is not None else self.attention(q, k, v)
-        return self.c_proj(y.reshape(B, T, C))
+        return y.reshape(B, T, C3 // 3)
 
 # %% ../nbs/01b_model.ipynb #c3093766
 class MLP(nn.Module):

@@ -4,6 +4,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+from ruvon.fused import layer_norm_kernel, linear_kernel, linear_reference
 from ruvon.kernels import paged_decode_attention, paged_decode_reference, write_kv, write_kv_reference
 
 CUDA = torch.cuda.is_available()
@@ -77,3 +78,26 @@ def test_write_kv_cuda(dtype):
     write_kv(qkv[:, 1], qkv[:, 2], caches[0], caches[1], slots)
     write_kv_reference(qkv[:, 1], qkv[:, 2], caches[2], caches[3], slots)
     assert torch.equal(caches[0], caches[2]) and torch.equal(caches[1], caches[3])
+
+
+@settings(max_examples=20, deadline=None)
+@given(M=st.integers(1, 16), N=st.integers(1, 70), K=st.integers(1, 300), epilogue=st.sampled_from(["none", "bias", "gelu", "residual"]))
+def test_fused_linear_matches_reference(M, N, K, epilogue):
+    "Part 12b's small-batch linear kernel, every epilogue, sizes that are not multiples of any tile."
+    g = torch.Generator().manual_seed(M * 1000 + N * 10 + K)
+    x, w, b, r = (torch.randn(*s, generator=g).to(DEVICE) for s in [(M, K), (N, K), (N,), (M, N)])
+    kw = {"none": {}, "bias": dict(bias=b), "gelu": dict(bias=b, gelu=True), "residual": dict(bias=b, residual=r)}[epilogue]
+    torch.testing.assert_close(linear_kernel(x, w, **kw), linear_reference(x, w, **kw), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("M, N, K", [(1, 4800, 1600), (8, 1600, 6400), (16, 2304, 768), (3, 50, 100)])
+def test_fused_kernels_cuda(dtype, M, N, K):
+    x, w, b = torch.randn(M, K, device="cuda", dtype=dtype), torch.randn(N, K, device="cuda", dtype=dtype) / K**0.5, torch.randn(N, device="cuda", dtype=dtype)
+    r = torch.randn(M, N, device="cuda", dtype=dtype)
+    tol = dict(atol=3e-2, rtol=2e-2) if dtype == torch.bfloat16 else dict(atol=5e-3, rtol=5e-3)
+    for kw in [dict(bias=b), dict(bias=b, gelu=True), dict(bias=b, residual=r)]:
+        torch.testing.assert_close(linear_kernel(x, w, **kw).float(), linear_reference(x.float(), w.float(), **{k: v.float() if torch.is_tensor(v) else v for k, v in kw.items()}), **tol)
+    lw, lb = torch.randn(K, device="cuda", dtype=dtype), torch.randn(K, device="cuda", dtype=dtype)
+    torch.testing.assert_close(layer_norm_kernel(x, lw, lb, 1e-5).float(), torch.nn.functional.layer_norm(x.float(), (K,), lw.float(), lb.float(), 1e-5), **tol)

@@ -1,0 +1,142 @@
+"""Part 12b benchmark: the fused small-batch kernels against the torch/cuBLAS operations they replace, and a
+batch-1 / batch-8 decode step of gpt2 and gpt2-xl (dummy float16 weights) with plain and fused blocks.
+
+1. `linear_kernel` over a grid of tile configurations, at every projection shape of gpt2 and gpt2-xl, against
+   `F.linear` (cuBLAS) — weight bytes read per second, as a fraction of the copy bandwidth measured here;
+2. `layer_norm_kernel` against `F.layer_norm`;
+3. CUDA-graph replays of the engine's decode step (Part 13c) with `Block` and with `FusedBlock`, against the
+   weight-streaming floor (weight bytes / copy bandwidth), and the kernels of one fused replay.
+
+Kernel times are medians of CUDA-graph replays (triton.testing.do_bench_cudagraph): GPU time, no launch cost.
+Run on a GPU:  python benchmarks/fused_decode.py --json benchmarks/results/fused_decode_gpu.json
+"""
+import argparse
+import itertools
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+import triton
+from triton.testing import do_bench_cudagraph
+
+from ruvon.cuda_graphs import DecodeGraphs
+from ruvon.engine import EngineConfig, LLMEngine
+from ruvon.fused import FusedBlock, layer_norm_kernel, linear_config, linear_kernel, linear_reference
+from ruvon.loading import load_model, load_tokenizer
+from ruvon.model import Block
+
+CONFIGS = [dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=s)
+           for bn, bk, (w, s) in itertools.product([16, 32], [128, 256, 512], [(4, 3), (4, 5), (8, 4)])]
+MODELS = {"gpt2": 768, "gpt2-xl": 1600}
+
+
+def time_ms(fn) -> float: return do_bench_cudagraph(fn, rep=30, return_mode="median")
+
+
+def copy_bandwidth_gbs(nbytes: int = 1 << 30) -> float:
+    src = torch.empty(nbytes // 2, dtype=torch.float16, device="cuda").normal_()
+    dst = torch.empty_like(src)
+    return 2 * nbytes / time_ms(lambda: dst.copy_(src)) / 1e6
+
+
+def projection_shapes(C: int) -> dict:
+    "GPT-2's four projections as (N, K) weights, with the epilogue each one gets in a `FusedBlock`."
+    return {"c_attn": (3 * C, C, {}), "attn.c_proj": (C, C, {"residual": True}), "c_fc": (4 * C, C, {"gelu": True}),
+            "mlp.c_proj": (C, 4 * C, {"residual": True})}
+
+
+def linear_rows(copy_bw: float, rows=(1, 8, 16)) -> list[dict]:
+    "Every projection shape x batch rows: cuBLAS, the default configuration, and (at 1 row) every configuration."
+    out = []
+    for model, C in MODELS.items():
+        for name, (N, K, epi) in projection_shapes(C).items():
+            w = torch.randn(N, K, device="cuda", dtype=torch.float16) / K**0.5
+            b = torch.randn(N, device="cuda", dtype=torch.float16)
+            for M in rows:
+                x = torch.randn(M, K, device="cuda", dtype=torch.float16)
+                kw = dict(bias=b, gelu=epi.get("gelu", False), residual=torch.randn(M, N, device="cuda", dtype=torch.float16) if epi.get("residual") else None)
+                torch.testing.assert_close(linear_kernel(x, w, **kw), linear_reference(x, w, **kw), atol=2e-2, rtol=2e-2)
+                gb = N * K * 2 / 1e9
+                row = {"model": model, "projection": name, "N": N, "K": K, "M": M, "weight_mib": N * K * 2 / 2**20,
+                       "torch_ms": time_ms(lambda: linear_reference(x, w, **kw)), "default_config": linear_config(N, K),
+                       "fused_ms": time_ms(lambda: linear_kernel(x, w, **kw))}
+                row["torch_fraction_of_copy"] = gb / row["torch_ms"] * 1e3 / copy_bw
+                row["fused_fraction_of_copy"] = gb / row["fused_ms"] * 1e3 / copy_bw
+                if M == 1: row["configs"] = [{**c, "ms": time_ms(lambda: linear_kernel(x, w, config=c, **kw))} for c in CONFIGS]
+                print(json.dumps({k: v for k, v in row.items() if k != "configs"}), flush=True)
+                out.append(row)
+    return out
+
+
+def layer_norm_rows() -> list[dict]:
+    out = []
+    for C, M in itertools.product(MODELS.values(), (1, 16)):
+        x = torch.randn(M, C, device="cuda", dtype=torch.float16)
+        w, b = torch.randn(C, device="cuda", dtype=torch.float16), torch.randn(C, device="cuda", dtype=torch.float16)
+        torch.testing.assert_close(layer_norm_kernel(x, w, b, 1e-5), F.layer_norm(x, (C,), w, b, 1e-5), atol=1e-2, rtol=1e-2)
+        out.append({"C": C, "M": M, "torch_ms": time_ms(lambda: F.layer_norm(x, (C,), w, b, 1e-5)),
+                    "fused_ms": time_ms(lambda: layer_norm_kernel(x, w, b, 1e-5))})
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
+def replay_ms(graph, n: int = 200) -> float:
+    e0, e1 = torch.cuda.Event(True), torch.cuda.Event(True)
+    graph.replay(); torch.cuda.synchronize(); e0.record()
+    for _ in range(n): graph.replay()
+    e1.record(); torch.cuda.synchronize()
+    return e0.elapsed_time(e1) / n
+
+
+def set_blocks(model, cls) -> None:
+    for block in model.h: block.__class__ = cls
+
+
+def decode_step_rows(copy_bw: float, buckets=(1, 8)) -> tuple[list[dict], str]:
+    "Graph replay time of a decode step, plain vs fused blocks, each sequence at context 160."
+    rows, profile = [], ""
+    for name in MODELS:
+        model = load_model(name, load_format="dummy", dtype="float16", device="cuda")
+        wbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        engine = LLMEngine(model, load_tokenizer(name), EngineConfig(max_num_seqs=16, kv_cache_memory=2 << 30))
+        for cls in (Block, FusedBlock):
+            set_blocks(model, cls)  # then capture: the graphs record whichever forward the blocks have
+            g = DecodeGraphs(model, engine.cache, 16, engine.kernels)
+            g.context_lens.fill_(160); g.meta[2, :16] = torch.arange(16, device="cuda")
+            g.block_tables.copy_(torch.arange(g.block_tables.numel(), device="cuda").view_as(g.block_tables) % engine.bm.num_blocks)
+            for b in buckets:
+                ms = replay_ms(g.graphs[b])
+                rows.append({"model": name, "blocks": cls.__name__, "batch": b, "replay_ms": ms, "weight_bytes": wbytes,
+                             "roofline_ms": wbytes / copy_bw / 1e6, "ratio_to_roofline": ms / (wbytes / copy_bw / 1e6)})
+                print(json.dumps(rows[-1]), flush=True)
+            if cls is FusedBlock and name == "gpt2-xl":
+                from torch.profiler import ProfilerActivity, profile
+                with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                    g.graphs[1].replay(); torch.cuda.synchronize()
+                profile = prof.key_averages().table(sort_by="cuda_time_total", row_limit=14)
+            del g; torch.cuda.empty_cache()
+        del engine, model; torch.cuda.empty_cache()
+    return rows, profile
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", required=True)
+    p.add_argument("--skip-sweep", action="store_true", help="only the default configurations and the decode steps")
+    args = p.parse_args(argv)
+    copy_bw = copy_bandwidth_gbs()
+    print(f"copy bandwidth {copy_bw:.0f} GB/s", flush=True)
+    if args.skip_sweep: CONFIGS.clear()
+    result = {"benchmark": "fused_decode", "device_name": torch.cuda.get_device_name(), "torch": torch.__version__,
+              "triton": triton.__version__, "command": "python " + " ".join(sys.argv), "dtype": "float16",
+              "timing": "kernels: median of CUDA-graph replays (do_bench_cudagraph); steps: mean of 200 graph replays",
+              "copy_bandwidth_gbs": copy_bw, "layer_norm": layer_norm_rows(), "linear": linear_rows(copy_bw)}
+    result["decode_steps"], profile = decode_step_rows(copy_bw)
+    result["fused_profile_gpt2_xl_batch1"] = profile
+    print(profile)
+    with open(args.json, "w") as f: json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
