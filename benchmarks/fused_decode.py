@@ -22,13 +22,17 @@ from triton.testing import do_bench_cudagraph
 
 from ruvon.cuda_graphs import DecodeGraphs
 from ruvon.engine import EngineConfig, LLMEngine
+import ruvon.fused
 from ruvon.fused import FusedBlock, layer_norm_kernel, linear_config, linear_kernel, linear_reference
 from ruvon.loading import load_model, load_tokenizer
 from ruvon.model import Block
 
-CONFIGS = [dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=s)
-           for bn, bk, (w, s) in itertools.product([16, 32], [128, 256, 512], [(4, 3), (4, 5), (8, 4)])]
+GEMV_CONFIGS = [dict(kernel="gemv", BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=1)
+                for bn, bk, w in itertools.product([4, 8, 16], [512, 1024, 2048], [2, 4, 8])]
+DOT_CONFIGS = [dict(kernel="dot", BLOCK_N=bn, BLOCK_K=bk, num_warps=4, num_stages=st)
+               for bn, bk, st in itertools.product([16, 32, 64], [64, 128, 256], [3, 5])]
 MODELS = {"gpt2": 768, "gpt2-xl": 1600}
+default_linear_config = ruvon.fused.linear_config
 
 
 def time_ms(fn) -> float: return do_bench_cudagraph(fn, rep=30, return_mode="median")
@@ -46,27 +50,45 @@ def projection_shapes(C: int) -> dict:
             "mlp.c_proj": (C, 4 * C, {"residual": True})}
 
 
-def linear_rows(copy_bw: float, rows=(1, 8, 16)) -> list[dict]:
-    "Every projection shape x batch rows: cuBLAS, the default configuration, and (at 1 row) every configuration."
+def weight_copies(N: int, K: int, total_bytes: int = 512 << 20) -> list[torch.Tensor]:
+    "Enough distinct (N, K) weights that calling them in turn streams from memory, not from the L2 cache — as a model's layers do."
+    return [torch.randn(N, K, device="cuda", dtype=torch.float16) / K**0.5 for _ in range(max(1, min(400, total_bytes // (N * K * 2))))]
+
+
+def per_call_ms(ws: list[torch.Tensor], x, config=None, **kw) -> float:
+    "Time of one call, from a CUDA graph that calls the kernel once per weight copy."
+    fn = (lambda: [linear_reference(x, w, **kw) for w in ws]) if config == "torch" else (lambda: [linear_kernel(x, w, config=config, **kw) for w in ws])
+    return time_ms(fn) / len(ws)
+
+
+def linear_rows(copy_bw: float, rows=(1, 8)) -> list[dict]:
+    "Every projection shape x batch rows: cuBLAS, the default configuration, and every candidate configuration."
     out = []
     for model, C in MODELS.items():
         for name, (N, K, epi) in projection_shapes(C).items():
-            w = torch.randn(N, K, device="cuda", dtype=torch.float16) / K**0.5
-            b = torch.randn(N, device="cuda", dtype=torch.float16)
+            ws, b = weight_copies(N, K), torch.randn(N, device="cuda", dtype=torch.float16)
             for M in rows:
                 x = torch.randn(M, K, device="cuda", dtype=torch.float16)
                 kw = dict(bias=b, gelu=epi.get("gelu", False), residual=torch.randn(M, N, device="cuda", dtype=torch.float16) if epi.get("residual") else None)
-                torch.testing.assert_close(linear_kernel(x, w, **kw), linear_reference(x, w, **kw), atol=2e-2, rtol=2e-2)
+                torch.testing.assert_close(linear_kernel(x, ws[0], **kw), linear_reference(x, ws[0], **kw), atol=2e-2, rtol=2e-2)
                 gb = N * K * 2 / 1e9
-                row = {"model": model, "projection": name, "N": N, "K": K, "M": M, "weight_mib": N * K * 2 / 2**20,
-                       "torch_ms": time_ms(lambda: linear_reference(x, w, **kw)), "default_config": linear_config(N, K),
-                       "fused_ms": time_ms(lambda: linear_kernel(x, w, **kw))}
+                row = {"model": model, "projection": name, "N": N, "K": K, "M": M, "weight_mib": N * K * 2 / 2**20, "copies": len(ws),
+                       "torch_ms": per_call_ms(ws, x, "torch", **kw), "default_config": linear_config(M, N, K), "fused_ms": per_call_ms(ws, x, **kw)}
                 row["torch_fraction_of_copy"] = gb / row["torch_ms"] * 1e3 / copy_bw
                 row["fused_fraction_of_copy"] = gb / row["fused_ms"] * 1e3 / copy_bw
-                if M == 1: row["configs"] = [{**c, "ms": time_ms(lambda: linear_kernel(x, w, config=c, **kw))} for c in CONFIGS]
-                print(json.dumps({k: v for k, v in row.items() if k != "configs"}), flush=True)
+                candidates = [c for c in (GEMV_CONFIGS if M == 1 else DOT_CONFIGS) if c["BLOCK_K"] <= 2 * K]
+                row["configs"] = [{**c, "ms": per_call_ms(ws, x, c, **kw)} for c in candidates]
+                best = min(row["configs"], key=lambda c: c["ms"])
+                print(json.dumps({k: v for k, v in row.items() if k != "configs"} | {"best": best}), flush=True)
                 out.append(row)
+            del ws; torch.cuda.empty_cache()
     return out
+
+
+def tuned_config(rows: list[dict]):
+    "A `linear_config` replacement that returns the sweep's fastest configuration for each measured (M, N, K)."
+    best = {(r["M"], r["N"], r["K"]): {k: v for k, v in min(r["configs"], key=lambda c: c["ms"]).items() if k != "ms"} for r in rows if r["configs"]}
+    return lambda M, N, K: best.get((1 if M == 1 else 8, N, K)) or linear_config(M, N, K)
 
 
 def layer_norm_rows() -> list[dict]:
@@ -93,30 +115,32 @@ def set_blocks(model, cls) -> None:
     for block in model.h: block.__class__ = cls
 
 
-def decode_step_rows(copy_bw: float, buckets=(1, 8)) -> tuple[list[dict], str]:
+def decode_step_rows(copy_bw: float, tuned, buckets=(1, 8)) -> tuple[list[dict], str]:
     "Graph replay time of a decode step, plain vs fused blocks, each sequence at context 160."
     rows, profile = [], ""
     for name in MODELS:
         model = load_model(name, load_format="dummy", dtype="float16", device="cuda")
         wbytes = sum(p.numel() * p.element_size() for p in model.parameters())
         engine = LLMEngine(model, load_tokenizer(name), EngineConfig(max_num_seqs=16, kv_cache_memory=2 << 30))
-        for cls in (Block, FusedBlock):
+        for cls, configs in ((Block, None), (FusedBlock, "default"), (FusedBlock, "tuned")):
             set_blocks(model, cls)  # then capture: the graphs record whichever forward the blocks have
+            ruvon.fused.linear_config = tuned if configs == "tuned" else default_linear_config
             g = DecodeGraphs(model, engine.cache, 16, engine.kernels)
             g.context_lens.fill_(160); g.meta[2, :16] = torch.arange(16, device="cuda")
             g.block_tables.copy_(torch.arange(g.block_tables.numel(), device="cuda").view_as(g.block_tables) % engine.bm.num_blocks)
             for b in buckets:
                 ms = replay_ms(g.graphs[b])
-                rows.append({"model": name, "blocks": cls.__name__, "batch": b, "replay_ms": ms, "weight_bytes": wbytes,
+                rows.append({"model": name, "blocks": cls.__name__, "configs": configs, "batch": b, "replay_ms": ms, "weight_bytes": wbytes,
                              "roofline_ms": wbytes / copy_bw / 1e6, "ratio_to_roofline": ms / (wbytes / copy_bw / 1e6)})
                 print(json.dumps(rows[-1]), flush=True)
-            if cls is FusedBlock and name == "gpt2-xl":
+            if configs == "tuned" and name == "gpt2-xl":
                 from torch.profiler import ProfilerActivity, profile
                 with profile(activities=[ProfilerActivity.CUDA]) as prof:
                     g.graphs[1].replay(); torch.cuda.synchronize()
                 profile = prof.key_averages().table(sort_by="cuda_time_total", row_limit=14)
             del g; torch.cuda.empty_cache()
         del engine, model; torch.cuda.empty_cache()
+    ruvon.fused.linear_config = default_linear_config
     return rows, profile
 
 
@@ -127,12 +151,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     copy_bw = copy_bandwidth_gbs()
     print(f"copy bandwidth {copy_bw:.0f} GB/s", flush=True)
-    if args.skip_sweep: CONFIGS.clear()
+    if args.skip_sweep: GEMV_CONFIGS.clear(); DOT_CONFIGS.clear()
     result = {"benchmark": "fused_decode", "device_name": torch.cuda.get_device_name(), "torch": torch.__version__,
               "triton": triton.__version__, "command": "python " + " ".join(sys.argv), "dtype": "float16",
               "timing": "kernels: median of CUDA-graph replays (do_bench_cudagraph); steps: mean of 200 graph replays",
               "copy_bandwidth_gbs": copy_bw, "layer_norm": layer_norm_rows(), "linear": linear_rows(copy_bw)}
-    result["decode_steps"], profile = decode_step_rows(copy_bw)
+    result["decode_steps"], profile = decode_step_rows(copy_bw, tuned_config(result["linear"]))
     result["fused_profile_gpt2_xl_batch1"] = profile
     print(profile)
     with open(args.json, "w") as f: json.dump(result, f, indent=1)

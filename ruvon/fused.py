@@ -31,6 +31,16 @@ def _gelu_tanh(x):
     return x * (1.0 - 1.0 / (1.0 + tl.exp(2.0 * u)))          # 0.5 x (1 + tanh u) = x * sigmoid(2u)
 
 @triton.jit
+def _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om,
+              HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr):
+    "Bias, GELU, residual on an fp32 tile acc (rows m, columns n), then store it in the output's dtype."
+    if HAS_BIAS: acc += tl.load(b_ptr + n, mask=n < N, other=0.0).to(tl.float32)[None, :]
+    if GELU: acc = _gelu_tanh(acc)
+    mask = (m[:, None] < M) & (n[None, :] < N)
+    if HAS_RESIDUAL: acc += tl.load(r_ptr + m[:, None] * stride_rm + n[None, :], mask=mask, other=0.0).to(tl.float32)
+    tl.store(out_ptr + m[:, None] * stride_om + n[None, :], acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+@triton.jit
 def _linear_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, M, N, K, stride_xm, stride_wn, stride_rm, stride_om,
                    HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, PRECISION: tl.constexpr,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
@@ -42,18 +52,30 @@ def _linear_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, M, N, K, stride_xm, stri
         x = tl.load(x_ptr + m[:, None] * stride_xm + k[None, :], mask=(m[:, None] < M) & (k[None, :] < K), other=0.0)
         w = tl.load(w_ptr + n[:, None] * stride_wn + k[None, :], mask=(n[:, None] < N) & (k[None, :] < K), other=0.0)
         acc = tl.dot(x, tl.trans(w), acc, input_precision=PRECISION)  # (BLOCK_M, BLOCK_N), fp32
-    if HAS_BIAS: acc += tl.load(b_ptr + n, mask=n < N, other=0.0).to(tl.float32)[None, :]
-    if GELU: acc = _gelu_tanh(acc)
-    mask = (m[:, None] < M) & (n[None, :] < N)
-    if HAS_RESIDUAL: acc += tl.load(r_ptr + m[:, None] * stride_rm + n[None, :], mask=mask, other=0.0).to(tl.float32)
-    tl.store(out_ptr + m[:, None] * stride_om + n[None, :], acc.to(out_ptr.dtype.element_ty), mask=mask)
+    _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
 
 # %% ../nbs/12b_fused_decode.ipynb #6cf2a90c
+@triton.jit
+def _gemv_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, N, K, stride_wn, stride_rm, stride_om,
+                 HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
+                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        x = tl.load(x_ptr + k, mask=k < K, other=0.0).to(tl.float32)
+        w = tl.load(w_ptr + n[:, None] * stride_wn + k[None, :], mask=(n[:, None] < N) & (k[None, :] < K), other=0.0)
+        acc += w.to(tl.float32) * x[None, :]
+    _epilogue(tl.sum(acc, axis=1)[None, :], tl.arange(0, 1), n, 1, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om,
+              HAS_BIAS, GELU, HAS_RESIDUAL)
+
+# %% ../nbs/12b_fused_decode.ipynb #8dab6c78
 MAX_FUSED_ROWS = 16  # the kernel pads the input to this many rows; more rows are a GEMM's job
 
-def linear_config(N: int, K: int) -> dict:
-    "Tile sizes and launch options for an (N, K) weight (chosen from `benchmarks/fused_decode.py`'s sweep)."
-    return dict(BLOCK_N=16, BLOCK_K=min(256, max(16, triton.next_power_of_2(K))), num_warps=4, num_stages=4)
+def linear_config(M: int, N: int, K: int) -> dict:
+    "Kernel and tile for x (M, K) @ weight (N, K)ᵀ (chosen from `benchmarks/fused_decode.py`'s sweep)."
+    if M == 1: return dict(kernel="gemv", BLOCK_N=8, BLOCK_K=min(2048, max(16, triton.next_power_of_2(K))), num_warps=4, num_stages=1)
+    return dict(kernel="dot", BLOCK_N=32, BLOCK_K=min(128, max(16, triton.next_power_of_2(K))), num_warps=4, num_stages=3)
 
 def _check_linear_args(x: torch.Tensor, weight: torch.Tensor, bias, residual) -> None:
     M, K = x.shape
@@ -67,11 +89,15 @@ def linear_kernel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     "`x @ weight.T + bias`, then GELU (tanh) or `+ residual`, for x (M ≤ 16, K) and weight (N, K): (M, N) in x's dtype."
     _check_linear_args(x, weight, bias, residual)
     (M, K), N = x.shape, weight.shape[0]
-    out, cfg = torch.empty(M, N, dtype=x.dtype, device=x.device), config or linear_config(N, K)
-    r = residual if residual is not None else out
-    _linear_kernel[(triton.cdiv(N, cfg["BLOCK_N"]),)](
-        x, weight, bias if bias is not None else weight, r, out, M, N, K, x.stride(0), weight.stride(0), r.stride(0), out.stride(0),
-        bias is not None, gelu, residual is not None, "ieee" if x.dtype == torch.float32 else "tf32", MAX_FUSED_ROWS, **cfg)
+    out, cfg = torch.empty(M, N, dtype=x.dtype, device=x.device), dict(config or linear_config(M, N, K))
+    r, b, epilogue = residual if residual is not None else out, bias if bias is not None else weight, (bias is not None, gelu, residual is not None)
+    grid = (triton.cdiv(N, cfg["BLOCK_N"]),)
+    if cfg.pop("kernel") == "gemv":
+        if M != 1: raise ValueError("the gemv kernel takes one row")
+        _gemv_kernel[grid](x, weight, b, r, out, N, K, weight.stride(0), r.stride(0), out.stride(0), *epilogue, **cfg)
+    else:
+        _linear_kernel[grid](x, weight, b, r, out, M, N, K, x.stride(0), weight.stride(0), r.stride(0), out.stride(0), *epilogue,
+                             "ieee" if x.dtype == torch.float32 else "tf32", MAX_FUSED_ROWS, **cfg)
     return out
 
 # %% ../nbs/12b_fused_decode.ipynb #2f67cafb

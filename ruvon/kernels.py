@@ -106,10 +106,10 @@ LOG2E = 1.4426950408889634
 
 def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
                            context_lens: torch.Tensor, max_context_len: int | None = None, partition_size: int | None = None,
-                           block_n: int = 64, num_warps: int = 4) -> torch.Tensor:
+                           block_n: int = 64, num_warps: int = 2) -> torch.Tensor:
     "Decode attention for one query per sequence. q: (B, H, D); caches (num_blocks, block_size, H, D); block_tables (B, max_blocks) int32; context_lens (B,) int32 -> (B, H, D)."
     B, H, D = q.shape
-    partition_size = partition_size or (128 if B * H <= 512 else 256)  # small batches: more, shorter programs
+    partition_size = partition_size or 64  # one tile per program: many short programs, merged by the second kernel
     _check_decode_args(q, k_cache, v_cache, block_tables, context_lens, partition_size, block_n)
     num_parts = triton.cdiv(max_context_len or block_tables.shape[1] * k_cache.shape[1], partition_size)
     acc = torch.empty(B, H, num_parts, D, dtype=torch.float32, device=q.device)
