@@ -8,14 +8,18 @@ from __future__ import annotations
 import collections
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
+import httpx
 from prometheus_client import Gauge, Histogram
+from prometheus_client.parser import text_string_to_metric_families
 
+from .loadtest import Probe
 from .telemetry import Telemetry
 
 # %% auto #0
 __all__ = ['DEFAULT_GPU_COST_PER_HOUR', 'COST_BUCKETS', 'CostMeter', 'on_step', 'finish', 'dollars_per_million_output_tokens',
-           'CostTelemetry', 'request_cost', 'cost_panel']
+           'CostTelemetry', 'request_cost', 'cost_panel', 'served_totals', 'cost_probe']
 
 # %% ../nbs/19_cost.ipynb #2ef4f7ea
 DEFAULT_GPU_COST_PER_HOUR = 2.50  # USD; an H100 on-demand rate from 2026 price surveys (see above)
@@ -103,3 +107,20 @@ def cost_panel(self: CostTelemetry) -> dict:
             "usd_per_hour": self.meter.cost_per_hour, "usd_total": short(self.meter.total_dollars)}
 
 CostTelemetry.on_step, CostTelemetry.request_cost, CostTelemetry.cost_panel = on_step, request_cost, cost_panel
+
+# %% ../nbs/19_cost.ipynb #c05791be
+def served_totals(url: str) -> tuple[float, float]:
+    "Dollars charged and tokens generated so far, from the /metrics of the ruvon server at root `url`."
+    samples = {s.name: s.value for f in text_string_to_metric_families(httpx.get(f"{url}/metrics").text) for s in f.samples}
+    return samples["ruvon:request_cost_dollars_sum"], samples["ruvon:generation_tokens_total"]
+
+def cost_probe(url: str) -> Probe:
+    "A Part 15 sweep probe: what each level was charged (dollars, output tokens, $ per 1M output tokens), from /metrics deltas."
+    def start() -> Callable[[], dict]:
+        before = served_totals(url)
+        def charged() -> dict:
+            dollars, tokens = (now - then for now, then in zip(served_totals(url), before))
+            return {"usd_charged": dollars, "output_tokens_charged": int(tokens),
+                    "usd_per_1m_output_tokens": dollars / tokens * 1e6 if tokens else None}
+        return charged
+    return start

@@ -28,7 +28,7 @@ from . import __version__
 from .bench import package_version, summarize
 
 # %% auto #0
-__all__ = ['WORDS', 'Send', 'COUNT_ROWS', 'LATENCY_ROWS', 'RequestResult', 'ttft_s', 'tpot_s', 'itls_s', 'e2e_s',
+__all__ = ['WORDS', 'Send', 'Probe', 'COUNT_ROWS', 'LATENCY_ROWS', 'RequestResult', 'ttft_s', 'tpot_s', 'itls_s', 'e2e_s',
            'completion_payload', 'fail', 'take_usage', 'read_stream', 'read_body', 'error_message', 'exchange',
            'send_request', 'PromptSet', 'random_prompts', 'file_prompts', 'retry_after_s', 'run_closed',
            'poisson_arrivals', 'run_open', 'level_metrics', 'LoadTestConfig', 'base_url', 'resolve_model',
@@ -293,15 +293,18 @@ def tracked(send: Send, progress: Progress | None, name: str, total: int | None)
     return send_tracked
 
 # %% ../nbs/15_loadtest.ipynb #2f490de3
-async def run_level(send: Send, cfg: LoadTestConfig, level, prompts: list[str]) -> dict:
-    "One level of the sweep: its requests, then its metrics."
-    t0 = time.perf_counter()
+Probe = Callable[[], Callable[[], dict]]  # called before a level; what it returns is called after it, for fields to add to the level's entry
+
+async def run_level(send: Send, cfg: LoadTestConfig, level, prompts: list[str], probe: Probe | None = None) -> dict:
+    "One level of the sweep: its requests, then its metrics (and what `probe` measured around them)."
+    measured, t0 = probe() if probe else dict, time.perf_counter()
     if cfg.mode == "concurrency": results = await run_closed(send, prompts, level, cfg.num_requests, cfg.duration_s)
     else: results = await run_open(send, prompts, poisson_arrivals(level, cfg.num_requests, cfg.duration_s, cfg.seed))
-    return {cfg.mode: "inf" if level == math.inf else level, **level_metrics(results, time.perf_counter() - t0)}
+    return {cfg.mode: "inf" if level == math.inf else level, **level_metrics(results, time.perf_counter() - t0), **measured()}
 
-async def run_sweep(url: str, model: str, cfg: LoadTestConfig, prompts: list[str], show_progress: bool = False) -> list[dict]:
-    "Every level of `cfg` in turn against the server at root `url`, after one test request."
+async def run_sweep(url: str, model: str, cfg: LoadTestConfig, prompts: list[str], show_progress: bool = False,
+                    probe: Probe | None = None) -> list[dict]:
+    "Every level of `cfg` in turn against the server at root `url`, after one test request; `probe`, if given, measures each level."
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     async with httpx.AsyncClient(limits=limits, timeout=cfg.timeout_s) as client:
         async def post(prompt: str, due: float) -> RequestResult:
@@ -309,7 +312,8 @@ async def run_sweep(url: str, model: str, cfg: LoadTestConfig, prompts: list[str
             return await send_request(client, f"{url}/v1/completions", payload, due, cfg.timeout_s)
         check_test_request(await post(prompts[0], time.perf_counter()))
         with progress_bar() if show_progress else nullcontext() as progress:
-            return [await run_level(tracked(post, progress, level_name(cfg.mode, lv), cfg.num_requests), cfg, lv, prompts) for lv in cfg.levels]
+            return [await run_level(tracked(post, progress, level_name(cfg.mode, lv), cfg.num_requests), cfg, lv, prompts, probe)
+                    for lv in cfg.levels]
 
 # %% ../nbs/15_loadtest.ipynb #86ab14ea
 def loadtest_header(command: str, url: str, model: str, cfg: LoadTestConfig, prompts: PromptSet) -> dict:
@@ -320,12 +324,12 @@ def loadtest_header(command: str, url: str, model: str, cfg: LoadTestConfig, pro
             "config": config, "ruvon": __version__, "httpx": package_version("httpx")}
 
 def run_loadtest(url: str, cfg: LoadTestConfig, prompts: PromptSet, model: str | None = None, command: str = "",
-                 show_progress: bool = False) -> dict:
+                 show_progress: bool = False, probe: Probe | None = None) -> dict:
     "Check the server, run the sweep (with a progress bar on stderr if asked), and return the header and one entry per level."
     url = base_url(url)
     model = resolve_model(url, model, cfg.timeout_s)
     header = loadtest_header(command, url, model, cfg, prompts)
-    return {**header, "levels": asyncio.run(run_sweep(url, model, cfg, prompts.texts, show_progress))}
+    return {**header, "levels": asyncio.run(run_sweep(url, model, cfg, prompts.texts, show_progress, probe))}
 
 # %% ../nbs/15_loadtest.ipynb #1c3ea95f
 def _num(x) -> str:

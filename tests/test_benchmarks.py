@@ -29,3 +29,16 @@ def test_attention_backends_script_runs(tmp_path):
     assert result["device"] == "cpu" and result["command"].startswith("python") and result["backends"] == ["eager", "sdpa"]
     assert len(result["rows"]) == 2 * 2 and len(result["chunk_rows"]) == 2 * 3
     assert all(r["ms"] > 0 and r["peak_mib"] > 0 for r in result["rows"] + result["chunk_rows"])
+
+
+def test_cost_sweep_script_runs(tmp_path, standin_2l):
+    "A real `ruvon serve`, priced at two levels: each level was charged exactly the tokens its requests received."
+    out = tmp_path / "result.json"
+    subprocess.run([sys.executable, str(BENCH / "cost_sweep.py"), "--model", str(standin_2l), "--device", "cpu", "--json", str(out),
+                    "--concurrency", "1", "2", "--input-len", "8", "--output-len", "4", "--duration", "1"],
+                   check=True, capture_output=True, text=True, timeout=300)
+    result = json.loads(out.read_text())
+    assert result["command"].startswith("python") and result["device_name"].startswith("CPU") and result["gpu_cost_per_hour"] == 2.5
+    assert [lv["concurrency"] for lv in result["levels"]] == [1, 2]
+    for lv in result["levels"]:
+        assert lv["num_errors"] == 0 and lv["output_tokens_charged"] == lv["num_output_tokens"] > 0 and lv["usd_per_1m_output_tokens"] > 0
