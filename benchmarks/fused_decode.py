@@ -45,8 +45,8 @@ def copy_bandwidth_gbs(nbytes: int = 1 << 30) -> float:
 
 
 def projection_shapes(C: int) -> dict:
-    "GPT-2's four projections as (N, K) weights, with the epilogue each one gets in a `FusedBlock`."
-    return {"c_attn": (3 * C, C, {}), "attn.c_proj": (C, C, {"residual": True}), "c_fc": (4 * C, C, {"gelu": True}),
+    "GPT-2's four projections as (N, K) weights, with the LayerNorm and epilogue each one gets in a `FusedBlock`."
+    return {"c_attn": (3 * C, C, {"ln": True}), "attn.c_proj": (C, C, {"residual": True}), "c_fc": (4 * C, C, {"ln": True, "gelu": True}),
             "mlp.c_proj": (C, 4 * C, {"residual": True})}
 
 
@@ -69,11 +69,13 @@ def linear_rows(copy_bw: float, rows=(1, 8)) -> list[dict]:
             ws, b = weight_copies(N, K), torch.randn(N, device="cuda", dtype=torch.float16)
             for M in rows:
                 x = torch.randn(M, K, device="cuda", dtype=torch.float16)
-                kw = dict(bias=b, gelu=epi.get("gelu", False), residual=torch.randn(M, N, device="cuda", dtype=torch.float16) if epi.get("residual") else None)
+                kw = dict(bias=b, gelu=epi.get("gelu", False), residual=torch.randn(M, N, device="cuda", dtype=torch.float16) if epi.get("residual") else None,
+                          ln=(torch.randn(K, device="cuda", dtype=torch.float16), torch.randn(K, device="cuda", dtype=torch.float16), 1e-5) if epi.get("ln") else None)
                 torch.testing.assert_close(linear_kernel(x, ws[0], **kw), linear_reference(x, ws[0], **kw), atol=2e-2, rtol=2e-2)
                 gb = N * K * 2 / 1e9
                 row = {"model": model, "projection": name, "N": N, "K": K, "M": M, "weight_mib": N * K * 2 / 2**20, "copies": len(ws),
-                       "torch_ms": per_call_ms(ws, x, "torch", **kw), "default_config": linear_config(M, N, K), "fused_ms": per_call_ms(ws, x, **kw)}
+                       "torch_ms": per_call_ms(ws, x, "torch", **kw), "default_config": linear_config(M, N, K, layer_norm=epi.get("ln", False)), "fused_ms": per_call_ms(ws, x, **kw)}
+                if M == 1: row["dot_kernel_ms"] = per_call_ms(ws, x, linear_config(2, N, K), **kw)  # the 2-16-row kernel on one row
                 row["torch_fraction_of_copy"] = gb / row["torch_ms"] * 1e3 / copy_bw
                 row["fused_fraction_of_copy"] = gb / row["fused_ms"] * 1e3 / copy_bw
                 candidates = [c for c in (GEMV_CONFIGS if M == 1 else DOT_CONFIGS) if c["BLOCK_K"] <= 2 * K]
@@ -88,7 +90,7 @@ def linear_rows(copy_bw: float, rows=(1, 8)) -> list[dict]:
 def tuned_config(rows: list[dict]):
     "A `linear_config` replacement that returns the sweep's fastest configuration for each measured (M, N, K)."
     best = {(r["M"], r["N"], r["K"]): {k: v for k, v in min(r["configs"], key=lambda c: c["ms"]).items() if k != "ms"} for r in rows if r["configs"]}
-    return lambda M, N, K: best.get((1 if M == 1 else 8, N, K)) or linear_config(M, N, K)
+    return lambda M, N, K, layer_norm=False: best.get((1 if M == 1 else 8, N, K)) or linear_config(M, N, K, layer_norm)
 
 
 def layer_norm_rows() -> list[dict]:

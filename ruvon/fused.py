@@ -14,8 +14,8 @@ from torch import nn
 from .model import GPT2, Block, KVCacheLike
 
 # %% auto #0
-__all__ = ['MAX_FUSED_ROWS', 'linear_config', 'linear_kernel', 'linear_reference', 'layer_norm_kernel', 'fused_linear',
-           'layer_norm', 'FusedBlock', 'use_fused_decode']
+__all__ = ['MAX_FUSED_ROWS', 'layer_norm_kernel', 'linear_config', 'linear_kernel', 'linear_reference', 'fused_linear',
+           'FusedBlock', 'use_fused_decode']
 
 # %% ../nbs/12b_fused_decode.ipynb #87da643c
 if not torch.cuda.is_available(): os.environ.setdefault("TRITON_INTERPRET", "1")  # no GPU: Triton can only interpret
@@ -56,68 +56,18 @@ def _linear_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, M, N, K, stride_xm, stri
 
 # %% ../nbs/12b_fused_decode.ipynb #6cf2a90c
 @triton.jit
-def _gemv_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, N, K, stride_wn, stride_rm, stride_om,
-                 HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
-                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        k = k0 + tl.arange(0, BLOCK_K)
-        x = tl.load(x_ptr + k, mask=k < K, other=0.0).to(tl.float32)
-        w = tl.load(w_ptr + n[:, None] * stride_wn + k[None, :], mask=(n[:, None] < N) & (k[None, :] < K), other=0.0)
-        acc += w.to(tl.float32) * x[None, :]
-    _epilogue(tl.sum(acc, axis=1)[None, :], tl.arange(0, 1), n, 1, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om,
-              HAS_BIAS, GELU, HAS_RESIDUAL)
+def _normalize(x, c, N, w_ptr, b_ptr, eps):
+    "LayerNorm of one fp32 row x (entries c >= N are padding), with weight and bias at w_ptr, b_ptr."
+    mask = c < N
+    d = tl.where(mask, x - tl.sum(x, axis=0) / N, 0.0)
+    rstd = 1.0 / tl.sqrt(tl.sum(d * d, axis=0) / N + eps)
+    return d * rstd * tl.load(w_ptr + c, mask=mask, other=0.0).to(tl.float32) + tl.load(b_ptr + c, mask=mask, other=0.0).to(tl.float32)
 
-# %% ../nbs/12b_fused_decode.ipynb #8dab6c78
-MAX_FUSED_ROWS = 16  # the kernel pads the input to this many rows; more rows are a GEMM's job
-
-def linear_config(M: int, N: int, K: int) -> dict:
-    "Kernel and tile for x (M, K) @ weight (N, K)ᵀ (chosen from `benchmarks/fused_decode.py`'s sweep)."
-    if M == 1: return dict(kernel="gemv", BLOCK_N=8, BLOCK_K=min(2048, max(16, triton.next_power_of_2(K))), num_warps=4, num_stages=1)
-    return dict(kernel="dot", BLOCK_N=32, BLOCK_K=min(128, max(16, triton.next_power_of_2(K))), num_warps=4, num_stages=3)
-
-def _check_linear_args(x: torch.Tensor, weight: torch.Tensor, bias, residual) -> None:
-    M, K = x.shape
-    if M > MAX_FUSED_ROWS: raise ValueError(f"fused_linear takes at most {MAX_FUSED_ROWS} rows, got {M}")
-    if weight.shape[1] != K or x.stride(1) != 1 or weight.stride(1) != 1: raise ValueError(f"need x (M, {weight.shape[1]}) and weight (N, K) with contiguous rows")
-    if x.dtype != weight.dtype or (bias is not None and bias.shape != (weight.shape[0],)): raise ValueError("x, weight and bias must agree in dtype and size")
-    if residual is not None and (residual.shape != (M, weight.shape[0]) or residual.stride(1) != 1): raise ValueError(f"residual must be ({M}, {weight.shape[0]})")
-
-def linear_kernel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False,
-                  residual: torch.Tensor | None = None, config: dict | None = None) -> torch.Tensor:
-    "`x @ weight.T + bias`, then GELU (tanh) or `+ residual`, for x (M ≤ 16, K) and weight (N, K): (M, N) in x's dtype."
-    _check_linear_args(x, weight, bias, residual)
-    (M, K), N = x.shape, weight.shape[0]
-    out, cfg = torch.empty(M, N, dtype=x.dtype, device=x.device), dict(config or linear_config(M, N, K))
-    r, b, epilogue = residual if residual is not None else out, bias if bias is not None else weight, (bias is not None, gelu, residual is not None)
-    grid = (triton.cdiv(N, cfg["BLOCK_N"]),)
-    if cfg.pop("kernel") == "gemv":
-        if M != 1: raise ValueError("the gemv kernel takes one row")
-        _gemv_kernel[grid](x, weight, b, r, out, N, K, weight.stride(0), r.stride(0), out.stride(0), *epilogue, **cfg)
-    else:
-        _linear_kernel[grid](x, weight, b, r, out, M, N, K, x.stride(0), weight.stride(0), r.stride(0), out.stride(0), *epilogue,
-                             "ieee" if x.dtype == torch.float32 else "tf32", MAX_FUSED_ROWS, **cfg)
-    return out
-
-# %% ../nbs/12b_fused_decode.ipynb #2f67cafb
-def linear_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False,
-                     residual: torch.Tensor | None = None) -> torch.Tensor:
-    "Torch version of `linear_kernel`."
-    y = F.linear(x, weight, bias)
-    if gelu: y = F.gelu(y, approximate="tanh")
-    return y if residual is None else y + residual
-
-# %% ../nbs/12b_fused_decode.ipynb #01dfc415
 @triton.jit
 def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, out_ptr, stride_x, stride_o, N, eps, BLOCK: tl.constexpr):
     row, c = tl.program_id(0), tl.arange(0, BLOCK)
-    mask = c < N
-    x = tl.load(x_ptr + row * stride_x + c, mask=mask, other=0.0).to(tl.float32)
-    d = tl.where(mask, x - tl.sum(x, axis=0) / N, 0.0)
-    rstd = 1.0 / tl.sqrt(tl.sum(d * d, axis=0) / N + eps)
-    y = d * rstd * tl.load(w_ptr + c, mask=mask).to(tl.float32) + tl.load(b_ptr + c, mask=mask).to(tl.float32)
-    tl.store(out_ptr + row * stride_o + c, y.to(out_ptr.dtype.element_ty), mask=mask)
+    x = tl.load(x_ptr + row * stride_x + c, mask=c < N, other=0.0).to(tl.float32)
+    tl.store(out_ptr + row * stride_o + c, _normalize(x, c, N, w_ptr, b_ptr, eps).to(out_ptr.dtype.element_ty), mask=c < N)
 
 def layer_norm_kernel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
     "LayerNorm over the last dimension of x (M, C), with weight and bias (C,)."
@@ -128,27 +78,89 @@ def layer_norm_kernel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     return out
 
 # %% ../nbs/12b_fused_decode.ipynb #c43ae86c
-def fused_linear(x: torch.Tensor, linear: nn.Module, gelu: bool = False, residual: torch.Tensor | None = None) -> torch.Tensor:
-    "`linear(x)` (x: (M, K)), then GELU or `+ residual`: one kernel for a plain `nn.Linear`, the module plus torch otherwise."
-    if type(linear) is nn.Linear: return linear_kernel(x, linear.weight, linear.bias, gelu, residual)
+@triton.jit
+def _gemv_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps, N, K, stride_wn, stride_rm, stride_om,
+                 HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, LAYER_NORM: tl.constexpr,
+                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):                            # LAYER_NORM: one iteration (the launcher makes BLOCK_K >= K)
+        k = k0 + tl.arange(0, BLOCK_K)
+        w = tl.load(w_ptr + n[:, None] * stride_wn + k[None, :], mask=(n[:, None] < N) & (k[None, :] < K), other=0.0)
+        x = tl.load(x_ptr + k, mask=k < K, other=0.0).to(tl.float32)
+        if LAYER_NORM: x = _normalize(x, k, K, lnw_ptr, lnb_ptr, eps)
+        acc += w.to(tl.float32) * x[None, :]
+    _epilogue(tl.sum(acc, axis=1)[None, :], tl.arange(0, 1), n, 1, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om,
+              HAS_BIAS, GELU, HAS_RESIDUAL)
+
+# %% ../nbs/12b_fused_decode.ipynb #711ff092
+MAX_FUSED_ROWS = 16  # the kernel pads the input to this many rows; more rows are a GEMM's job
+
+def linear_config(M: int, N: int, K: int, layer_norm: bool = False) -> dict:
+    "Kernel and tile for x (M, K) @ weight (N, K)ᵀ (chosen from `benchmarks/fused_decode.py`'s sweep, see below)."
+    long_k = K > 2048  # GPT-2's MLP down-projection (K = 4C): longer rows, fewer of them
+    if M == 1 and layer_norm: return dict(kernel="gemv", BLOCK_N=8, BLOCK_K=max(16, triton.next_power_of_2(K)), num_warps=4, num_stages=1)
+    if M == 1: return dict(kernel="gemv", BLOCK_N=8, BLOCK_K=2048 if long_k else 1024, num_warps=4 if long_k else 2, num_stages=1)
+    return dict(kernel="dot", BLOCK_N=16 if long_k else 32, BLOCK_K=256 if long_k else 128, num_warps=4, num_stages=5)
+
+def _check_linear_args(x: torch.Tensor, weight: torch.Tensor, bias, residual, ln) -> None:
+    M, K = x.shape
+    if M > MAX_FUSED_ROWS: raise ValueError(f"fused_linear takes at most {MAX_FUSED_ROWS} rows, got {M}")
+    if weight.shape[1] != K or x.stride(1) != 1 or weight.stride(1) != 1: raise ValueError(f"need x (M, {weight.shape[1]}) and weight (N, K) with contiguous rows")
+    if x.dtype != weight.dtype or (bias is not None and bias.shape != (weight.shape[0],)): raise ValueError("x, weight and bias must agree in dtype and size")
+    if residual is not None and (residual.shape != (M, weight.shape[0]) or residual.stride(1) != 1): raise ValueError(f"residual must be ({M}, {weight.shape[0]})")
+    if ln is not None and (ln[0].shape != (K,) or ln[1].shape != (K,)): raise ValueError(f"LayerNorm weight and bias must be ({K},)")
+
+def linear_kernel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False,
+                  residual: torch.Tensor | None = None, ln: tuple | None = None, config: dict | None = None) -> torch.Tensor:
+    "LayerNorm `ln` = (weight, bias, eps) if given, `@ weight.T + bias`, then GELU (tanh) or `+ residual`; x (M ≤ 16, K), weight (N, K)."
+    _check_linear_args(x, weight, bias, residual, ln)
+    (M, K), N = x.shape, weight.shape[0]
+    cfg = dict(config or linear_config(M, N, K, layer_norm=ln is not None))
+    if ln is not None and (cfg["kernel"] != "gemv" or cfg["BLOCK_K"] < K): x, ln = layer_norm_kernel(x, *ln), None
+    out = torch.empty(M, N, dtype=x.dtype, device=x.device)
+    r, b, epilogue = residual if residual is not None else out, bias if bias is not None else weight, (bias is not None, gelu, residual is not None)
+    grid = (triton.cdiv(N, cfg["BLOCK_N"]),)
+    if cfg.pop("kernel") == "gemv":
+        if M != 1: raise ValueError("the gemv kernel takes one row")
+        lnw, lnb, eps = ln if ln is not None else (weight, weight, 0.0)
+        _gemv_kernel[grid](x, weight, b, r, out, lnw, lnb, eps, N, K, weight.stride(0), r.stride(0), out.stride(0), *epilogue, ln is not None, **cfg)
+    else:
+        _linear_kernel[grid](x, weight, b, r, out, M, N, K, x.stride(0), weight.stride(0), r.stride(0), out.stride(0), *epilogue,
+                             "ieee" if x.dtype == torch.float32 else "tf32", MAX_FUSED_ROWS, **cfg)
+    return out
+
+# %% ../nbs/12b_fused_decode.ipynb #96ee49df
+def linear_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False,
+                     residual: torch.Tensor | None = None, ln: tuple | None = None) -> torch.Tensor:
+    "Torch version of `linear_kernel`."
+    if ln is not None: x = F.layer_norm(x, x.shape[-1:], *ln)
+    y = F.linear(x, weight, bias)
+    if gelu: y = F.gelu(y, approximate="tanh")
+    return y if residual is None else y + residual
+
+# %% ../nbs/12b_fused_decode.ipynb #c61f5464
+def fused_linear(x: torch.Tensor, linear: nn.Module, ln: nn.LayerNorm | None = None, gelu: bool = False,
+                 residual: torch.Tensor | None = None) -> torch.Tensor:
+    "`linear(ln(x))` (x: (M, K)), then GELU or `+ residual`: fused kernels for plain `nn.Linear`/`nn.LayerNorm`, the modules plus torch otherwise."
+    norm = (ln.weight, ln.bias, ln.eps) if type(ln) is nn.LayerNorm else None
+    if ln is not None and norm is None: x = ln(x)
+    if type(linear) is nn.Linear: return linear_kernel(x, linear.weight, linear.bias, gelu, residual, norm)
+    if norm is not None: x = layer_norm_kernel(x, *norm)
     y = linear(x)
     if gelu: y = F.gelu(y, approximate="tanh")
     return y if residual is None else y + residual
 
-def layer_norm(x: torch.Tensor, ln: nn.LayerNorm) -> torch.Tensor:
-    "`ln(x)` for x (M, C) through `layer_norm_kernel`."
-    return layer_norm_kernel(x, ln.weight, ln.bias, ln.eps)
-
-# %% ../nbs/12b_fused_decode.ipynb #711ff092
+# %% ../nbs/12b_fused_decode.ipynb #4c342b6d
 class FusedBlock(Block):
     "A `Block` that runs batches of at most `MAX_FUSED_ROWS` token rows through the fused kernels; bigger ones as `Block`."
     def forward(self, x: torch.Tensor, cache: KVCacheLike | None = None) -> torch.Tensor:
         B, T, C = x.shape
         if B * T > MAX_FUSED_ROWS: return super().forward(x, cache)
         attn, mlp, x = self.attn, self.mlp, x.reshape(B * T, C)
-        qkv = fused_linear(layer_norm(x, self.ln_1), attn.c_attn)
+        qkv = fused_linear(x, attn.c_attn, ln=self.ln_1)
         x = fused_linear(attn.attend(qkv.view(B, T, 3 * C), cache).reshape(B * T, C), attn.c_proj, residual=x)
-        h = fused_linear(layer_norm(x, self.ln_2), mlp.c_fc, gelu=True)
+        h = fused_linear(x, mlp.c_fc, ln=self.ln_2, gelu=True)
         return fused_linear(h, mlp.c_proj, residual=x).view(B, T, C)
 
 def use_fused_decode(model: GPT2) -> GPT2:

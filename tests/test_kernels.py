@@ -81,12 +81,13 @@ def test_write_kv_cuda(dtype):
 
 
 @settings(max_examples=20, deadline=None)
-@given(M=st.integers(1, 16), N=st.integers(1, 70), K=st.integers(1, 300), epilogue=st.sampled_from(["none", "bias", "gelu", "residual"]))
+@given(M=st.integers(1, 16), N=st.integers(1, 70), K=st.integers(1, 300), epilogue=st.sampled_from(["none", "bias", "gelu", "residual", "ln"]))
 def test_fused_linear_matches_reference(M, N, K, epilogue):
-    "Part 12b's small-batch linear kernel, every epilogue, sizes that are not multiples of any tile."
+    "Part 12b's small-batch linear kernels, every epilogue and the LayerNorm prologue, sizes that are not multiples of any tile."
     g = torch.Generator().manual_seed(M * 1000 + N * 10 + K)
-    x, w, b, r = (torch.randn(*s, generator=g).to(DEVICE) for s in [(M, K), (N, K), (N,), (M, N)])
-    kw = {"none": {}, "bias": dict(bias=b), "gelu": dict(bias=b, gelu=True), "residual": dict(bias=b, residual=r)}[epilogue]
+    x, w, b, r, lw, lb = (torch.randn(*s, generator=g).to(DEVICE) for s in [(M, K), (N, K), (N,), (M, N), (K,), (K,)])
+    kw = {"none": {}, "bias": dict(bias=b), "gelu": dict(bias=b, gelu=True), "residual": dict(bias=b, residual=r),
+          "ln": dict(bias=b, gelu=True, ln=(lw, lb, 1e-5))}[epilogue]
     torch.testing.assert_close(linear_kernel(x, w, **kw), linear_reference(x, w, **kw), atol=1e-4, rtol=1e-4)
 
 
@@ -97,7 +98,8 @@ def test_fused_kernels_cuda(dtype, M, N, K):
     x, w, b = torch.randn(M, K, device="cuda", dtype=dtype), torch.randn(N, K, device="cuda", dtype=dtype) / K**0.5, torch.randn(N, device="cuda", dtype=dtype)
     r = torch.randn(M, N, device="cuda", dtype=dtype)
     tol = dict(atol=3e-2, rtol=2e-2) if dtype == torch.bfloat16 else dict(atol=5e-3, rtol=5e-3)
-    for kw in [dict(bias=b), dict(bias=b, gelu=True), dict(bias=b, residual=r)]:
-        torch.testing.assert_close(linear_kernel(x, w, **kw).float(), linear_reference(x.float(), w.float(), **{k: v.float() if torch.is_tensor(v) else v for k, v in kw.items()}), **tol)
     lw, lb = torch.randn(K, device="cuda", dtype=dtype), torch.randn(K, device="cuda", dtype=dtype)
+    for kw in [dict(bias=b), dict(bias=b, gelu=True), dict(bias=b, residual=r), dict(bias=b, ln=(lw, lb, 1e-5))]:
+        as_fp32 = {k: v.float() if torch.is_tensor(v) else tuple(t.float() if torch.is_tensor(t) else t for t in v) if isinstance(v, tuple) else v for k, v in kw.items()}
+        torch.testing.assert_close(linear_kernel(x, w, **kw).float(), linear_reference(x.float(), w.float(), **as_fp32), **tol)
     torch.testing.assert_close(layer_norm_kernel(x, lw, lb, 1e-5).float(), torch.nn.functional.layer_norm(x.float(), (K,), lw.float(), lb.float(), 1e-5), **tol)
