@@ -11,6 +11,9 @@ import time
 
 import numpy as np
 import torch
+from torch.nn.attention import SDPBackend
+
+import ruvon.attention
 
 from common import model_arguments, result_header
 from ruvon.bench import ThroughputWorkload, throughput_requests, warm_up
@@ -65,7 +68,10 @@ def main():
     p = model_arguments(__doc__.splitlines()[0])
     p.add_argument("--num-prompts", type=int, default=256)
     p.add_argument("--output-len", type=int, default=256)
+    p.add_argument("--sdpa-default", action="store_true", help="let PyTorch choose SDPA's kernels, cuDNN included (Part 9 pins them)")
+    p.add_argument("--no-profile", action="store_true")
     args = p.parse_args()
+    if args.sdpa_default: ruvon.attention.SDPA_KERNELS = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
     model = load_model(args.model, dtype=args.dtype, device=args.device, load_format=args.load_format)
     tok = load_tokenizer(args.model)
     prompts, output_lens = throughput_requests(ThroughputWorkload(args.num_prompts, output_len=(args.output_len, args.output_len)), model.config.vocab_size, tok.eos_token_id)
@@ -76,11 +82,13 @@ def main():
     sync(); t0 = time.perf_counter()
     while engine.has_unfinished_requests(): engine.step()
     sync()
-    result = {**result_header("throughput_steps", args, model), "elapsed_s": time.perf_counter() - t0, **summarize_steps(recorder.steps)}
+    result = {**result_header("throughput_steps", args, model), "sdpa_kernels": [b.name for b in ruvon.attention.SDPA_KERNELS],
+              "elapsed_s": time.perf_counter() - t0, **summarize_steps(recorder.steps)}
     print(json.dumps(result, indent=1), flush=True)
-    engine.observer = None
-    result["profile"] = profile_admission_steps(engine, prompts, output_lens)
-    print(result["profile"], flush=True)
+    if not args.no_profile:
+        engine.observer = None
+        result["profile"] = profile_admission_steps(engine, prompts, output_lens)
+        print(result["profile"], flush=True)
     with open(args.json, "w") as f: json.dump(result, f, indent=1)
 
 
