@@ -93,14 +93,23 @@ def _needs_copy(self: BlockManager, seq_id: int) -> bool:
     table, n = self.block_tables[seq_id], self.seq_lens[seq_id]
     return n % self.block_size != 0 and self.ref_counts[table[-1]] > 1
 
+def _fits_last_block(self: BlockManager, seq_id: int, num_tokens: int) -> bool:
+    "The common case: the new slots fit in the last block, which this sequence holds alone (no new block, no copy)."
+    table = self.block_tables[seq_id]
+    return self.seq_lens[seq_id] + num_tokens <= len(table) * self.block_size and self.ref_counts[table[-1]] == 1
+
 def can_append(self: BlockManager, seq_id: int, num_tokens: int = 1) -> bool:
     "Whether `num_tokens` more slots for `seq_id` fit now."
+    if self._fits_last_block(seq_id, num_tokens): return True
     n = self.seq_lens[seq_id]
     new_blocks = self.blocks_for(n + num_tokens) - len(self.block_tables[seq_id])
     return new_blocks + self._needs_copy(seq_id) <= self.num_free_blocks
 
 def append(self: BlockManager, seq_id: int, num_tokens: int = 1) -> list[tuple[int, int]]:
     "Reserve `num_tokens` more slots for `seq_id`; returns the copy-on-write copies (src, dst) to perform."
+    if self._fits_last_block(seq_id, num_tokens):
+        self.seq_lens[seq_id] += num_tokens
+        return []
     if not self.can_append(seq_id, num_tokens): raise MemoryError(f"no room to append {num_tokens} tokens to sequence {seq_id}")
     table, copies = self.block_tables[seq_id], []
     if self._needs_copy(seq_id):
@@ -112,7 +121,8 @@ def append(self: BlockManager, seq_id: int, num_tokens: int = 1) -> list[tuple[i
     table.extend(self._take() for _ in range(self.blocks_for(self.seq_lens[seq_id]) - len(table)))
     return copies
 
-BlockManager._needs_copy, BlockManager.can_append, BlockManager.append = _needs_copy, can_append, append
+BlockManager._needs_copy, BlockManager._fits_last_block = _needs_copy, _fits_last_block
+BlockManager.can_append, BlockManager.append = can_append, append
 
 # %% ../nbs/13a_block_manager.ipynb #d6e44337
 def fork(self: BlockManager, parent: int, child: int) -> None:

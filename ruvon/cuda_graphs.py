@@ -5,6 +5,7 @@
 # %% ../nbs/13c_cuda_graphs.ipynb #bc771644
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .model import GPT2
@@ -35,6 +36,10 @@ class DecodeGraphs:
         self.context_lens = torch.zeros(n, dtype=torch.int32, device=device)
         self.block_tables = torch.zeros(n, self.max_blocks, dtype=torch.int32, device=device)
         self.meta[2] = -1  # all padding until a step fills them
+        pin = device.type == "cuda"  # page-locked host twins: copies to the GPU that need not wait
+        self.host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=pin).copy_(t) for t in (self.meta, self.context_lens, self.block_tables)]
+        self.copied = torch.cuda.Event() if pin else None  # recorded after the last copy out of `host`
+        self.rows: list[list[int]] = [[] for _ in range(n)]  # the block table each row of `host` holds
         self.buckets, self.graphs, self.logits = batch_size_buckets(n), {}, {}
         pool = None
         for b in reversed(self.buckets if capture else []): pool = self._capture(b, pool)
@@ -61,17 +66,27 @@ def _capture(self: DecodeGraphs, b: int, pool):
 DecodeGraphs._step, DecodeGraphs._capture = _step, _capture
 
 # %% ../nbs/13c_cuda_graphs.ipynb #b56b5509
-def run(self: DecodeGraphs, input_ids: list[int], positions: list[int], slots: list[int],
-        block_tables: list[list[int]], context_lens: list[int]) -> torch.Tensor:
-    "Logits (n, vocab) of a decode step of n sequences, through the graph of the smallest bucket that holds it."
+def _fill(self: DecodeGraphs, input_ids: list[int], positions: list[int], block_tables: list[list[int]], b: int) -> None:
+    "Write a decode step of n <= b sequences, padded to b rows, into the static buffers."
+    if self.copied is not None: self.copied.synchronize()  # the last step's copies have left `host`
+    meta, ctx, tables = (t.numpy() for t in self.host)
+    n, bs = len(input_ids), self.cache.block_size
+    for i, t in enumerate(block_tables):
+        if t != self.rows[i]: tables[i, : len(t)], self.rows[i] = t, list(t)
+    pos = np.asarray(positions)
+    meta[:, n:b] = ((0,), (0,), (-1,))  # padding rows: token 0 at position 0, K/V stored nowhere, no context
+    meta[0, :n], meta[1, :n] = input_ids, pos
+    meta[2, :n] = tables[np.arange(n), pos // bs] * bs + pos % bs
+    ctx[:n], ctx[n:b] = pos + 1, 0
+    for dst, src in zip((self.meta, self.context_lens, self.block_tables), self.host): dst.copy_(src, non_blocking=True)
+    if self.copied is not None: self.copied.record()
+
+def run(self: DecodeGraphs, input_ids: list[int], positions: list[int], block_tables: list[list[int]]) -> torch.Tensor:
+    "Logits (n, vocab) of a decode step of n sequences (a token at each position), through the graph of the smallest bucket that holds it."
     n = len(input_ids)
     b = bucket_for(self.buckets, n)
     if b is None: raise ValueError(f"a decode batch of {n} exceeds the largest captured graph ({self.buckets[-1]})")
-    pad = b - n
-    self.meta[:, :b].copy_(torch.tensor([input_ids + [0] * pad, positions + [0] * pad, slots + [-1] * pad]))
-    self.context_lens[:b].copy_(torch.tensor(context_lens + [0] * pad, dtype=torch.int32))
-    width = max(map(len, block_tables))
-    self.block_tables[:n, :width].copy_(torch.tensor([t + [0] * (width - len(t)) for t in block_tables], dtype=torch.int32))
+    self._fill(input_ids, positions, block_tables, b)
     if not self.capture:
         with torch.no_grad(): return self.model(self.meta[0, :b][None], self._step(b))[0, :n]
     self.graphs[b].replay()
@@ -80,4 +95,4 @@ def run(self: DecodeGraphs, input_ids: list[int], positions: list[int], slots: l
 @property
 def max_batch_size(self: DecodeGraphs) -> int: return self.buckets[-1]
 
-DecodeGraphs.run, DecodeGraphs.max_batch_size = run, max_batch_size
+DecodeGraphs._fill, DecodeGraphs.run, DecodeGraphs.max_batch_size = _fill, run, max_batch_size

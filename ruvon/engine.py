@@ -15,6 +15,7 @@ import torch
 from .attention import use_attention_backend
 from .block_manager import BlockManager, gpu_kv_budget, num_kv_blocks
 from .cuda_graphs import DecodeGraphs
+from .fused import use_fused_decode
 from .generate import check_prompt, finish_reason
 from .kv_cache import kv_cache_bytes_per_token
 from .logprobs import TokenLogprob, prompt_logprobs
@@ -26,8 +27,8 @@ from .serving import ChoiceDelta, ChoiceState
 from .tokenizer import GPT2Tokenizer
 
 # %% auto #0
-__all__ = ['EngineConfig', 'kv_budget', 'StepStats', 'EngineObserver', 'EngineRequest', 'LLMEngine', 'add_request', 'step',
-           'argmax_decides', 'abort', 'CompletionOutput', 'RequestOutput', 'run_to_completion', 'LLM']
+__all__ = ['EngineConfig', 'kv_budget', 'StepStats', 'EngineObserver', 'argmax_decides', 'EngineRequest', 'LLMEngine',
+           'add_request', 'step', 'abort', 'CompletionOutput', 'RequestOutput', 'run_to_completion', 'LLM']
 
 # %% ../nbs/08b_engine.ipynb #7a8007a8
 @dataclass(frozen=True)
@@ -72,6 +73,10 @@ class EngineObserver(Protocol):
     def on_step(self, stats: StepStats) -> None: ...
 
 # %% ../nbs/08b_engine.ipynb #06708ac7
+def argmax_decides(p: SamplingParams) -> bool:
+    "Greedy with nothing that reshapes the logits first: the row's argmax is the token."
+    return p.is_greedy and not p.logit_bias and p.presence_penalty == p.frequency_penalty == 0 and p.repetition_penalty == 1
+
 @dataclass(eq=False)
 class EngineRequest:
     "A request in the engine: its prompt and parameters, and per choice a sequence and an output state."
@@ -82,6 +87,8 @@ class EngineRequest:
     states: dict[int, ChoiceState] = field(default_factory=dict)  # choice index -> output state
     unfinished: set[int] = field(default_factory=set)              # choice indices still generating
     prompt_logprobs_done: bool = False                             # reported once, after the first prefill
+
+    def __post_init__(self): self.argmax_decides = argmax_decides(self.params)
 
     @property
     def wants_prompt_logprobs(self) -> bool: return self.params.prompt_logprobs is not None and not self.prompt_logprobs_done
@@ -101,6 +108,7 @@ class LLMEngine:
         self.kernels = paged_kernels(config.attention_backend, w.device)                  # Part 12: K/V writes, decode attention
         on_gpu = w.device.type == "cuda" and self.kernels is TRITON_KERNELS               # Part 13c: padded decode batches
         self.max_blocks = -(-cfg.n_positions // config.block_size) if on_gpu else None    # fixed-width tables: one Triton compile
+        if on_gpu: use_fused_decode(model)                                                 # Part 12b: fused kernels for decode batches
         self.graphs = DecodeGraphs(model, self.cache, config.max_num_seqs, self.kernels, capture=not config.enforce_eager) if on_gpu else None
         self.requests: dict[str, EngineRequest] = {}
         self.owner: dict[int, tuple[EngineRequest, int]] = {}  # seq_id -> (request, choice index)
@@ -158,7 +166,7 @@ def _run(self: LLMEngine, plan) -> list[tuple[str, ChoiceDelta]]:
     at, outputs = 0, []
     for (seq, _, _), r in zip(plan.spans, rows):
         at += len(r)
-        outputs += self._sample(seq, logits[at - len(r) : at], argmax[at - 1])
+        self._sample(seq, logits, range(at - len(r), at), argmax[at - 1], outputs)
     return outputs
 
 def _forward(self: LLMEngine, spans: list, rows: list[list[int]]) -> torch.Tensor:
@@ -173,23 +181,23 @@ def _logit_rows(self: LLMEngine, plan) -> list[list[int]]:
     rows, start = [], 0
     for seq, a, b in plan.spans:
         req, index = self.owner[seq.seq_id]
-        rows.append(list(range(start, start + b - a)) if index == 0 and a == 0 and req.wants_prompt_logprobs else [start + b - a - 1])
+        rows.append(list(range(start, start + b - a)) if a == 0 and index == 0 and req.wants_prompt_logprobs else [start + b - a - 1])
         start += b - a
     return rows
 
-def _sample(self: LLMEngine, seq: Sequence, logits: torch.Tensor, argmax: int) -> list[tuple[str, ChoiceDelta]]:
-    "Outputs for one sequence from its logits rows (the last row, whose argmax is given, decides the next token)."
-    req, index, out = *self.owner[seq.seq_id], []
-    if len(logits) > 1 or (req.wants_prompt_logprobs and index == 0):
+def _sample(self: LLMEngine, seq: Sequence, logits: torch.Tensor, rows: range, argmax: int, out: list) -> None:
+    "Append one sequence's outputs from its `rows` of `logits` (the last row, whose argmax is given, decides the next token)."
+    req, index = self.owner[seq.seq_id]
+    if len(rows) > 1 or (index == 0 and req.wants_prompt_logprobs):
         req.prompt_logprobs_done = True
-        out.append((req.request_id, ChoiceDelta(0, "", [], None, prompt_logprobs=prompt_logprobs(logits, req.prompt_ids, req.params.prompt_logprobs))))
+        lps = prompt_logprobs(logits[rows.start : rows.stop], req.prompt_ids, req.params.prompt_logprobs)
+        out.append((req.request_id, ChoiceDelta(0, "", [], None, prompt_logprobs=lps)))
     if req.params.max_tokens == 0:  # prompt logprobs only (lm-evaluation-harness's scoring call)
         out += [(req.request_id, ChoiceDelta(i, "", [], "length")) for i in range(req.params.n)]
         self._finish(req, index, "length")
-        return out
-    if index == 0 and not seq.output_ids and req.params.n > 1: out += self._fork_choices(req, seq, logits[-1], argmax)
-    out.append((req.request_id, self._next_token(req, index, logits[-1], argmax)))
-    return out
+        return
+    if index == 0 and req.params.n > 1 and not seq.output_ids: self._fork_choices(req, seq, logits, rows[-1], argmax, out)
+    out.append((req.request_id, self._next_token(req, index, logits, rows[-1], argmax)))
 
 def _report(self: LLMEngine, start: float, computed: list[tuple[str, int]], outputs: list[tuple[str, ChoiceDelta]]) -> None:
     "Tell the observer what the step starting at `start` did."
@@ -209,25 +217,21 @@ def _num_graphed(self: LLMEngine, plan) -> int:
 
 def _decode_with_graph(self: LLMEngine, spans: list) -> torch.Tensor:
     "Logits (num sequences, vocab) of single-token spans, replayed from Part 13c's CUDA graphs."
-    seqs, pos = [s for s, _, _ in spans], [a for _, a, _ in spans]
-    return self.graphs.run([s.token_slice(a, a + 1)[0] for s, a in zip(seqs, pos)], pos,
-                           [self.bm.slot_mapping(s.seq_id, a, a + 1)[0] for s, a in zip(seqs, pos)],
-                           [self.bm.block_tables[s.seq_id] for s in seqs], [a + 1 for a in pos])
+    tables = self.bm.block_tables
+    return self.graphs.run([s.token_slice(a, b)[0] for s, a, b in spans], [a for _, a, _ in spans], [tables[s.seq_id] for s, _, _ in spans])
 
 LLMEngine._num_graphed, LLMEngine._decode_with_graph = _num_graphed, _decode_with_graph
 
 # %% ../nbs/08b_engine.ipynb #e84d045e
-def argmax_decides(p: SamplingParams) -> bool:
-    "Greedy with nothing that reshapes the logits first: the row's argmax is the token."
-    return p.is_greedy and not p.logit_bias and p.presence_penalty == p.frequency_penalty == 0 and p.repetition_penalty == 1
-
-def _next_token(self: LLMEngine, req: EngineRequest, index: int, logits: torch.Tensor, argmax: int) -> ChoiceDelta:
+def _next_token(self: LLMEngine, req: EngineRequest, index: int, logits: torch.Tensor, row: int, argmax: int) -> ChoiceDelta:
+    "Choice `index`'s next token from row `row` of `logits` (whose argmax is given), as a delta; finishes the sequence if it ends."
     seq, state, p = req.seqs[index], req.states[index], req.params
-    token = argmax if argmax_decides(p) else state.sampler(logits)
+    row_logits = logits[row] if not req.argmax_decides or p.logprobs is not None else None
+    token = argmax if req.argmax_decides else state.sampler(row_logits)
     seq.output_ids.append(token)
     reason = finish_reason(token, len(seq.output_ids), seq.num_tokens, p.max_tokens, self.model.config.n_positions,
                            self.tokenizer.eos_token_id, p.ignore_eos)
-    delta = state.delta(token, reason, logits)
+    delta = state.delta(token, reason, row_logits)
     if delta.finish_reason: self._finish(req, index, delta.finish_reason)
     return delta
 
@@ -241,16 +245,14 @@ def _finish(self: LLMEngine, req: EngineRequest, index: int, reason: str) -> Non
         del self.requests[req.request_id]
         if self.observer: self._finished.append((req.request_id, reason))  # a request's reason: its last choice's
 
-def _fork_choices(self: LLMEngine, req: EngineRequest, parent: Sequence, logits: torch.Tensor, argmax: int) -> list[tuple[str, ChoiceDelta]]:
-    "After the prompt's prefill, choices 1..n-1 share its blocks and sample their first tokens from the same logits."
-    out = []
+def _fork_choices(self: LLMEngine, req: EngineRequest, parent: Sequence, logits: torch.Tensor, row: int, argmax: int, out: list) -> None:
+    "After the prompt's prefill, choices 1..n-1 share its blocks and sample their first tokens from the same logits row."
     for index in range(1, req.params.n):
         child = Sequence(next(self._seq_ids), list(req.prompt_ids), req.params, status=SequenceStatus.RUNNING, num_computed=parent.num_computed)
         self.bm.fork(parent.seq_id, child.seq_id)
         self.scheduler.running.append(child)
         self._add_sequence(req, index, child)
-        out.append((req.request_id, self._next_token(req, index, logits, argmax)))
-    return out
+        out.append((req.request_id, self._next_token(req, index, logits, row, argmax)))
 
 def abort(self: LLMEngine, request_id: str) -> None:
     "Drop a request (a client went away): its sequences leave and free their blocks."

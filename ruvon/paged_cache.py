@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .block_manager import BlockManager
@@ -15,8 +16,8 @@ from .kernels import paged_decode_attention, paged_decode_reference, write_kv, w
 from .model import GPT2, Attention, GPT2Config, causal_attention
 
 # %% auto #0
-__all__ = ['TRITON_KERNELS', 'TORCH_KERNELS', 'PagedKVCache', 'PagedKernels', 'paged_kernels', 'PagedStep', 'num_leading_decodes',
-           'build', 'last_token_indices', 'positions', 'attend', 'advance', 'forward_step']
+__all__ = ['TRITON_KERNELS', 'TORCH_KERNELS', 'PagedKVCache', 'PagedKernels', 'paged_kernels', 'PagedStep', 'padded_tables',
+           'num_leading_decodes', 'build', 'last_token_indices', 'positions', 'attend', 'advance', 'forward_step']
 
 # %% ../nbs/13b_paged_cache.ipynb #6799e12d
 class PagedKVCache:
@@ -70,6 +71,12 @@ class PagedStep:
     def num_decodes(self) -> int: return len(self.context_lens)
 
 # %% ../nbs/13b_paged_cache.ipynb #d9323162
+def padded_tables(tables: list[list[int]], width: int) -> torch.Tensor:
+    "Block tables as one (len(tables), width) int32 CPU tensor, zero-padded on the right."
+    out = np.zeros((len(tables), width), dtype=np.int32)
+    for i, t in enumerate(tables): out[i, : len(t)] = t
+    return torch.from_numpy(out)
+
 def num_leading_decodes(spans: list[tuple]) -> int:
     "How many leading (…, start, end) spans compute a single token: the step's decode batch (the engine's graph batch too)."
     return next((i for i, (_, start, end) in enumerate(spans) if end - start != 1), len(spans))
@@ -83,7 +90,7 @@ def build(cls, cache: PagedKVCache, bm: BlockManager, spans: list[tuple[int, int
     slots = [s for seq, start, end in spans for s in bm.slot_mapping(seq, start, end)]
     tables = [bm.block_tables[seq] for seq, _, _ in spans[:nd]]
     width = max_blocks or max(map(len, tables), default=1)
-    block_tables = torch.tensor([t + [0] * (width - len(t)) for t in tables] or [[0]], dtype=torch.int32)[:nd]
+    block_tables = padded_tables(tables, width)
     prefills, row = [], sum(end - start for _, start, end in spans[:nd])
     for seq, start, end in spans[nd:]:
         context = None if start == 0 else (torch.tensor(bm.block_tables[seq])[:, None] * bs + torch.arange(bs)).flatten()[:end].to(device)

@@ -142,6 +142,7 @@ class StopChecker:
 
     def push(self, text: str) -> tuple[str, bool]:
         "Add `text`; return (text safe to emit, whether a stop string has been hit)."
+        if not self.stop: return text, False  # nothing to hold back: the engine's per-token fast path
         if self.stopped: return "", True
         self.pending += text
         hits = [i for i in (self.pending.find(s) for s in self.stop) if i >= 0]

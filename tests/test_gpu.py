@@ -35,6 +35,7 @@ def test_gpu_fp16_triton_graphs_match_cpu_fp32_reference(request, checkpoint):
     gpu = LLM(path, device="cuda", dtype="float16", kv_cache_memory=1 << 30, max_num_seqs=8)
     cpu = LLM(path, device="cpu", dtype="float32", attention_backend="eager", max_num_seqs=8)
     assert gpu.engine.graphs is not None and gpu.engine.kernels.decode.__name__ == "paged_decode_attention"
+    assert type(gpu.model.h[0]).__name__ == "FusedBlock"  # Part 12b's kernels for decode batches up to 16
     report = []
     for prompt, g, c in zip(PROMPTS, gpu.generate(PROMPTS, GREEDY_32), cpu.generate(PROMPTS, GREEDY_32)):
         at = first_divergence(g.outputs[0].token_ids, c.outputs[0].token_ids)
