@@ -80,7 +80,7 @@ def linear_rows(copy_bw: float, rows=(1, 8)) -> list[dict]:
                 row["fused_fraction_of_copy"] = gb / row["fused_ms"] * 1e3 / copy_bw
                 candidates = [c for c in (GEMV_CONFIGS if M == 1 else DOT_CONFIGS) if c["BLOCK_K"] <= 2 * K]
                 row["configs"] = [{**c, "ms": per_call_ms(ws, x, c, **kw)} for c in candidates]
-                best = min(row["configs"], key=lambda c: c["ms"])
+                best = min(row["configs"], key=lambda c: c["ms"], default=None)
                 print(json.dumps({k: v for k, v in row.items() if k != "configs"} | {"best": best}), flush=True)
                 out.append(row)
             del ws; torch.cuda.empty_cache()

@@ -39,7 +39,9 @@ def make_case(batch, context, n_head, head_dim, block_size, contiguous, seed=0):
     order = torch.arange(num_blocks, device="cuda") if contiguous else torch.randperm(num_blocks, device="cuda", generator=g)
     tables = order.view(batch, max_blocks).int()
     q = torch.randn(batch, n_head, head_dim, device="cuda", dtype=torch.float16, generator=g)
-    return q, k_cache, v_cache, tables, torch.full((batch,), context, dtype=torch.int32, device="cuda")
+    lens = torch.full((batch,), context, dtype=torch.int32, device="cuda")
+    torch.cuda.synchronize()  # do_bench_cudagraph runs on a side stream that does not wait for these writes
+    return q, k_cache, v_cache, tables, lens
 
 
 def time_ms(fn) -> float: return do_bench_cudagraph(fn, rep=50, return_mode="median")

@@ -17,7 +17,8 @@ from .model import GPT2, Attention, causal_attention
 
 # %% auto #0
 __all__ = ['SDPA_KERNELS', 'ATTENTION_BACKENDS', 'sdpa_attention', 'can_use_flash', 'flash_attention',
-           'available_attention_backends', 'resolve_attention_backend', 'use_attention_backend']
+           'available_attention_backends', 'resolve_attention_backend', 'use_attention_backend',
+           'flash_varlen_attention', 'varlen_attention']
 
 # %% ../nbs/09_attention.ipynb #306d4908
 SDPA_KERNELS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]  # not cuDNN: a plan per new shape
@@ -79,3 +80,15 @@ def use_attention_backend(model: GPT2, name: str = "auto") -> str:
     for block in model.h: block.attn.attention = ATTENTION_BACKENDS[resolved]
     model.attention_backend = resolved
     return resolved
+
+# %% ../nbs/09_attention.ipynb #52a293a9
+def flash_varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_len: int) -> torch.Tensor:
+    "Causal attention of prompts laid end to end: q, k, v (total, H, D), prompt i in rows cu_seqlens[i]:cu_seqlens[i+1] (int32); one kernel."
+    return torch.ops.aten._flash_attention_forward(q, k, v, cu_seqlens, cu_seqlens, max_len, max_len, 0.0, True, False)[0]
+
+def varlen_attention(attention: Attention, device: torch.device | str, dtype: torch.dtype, head_dim: int) -> Callable | None:
+    "The variable-length form of an installed backend where it can run (sdpa and flash, on CUDA 8.0+, fp16/bf16), else None."
+    device = torch.device(device)
+    if attention not in (sdpa_attention, flash_attention) or device.type != "cuda" or dtype not in (torch.float16, torch.bfloat16): return None
+    if head_dim % 8 or head_dim > 256 or torch.cuda.get_device_capability(device) < (8, 0): return None
+    return flash_varlen_attention if torch.backends.cuda.is_flash_attention_available() else None

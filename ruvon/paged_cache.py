@@ -5,19 +5,22 @@
 # %% ../nbs/13b_paged_cache.ipynb #ea9b17ee
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
+from .attention import varlen_attention
 from .block_manager import BlockManager
 from .kernels import paged_decode_attention, paged_decode_reference, write_kv, write_kv_reference
 from .model import GPT2, Attention, GPT2Config, causal_attention
 
 # %% auto #0
 __all__ = ['TRITON_KERNELS', 'TORCH_KERNELS', 'PagedKVCache', 'PagedKernels', 'paged_kernels', 'PagedStep', 'padded_tables',
-           'num_leading_decodes', 'build', 'last_token_indices', 'positions', 'attend', 'advance', 'forward_step']
+           'num_leading_decodes', 'build', 'fresh_run', 'last_token_indices', 'positions', 'attend', 'advance',
+           'forward_step']
 
 # %% ../nbs/13b_paged_cache.ipynb #6799e12d
 class PagedKVCache:
@@ -66,6 +69,7 @@ class PagedStep:
     prefills: list[tuple[int, int, torch.Tensor | None]]  # other spans: (first row, query length, flat slots of positions 0..end-1; None if it starts at 0)
     kernels: PagedKernels = TORCH_KERNELS
     max_context_len: int | None = None  # bounds the decode kernel's partitions (CUDA graphs fix it)
+    fresh: tuple[int, int, torch.Tensor, int] | None = None  # 2+ fresh prompts in consecutive rows: (first row, rows, cu_seqlens, longest)
 
     @property
     def num_decodes(self) -> int: return len(self.context_lens)
@@ -97,7 +101,14 @@ def build(cls, cache: PagedKVCache, bm: BlockManager, spans: list[tuple[int, int
         prefills.append((row, end - start, context)); row += end - start
     return cls(cache, torch.tensor(positions, device=device), torch.tensor(slots, device=device), [e - s for _, s, e in spans],
                block_tables.to(device), torch.tensor([end for _, _, end in spans[:nd]], dtype=torch.int32, device=device), prefills, kernels,
-               max_blocks and max_blocks * bs)
+               max_blocks and max_blocks * bs, fresh_run(prefills, device))
+
+def fresh_run(prefills: list[tuple], device) -> tuple[int, int, torch.Tensor, int] | None:
+    "Where the step's fresh prompts lie, if there are several and they are consecutive rows: one variable-length attention call covers them."
+    fresh = [(r, n) for r, n, c in prefills if c is None]
+    if len(fresh) < 2 or any(r + n != r2 for (r, n), (r2, _) in zip(fresh, fresh[1:])): return None
+    lens = [n for _, n in fresh]
+    return fresh[0][0], sum(lens), torch.tensor([0, *itertools.accumulate(lens)], dtype=torch.int32, device=device), max(lens)
 
 PagedStep.build = build
 
@@ -130,12 +141,21 @@ def attend(self: PagedStep, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v:
 def _prefill_attention(self: PagedStep, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention: Attention) -> torch.Tensor:
     "Attention of the prefill rows (N - num_decodes, H, D). A prompt starting at 0 attends to its own new K/V, no gather needed."
     nd, lens = self.num_decodes, {q_len for _, q_len, _ in self.prefills}
+    varlen = varlen_attention(attention, q.device, q.dtype, q.shape[-1]) if self.fresh else None
+    if varlen and self.fresh[:2] == (nd, len(q) - nd):  # every prefill is a fresh prompt: one variable-length call
+        return varlen(q[nd:], k[nd:], v[nd:], *self.fresh[2:])
     if len(lens) == 1 and all(c is None for *_, c in self.prefills):  # fresh prompts of one length: one batched call
         shape = (len(self.prefills), lens.pop(), *q.shape[1:])
         return attention(q[nd:].view(shape), k[nd:].view(shape), v[nd:].view(shape)).flatten(0, 1)
-    k_slots, v_slots = self.cache.slots(layer_idx)
-    return torch.cat([attention(q[None, r : r + n], k[None, r : r + n], v[None, r : r + n]) if c is None else
-                      attention(q[None, r : r + n], k_slots[c][None], v_slots[c][None]) for r, n, c in self.prefills], dim=1)[0]
+    out, (k_slots, v_slots) = torch.empty_like(q[nd:]), self.cache.slots(layer_idx)
+    if varlen:
+        r, n, cu, longest = self.fresh
+        out[r - nd : r - nd + n] = varlen(q[r : r + n], k[r : r + n], v[r : r + n], cu, longest)
+    for r, n, c in self.prefills:
+        if c is None and varlen: continue  # done above
+        kc, vc = (k[r : r + n], v[r : r + n]) if c is None else (k_slots[c], v_slots[c])
+        out[r - nd : r - nd + n] = attention(q[None, r : r + n], kc[None], vc[None])[0]
+    return out
 
 def advance(self: PagedStep, num_new_tokens: int) -> None: pass  # lengths live in the block manager
 

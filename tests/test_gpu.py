@@ -73,3 +73,26 @@ def test_attention_backends_agree_on_gpu():
         llm = LLM("gpt2", load_format="dummy", dtype="float32", max_num_seqs=8, kv_cache_memory=1 << 30, attention_backend=backend)
         llm.model.load_state_dict(base.model.state_dict())
         assert [o.outputs[0].token_ids for o in llm.generate(prompts, params)] == want, backend
+
+
+def test_varlen_prefill_matches_the_per_prompt_loop():
+    "A step admitting fresh prompts of different lengths after a continuing one: Part 9's variable-length call gives the per-prompt logits."
+    from ruvon.attention import use_attention_backend
+    from ruvon.block_manager import BlockManager
+    from ruvon.loading import load_model
+    from ruvon.paged_cache import TRITON_KERNELS, PagedKVCache, PagedStep, forward_step
+    model = load_model("gpt2", load_format="dummy", dtype="float16", device="cuda")
+    use_attention_backend(model, "sdpa")
+    bm, cache = BlockManager(256, 16), PagedKVCache(model.config, 256, 16, torch.float16, "cuda")
+    g = torch.Generator().manual_seed(0)
+    ids = [torch.randint(0, 50000, (n,), generator=g).tolist() for n in (37, 5, 120, 64)]
+    bm.allocate(0, 20)
+    forward_step(model, PagedStep.build(cache, bm, [(0, 0, 20)], TRITON_KERNELS), torch.tensor(ids[0][:20], device="cuda"))
+    bm.append(0, 17)
+    for i in (1, 2, 3): bm.allocate(i, len(ids[i]))
+    step = PagedStep.build(cache, bm, [(0, 20, 37), (1, 0, 5), (2, 0, 120), (3, 0, 64)], TRITON_KERNELS)
+    assert step.fresh is not None and step.fresh[:2] == (17, 189)
+    tokens = torch.tensor(ids[0][20:] + ids[1] + ids[2] + ids[3], device="cuda")
+    with_varlen = forward_step(model, step, tokens)
+    step.fresh = None  # the same step through one attention call per prompt
+    torch.testing.assert_close(with_varlen, forward_step(model, step, tokens), atol=2e-2, rtol=0)
