@@ -65,13 +65,14 @@ def sweep_point(batch, context, n_head, head_dim, block_size, copy_bw) -> dict:
     torch.testing.assert_close(kernel(paged).float(), paged_decode_reference(*paged).float(), atol=2e-3, rtol=0)
     kv_bytes = 2 * batch * context * n_head * head_dim * 2
     triton_ms, contiguous_ms = time_ms(lambda: kernel(paged)), time_ms(lambda: kernel(contig))
+    graph_grid_ms = time_ms(lambda: paged_decode_attention(*paged, max_context_len=1024))  # a CUDA graph's grid: GPT-2's whole context
     reference_ms = time_ms(lambda: paged_decode_reference(*paged))
     q, k_cache, v_cache = contig[:3]
     k = k_cache.view(batch, -1, n_head, head_dim)[:, :context].transpose(1, 2)  # (B, H, S, D) views of the contiguous cache
     v = v_cache.view(batch, -1, n_head, head_dim)[:, :context].transpose(1, 2)
     sdpa_ms = time_ms(lambda: F.scaled_dot_product_attention(q[:, :, None], k, v))
     gbs = kv_bytes / triton_ms / 1e6
-    return {"batch": batch, "context": context, "kv_mib": kv_bytes / 2**20, "triton_ms": triton_ms, "contiguous_ms": contiguous_ms,
+    return {"batch": batch, "context": context, "kv_mib": kv_bytes / 2**20, "triton_ms": triton_ms, "contiguous_ms": contiguous_ms, "graph_grid_ms": graph_grid_ms,
             "reference_ms": reference_ms, "sdpa_contiguous_ms": sdpa_ms, "triton_gbs": gbs, "fraction_of_copy": gbs / copy_bw,
             "paged_overhead": triton_ms / contiguous_ms - 1, "speedup_vs_reference": reference_ms / triton_ms}
 

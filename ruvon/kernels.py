@@ -10,7 +10,8 @@ import os
 import torch
 
 # %% auto #0
-__all__ = ['LOG2E', 'write_kv', 'write_kv_reference', 'paged_decode_attention', 'paged_decode_reference']
+__all__ = ['LOG2E', 'MAX_DECODE_PROGRAMS', 'write_kv', 'write_kv_reference', 'decode_partition_size', 'paged_decode_attention',
+           'paged_decode_reference']
 
 # %% ../nbs/12_paged_attention.ipynb #bf56ca75
 if not torch.cuda.is_available(): os.environ.setdefault("TRITON_INTERPRET", "1")  # no GPU: Triton can only interpret
@@ -62,8 +63,9 @@ def _decode_partition_kernel(q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, 
                              BLOCK_SIZE: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
                              BLOCK_N: tl.constexpr, PARTITION: tl.constexpr):
     seq, head, part = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    start = part * PARTITION
-    end = tl.minimum(start + PARTITION, tl.load(context_lens_ptr + seq))       # empty past the context
+    start, context_len = part * PARTITION, tl.load(context_lens_ptr + seq)
+    if start >= context_len and part > 0: return                               # past the context: the merge skips it
+    end = tl.minimum(start + PARTITION, context_len)
     d = tl.arange(0, BLOCK_D)
     q = tl.load(q_ptr + seq * stride_qn + head * stride_qh + d, mask=d < HEAD_DIM, other=0.0).to(tl.float32) * scale
     m_i, l_i, acc = -float("inf"), 0.0, tl.zeros([BLOCK_D], dtype=tl.float32)
@@ -86,32 +88,41 @@ def _decode_partition_kernel(q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, 
 
 # %% ../nbs/12_paged_attention.ipynb #c6e4a0a8
 @triton.jit
-def _decode_reduce_kernel(out_ptr, acc_ptr, m_ptr, l_ptr, num_parts, stride_on, stride_oh,
+def _decode_reduce_kernel(out_ptr, acc_ptr, m_ptr, l_ptr, context_lens_ptr, num_parts, stride_on, stride_oh,
                           stride_an, stride_ah, stride_ap, stride_mn, stride_mh,
-                          HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_P: tl.constexpr):
+                          HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_P: tl.constexpr, PARTITION: tl.constexpr):
     seq, head = tl.program_id(0), tl.program_id(1)
     p, d = tl.arange(0, BLOCK_P), tl.arange(0, BLOCK_D)
-    m = tl.load(m_ptr + seq * stride_mn + head * stride_mh + p, mask=p < num_parts, other=-float("inf"))
-    l = tl.load(l_ptr + seq * stride_mn + head * stride_mh + p, mask=p < num_parts, other=0.0)
+    used = tl.maximum(tl.minimum(num_parts, tl.cdiv(tl.load(context_lens_ptr + seq), PARTITION)), 1)  # partitions that ran
+    m = tl.load(m_ptr + seq * stride_mn + head * stride_mh + p, mask=p < used, other=-float("inf"))
+    l = tl.load(l_ptr + seq * stride_mn + head * stride_mh + p, mask=p < used, other=0.0)
     m_max = tl.max(m, axis=0)
     w = tl.exp2(m - tl.where(m_max > -float("inf"), m_max, 0.0))               # empty partitions: exp2(-inf) = 0
     acc = tl.load(acc_ptr + seq * stride_an + head * stride_ah + p[:, None] * stride_ap + d[None, :],
-                  mask=(p[:, None] < num_parts) & (d[None, :] < HEAD_DIM), other=0.0)
+                  mask=(p[:, None] < used) & (d[None, :] < HEAD_DIM), other=0.0)
     den = tl.sum(w * l, axis=0)
     out = tl.sum(w[:, None] * acc, axis=0) / tl.where(den > 0, den, 1.0)        # padding rows: zeros
     tl.store(out_ptr + seq * stride_on + head * stride_oh + d, out.to(out_ptr.dtype.element_ty), mask=d < HEAD_DIM)
 
 # %% ../nbs/12_paged_attention.ipynb #d99a0c8b
 LOG2E = 1.4426950408889634
+MAX_DECODE_PROGRAMS = 16384  # beyond this, most of a CUDA graph's fixed grid would be programs that find no work
+
+def decode_partition_size(num_seq_heads: int, max_context_len: int) -> int:
+    "Tokens per partition: 64 (one tile), doubled up to 512 while the grid would exceed `MAX_DECODE_PROGRAMS`."
+    size = 64
+    while size < 512 and num_seq_heads * triton.cdiv(max_context_len, size) > MAX_DECODE_PROGRAMS: size *= 2
+    return size
 
 def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
                            context_lens: torch.Tensor, max_context_len: int | None = None, partition_size: int | None = None,
                            block_n: int = 64, num_warps: int = 2) -> torch.Tensor:
     "Decode attention for one query per sequence. q: (B, H, D); caches (num_blocks, block_size, H, D); block_tables (B, max_blocks) int32; context_lens (B,) int32 -> (B, H, D)."
     B, H, D = q.shape
-    partition_size = partition_size or 64  # one tile per program: many short programs, merged by the second kernel
+    max_context_len = max_context_len or block_tables.shape[1] * k_cache.shape[1]
+    partition_size = partition_size or decode_partition_size(B * H, max_context_len)
     _check_decode_args(q, k_cache, v_cache, block_tables, context_lens, partition_size, block_n)
-    num_parts = triton.cdiv(max_context_len or block_tables.shape[1] * k_cache.shape[1], partition_size)
+    num_parts = triton.cdiv(max_context_len, partition_size)
     acc = torch.empty(B, H, num_parts, D, dtype=torch.float32, device=q.device)
     m, l = torch.empty(2, B, H, num_parts, dtype=torch.float32, device=q.device).unbind(0)
     out, BD = torch.empty(B, H, D, dtype=q.dtype, device=q.device), triton.next_power_of_2(D)
@@ -119,8 +130,8 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
         q, k_cache, v_cache, block_tables, context_lens, acc, m, l, D**-0.5 * LOG2E, q.stride(0), q.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), block_tables.stride(0), acc.stride(0), acc.stride(1), acc.stride(2),
         m.stride(0), m.stride(1), k_cache.shape[1], D, BD, block_n, partition_size, num_warps=num_warps)
-    _decode_reduce_kernel[(B, H)](out, acc, m, l, num_parts, out.stride(0), out.stride(1), acc.stride(0), acc.stride(1),
-                                  acc.stride(2), m.stride(0), m.stride(1), D, BD, triton.next_power_of_2(num_parts))
+    _decode_reduce_kernel[(B, H)](out, acc, m, l, context_lens, num_parts, out.stride(0), out.stride(1), acc.stride(0), acc.stride(1),
+                                  acc.stride(2), m.stride(0), m.stride(1), D, BD, triton.next_power_of_2(num_parts), partition_size)
     return out
 
 # %% ../nbs/12_paged_attention.ipynb #4e69272b
