@@ -60,7 +60,6 @@ def _capture(self: DecodeGraphs, b: int, pool):
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph, pool=pool): self.logits[b] = self.model(ids, step)[0]  # (b, vocab)
-    graph.replay()  # the first launch uploads the graph to the GPU: pay for it here, not in a user's step
     self.graphs[b] = graph
     return graph.pool()
 
