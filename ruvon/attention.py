@@ -86,6 +86,7 @@ def flash_varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu
     "Causal attention of prompts laid end to end: q, k, v (total, H, D), prompt i in rows cu_seqlens[i]:cu_seqlens[i+1] (int32); one kernel."
     return torch.ops.aten._flash_attention_forward(q, k, v, cu_seqlens, cu_seqlens, max_len, max_len, 0.0, True, False)[0]
 
+@functools.cache  # asked once per layer of every step that admits prompts
 def varlen_attention(attention: Attention, device: torch.device | str, dtype: torch.dtype, head_dim: int) -> Callable | None:
     "The variable-length form of an installed backend where it can run (sdpa and flash, on CUDA 8.0+, fp16/bf16), else None."
     device = torch.device(device)
