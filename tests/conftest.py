@@ -40,18 +40,21 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ruvon_server():
-    "Start `ruvon serve CHECKPOINT --served-model-name standin --device cpu ARGS...` and wait until healthy: (process, url). Stopped at teardown."
+def ruvon_server(tmp_path_factory):
+    """Start `ruvon serve CHECKPOINT --served-model-name standin --device cpu ARGS...` and wait until healthy: (process, url).
+    The server's output (its request log included) goes to the file `process.log`, never to a pipe nobody drains. Stopped at teardown."""
     procs = []
     def start(checkpoint, *args: str) -> tuple[subprocess.Popen, str]:
-        port = free_port()
+        port, log = free_port(), tmp_path_factory.mktemp("serve") / "server.log"
         exe = os.path.join(os.path.dirname(sys.executable), "ruvon")
-        proc = subprocess.Popen([exe, "serve", str(checkpoint), "--port", str(port), "--served-model-name", "standin", "--device", "cpu", *args],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        with open(log, "w") as out:
+            proc = subprocess.Popen([exe, "serve", str(checkpoint), "--port", str(port), "--served-model-name", "standin", "--device", "cpu", *args],
+                                    stdout=out, stderr=subprocess.STDOUT)
+        proc.log = log
         procs.append(proc)
         url, deadline = f"http://127.0.0.1:{port}", time.time() + 120
         while time.time() < deadline:
-            if proc.poll() is not None: pytest.fail(proc.stderr.read())
+            if proc.poll() is not None: pytest.fail(log.read_text())
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200: return proc, url
             except httpx.HTTPError: pass

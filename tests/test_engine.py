@@ -1,10 +1,5 @@
 """The continuous-batching engine against the oracle: offline (LLM.generate) and behind the server under load."""
 import asyncio
-import os
-import socket
-import subprocess
-import sys
-import time
 
 import httpx
 import openai
@@ -69,28 +64,10 @@ def test_llm_rejects_bad_input(standin_2l):
     assert not llm.engine.has_unfinished_requests()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def tight_server(standin_6l):
+def tight_server(standin_6l, ruvon_server):
     """A server whose KV pool holds a single full context: concurrent load must preempt, never fail."""
-    port, exe = free_port(), os.path.join(os.path.dirname(sys.executable), "ruvon")
-    proc = subprocess.Popen([exe, "serve", str(standin_6l), "--port", str(port), "--served-model-name", "standin",
-                             "--device", "cpu", "--kv-cache-memory", str(one_context_of_kv(standin_6l)), "--max-num-seqs", "32"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(400):
-        assert proc.poll() is None, proc.stdout.read()
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200: break
-        except httpx.HTTPError: pass
-        time.sleep(0.3)
-    yield url
-    proc.terminate(); proc.wait(timeout=30)
+    return ruvon_server(standin_6l, "--kv-cache-memory", str(one_context_of_kv(standin_6l)), "--max-num-seqs", "32")[1]
 
 
 def test_server_under_concurrent_load_matches_alone(tight_server, hf_greedy):

@@ -4,15 +4,14 @@ import asyncio
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 
-import httpx
 import pytest
 import uvicorn
+from conftest import free_port
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -24,12 +23,6 @@ LATENCIES = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_latency_ms")
 def ruvon(*args, timeout=120):
     exe = os.path.join(os.path.dirname(sys.executable), "ruvon")
     return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,5 @@
 """A real `ruvon serve` process driven by the official openai SDK (sync and async) and by raw HTTP."""
 import asyncio
-import json
-import os
-import socket
-import subprocess
-import sys
 import time
 
 import httpx
@@ -18,30 +13,8 @@ from ruvon.loading import load_tokenizer
 MODEL = "standin"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(standin_6l):
-    port = free_port()
-    exe = os.path.join(os.path.dirname(sys.executable), "ruvon")
-    proc = subprocess.Popen([exe, "serve", str(standin_6l), "--port", str(port), "--served-model-name", MODEL, "--device", "cpu"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.stdout.read()
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200: break
-        except httpx.HTTPError: pass
-        time.sleep(0.3)
-    else: pytest.fail("server did not become healthy")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+def server(standin_6l, ruvon_server): return ruvon_server(standin_6l)[1]
 
 
 @pytest.fixture(scope="module")

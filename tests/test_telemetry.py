@@ -4,10 +4,6 @@ import collections
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -25,32 +21,11 @@ FAMILIES = {**{h: "histogram" for h in PER_REQUEST + ["ruvon:inter_token_latency
             **{g: "gauge" for g in ["ruvon:num_requests_running", "ruvon:num_requests_waiting", "ruvon:kv_cache_usage_perc"]}}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(standin_6l, tmp_path_factory):
-    "A `ruvon serve` process; its stderr (where the request log goes) in a file."
-    port, stderr = free_port(), tmp_path_factory.mktemp("serve") / "stderr.log"
-    exe = os.path.join(os.path.dirname(sys.executable), "ruvon")
-    with open(stderr, "w") as err:
-        proc = subprocess.Popen([exe, "serve", str(standin_6l), "--port", str(port), "--served-model-name", MODEL, "--device", "cpu"],
-                                stdout=subprocess.DEVNULL, stderr=err)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        assert proc.poll() is None, stderr.read_text()
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200: break
-        except httpx.HTTPError: pass
-        time.sleep(0.3)
-    else: pytest.fail("server did not become healthy")
-    yield url, stderr
-    proc.terminate()
-    proc.wait(timeout=30)
+def server(standin_6l, ruvon_server):
+    "A `ruvon serve` process: its URL, and the file its output (where the request log goes) lands in."
+    proc, url = ruvon_server(standin_6l)
+    return url, proc.log
 
 
 def complete(url: str, prompt: str, max_tokens: int, stream: bool) -> tuple[int, int, str]:
