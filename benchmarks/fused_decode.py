@@ -117,14 +117,14 @@ def set_blocks(model, cls) -> None:
     for block in model.h: block.__class__ = cls
 
 
-def decode_step_rows(copy_bw: float, tuned, buckets=(1, 8)) -> tuple[list[dict], str]:
+def decode_step_rows(copy_bw: float, tuned=None, buckets=(1, 8)) -> tuple[list[dict], str]:
     "Graph replay time of a decode step, plain vs fused blocks, each sequence at context 160."
     rows, profile = [], ""
     for name in MODELS:
         model = load_model(name, load_format="dummy", dtype="float16", device="cuda")
         wbytes = sum(p.numel() * p.element_size() for p in model.parameters())
         engine = LLMEngine(model, load_tokenizer(name), EngineConfig(max_num_seqs=16, kv_cache_memory=2 << 30))
-        for cls, configs in ((Block, None), (FusedBlock, "default"), (FusedBlock, "tuned")):
+        for cls, configs in ((Block, None), (FusedBlock, "default"), *([(FusedBlock, "tuned")] if tuned else [])):
             set_blocks(model, cls)  # then capture: the graphs record whichever forward the blocks have
             ruvon.fused.linear_config = tuned if configs == "tuned" else default_linear_config
             g = DecodeGraphs(model, engine.cache, 16, engine.kernels)
@@ -135,7 +135,7 @@ def decode_step_rows(copy_bw: float, tuned, buckets=(1, 8)) -> tuple[list[dict],
                 rows.append({"model": name, "blocks": cls.__name__, "configs": configs, "batch": b, "replay_ms": ms, "weight_bytes": wbytes,
                              "roofline_ms": wbytes / copy_bw / 1e6, "ratio_to_roofline": ms / (wbytes / copy_bw / 1e6)})
                 print(json.dumps(rows[-1]), flush=True)
-            if configs == "tuned" and name == "gpt2-xl":
+            if cls is FusedBlock and configs == ("tuned" if tuned else "default") and name == "gpt2-xl":
                 from torch.profiler import ProfilerActivity, profile
                 with profile(activities=[ProfilerActivity.CUDA]) as prof:
                     g.graphs[1].replay(); torch.cuda.synchronize()
@@ -158,7 +158,7 @@ def main(argv=None):
               "triton": triton.__version__, "command": "python " + " ".join(sys.argv), "dtype": "float16",
               "timing": "kernels: median of CUDA-graph replays (do_bench_cudagraph); steps: mean of 200 graph replays",
               "copy_bandwidth_gbs": copy_bw, "layer_norm": layer_norm_rows(), "linear": linear_rows(copy_bw)}
-    result["decode_steps"], profile = decode_step_rows(copy_bw, tuned_config(result["linear"]))
+    result["decode_steps"], profile = decode_step_rows(copy_bw, tuned_config(result["linear"]) if not args.skip_sweep else None)
     result["fused_profile_gpt2_xl_batch1"] = profile
     print(profile)
     with open(args.json, "w") as f: json.dump(result, f, indent=1)
