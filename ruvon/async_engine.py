@@ -12,24 +12,33 @@ import time
 import uuid
 from typing import AsyncIterator, Callable
 
-from .engine import EngineConfig, EngineObserver, LLMEngine
+from dataclasses import dataclass
+
+from .config import EngineConfig
+from .engine import EngineObserver, LLMEngine
 from .model import GPT2
-from .protocol import APIError
+from .outputs import DONE, ChoiceDelta, EngineDeadError, RequestRejected, channel, receive
 from .sampling import SamplingParams
-from .serving import DONE, ChoiceDelta, channel, receive
 from .tokenizer import GPT2Tokenizer
 
 # %% auto #0
-__all__ = ['AsyncLLMEngine']
+__all__ = ['Client', 'AsyncLLMEngine']
 
 # %% ../nbs/08c_async_engine.ipynb #d6e6e662
+@dataclass
+class Client:
+    "One server request in the worker: the way back to its client, and the unfinished choices of each of its engine requests."
+    put: Callable[[object], None]
+    left: dict[str, int]  # engine request id (one per prompt) -> choices still running
+
 class AsyncLLMEngine:
-    "Part 4b's Engine interface over LLMEngine: a worker thread steps the batch; requests join via an inbox."
+    "Part 4's Engine interface over LLMEngine: a worker thread steps the batch; requests join via an inbox."
     def __init__(self, model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig = EngineConfig(),
-                 observer: EngineObserver | None = None):
-        self.engine = LLMEngine(model, tokenizer, config, observer)
+                 observer: EngineObserver | None = None, decode_mode: str | None = None):
+        self.engine = LLMEngine(model, tokenizer, config, observer, decode_mode)
+        self.max_model_len = self.engine.config.max_model_len
         self.inbox: queue.Queue = queue.Queue()
-        self.clients: dict[str, tuple[Callable[[object], None], int]] = {}  # request id -> (put, unfinished choices)
+        self.clients: dict[str, Client] = {}  # engine request id -> its client (shared by a request's prompts)
         self.error: str | None = None
         self._stopping = False
         self.worker = threading.Thread(target=self._loop, name="ruvon-engine", daemon=True)
@@ -39,16 +48,17 @@ class AsyncLLMEngine:
         if self.error: return f"generation loop died: {self.error}"
         return None if self.worker.is_alive() else "generation loop is not running"
 
-    async def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[ChoiceDelta]:
-        if problem := self.health(): raise APIError(f"server not ready: {problem}", status=503, type="service_unavailable")
+    async def generate(self, prompts: list[list[int]], params: SamplingParams) -> AsyncIterator[ChoiceDelta]:
+        if problem := self.health(): raise EngineDeadError(problem)
         (deltas, put), rid = channel(), uuid.uuid4().hex
-        self.inbox.put(("add", rid, list(prompt_ids), params, put, time.monotonic()))
+        rids = [rid] if len(prompts) == 1 else [f"{rid}-{p}" for p in range(len(prompts))]
+        self.inbox.put(("add", rids, [list(p) for p in prompts], params, put, time.monotonic()))
         finished = False
         try:
             async for delta in receive(deltas): yield delta
             finished = True
         finally:
-            if not finished: self.inbox.put(("abort", rid))
+            if not finished: self.inbox.put(("abort", rids))
 
     @property
     def observer(self) -> EngineObserver | None: return self.engine.observer
@@ -69,7 +79,7 @@ def _loop(self: AsyncLLMEngine) -> None:
             if self.engine.has_unfinished_requests() and not self._stopping: self._step()
     except BaseException as e:
         self.error = f"{type(e).__name__}: {e}"
-        self._fail_all(RuntimeError(f"generation loop died: {self.error}"))
+        self._fail_all(EngineDeadError(f"generation loop died: {self.error}"))
         raise
 
 def _drain_inbox(self: AsyncLLMEngine, block: bool) -> None:
@@ -78,16 +88,21 @@ def _drain_inbox(self: AsyncLLMEngine, block: bool) -> None:
     while True:
         kind, *args = message
         if kind == "add": self._add(*args)
-        elif kind == "abort": self.engine.abort(args[0]); self.clients.pop(args[0], None)
+        elif kind == "abort":
+            for rid in args[0]: self.engine.abort(rid); self.clients.pop(rid, None)
         try: message = self.inbox.get_nowait()
         except queue.Empty: return
 
-def _add(self: AsyncLLMEngine, rid: str, prompt_ids: list[int], params: SamplingParams, put: Callable, arrival: float) -> None:
-    try: self.engine.add_request(rid, prompt_ids, params, arrival)
-    except ValueError as e:
-        put(APIError(str(e), param="prompt")); put(DONE)
-        return
-    self.clients[rid] = (put, params.n)
+def _add(self: AsyncLLMEngine, rids: list[str], prompts: list[list[int]], params: SamplingParams, put: Callable, arrival: float) -> None:
+    "Add a server request's prompts to the engine together; a refused prompt refuses the whole request."
+    client = Client(put, {})
+    try:
+        for p, (rid, prompt_ids) in enumerate(zip(rids, prompts)):
+            self.engine.add_request(rid, prompt_ids, params, arrival, first_index=p * params.n)
+            client.left[rid], self.clients[rid] = params.n, client
+    except RequestRejected as e:
+        self._drop(client)
+        put(e); put(DONE)
 
 AsyncLLMEngine._loop, AsyncLLMEngine._drain_inbox, AsyncLLMEngine._add = _loop, _drain_inbox, _add
 
@@ -99,21 +114,28 @@ def _step(self: AsyncLLMEngine) -> None:
         self._fail_all(e)
         return
     for rid, delta in outputs:
-        if rid not in self.clients: continue
-        put, left = self.clients[rid]
-        left -= delta.finish_reason is not None
-        if left == 0 and hasattr(self.engine.observer, "request_cost"): delta.cost_usd = self.engine.observer.request_cost(rid)  # Part 19
-        try:
-            put(delta)
-            if left == 0: put(DONE)
-        except RuntimeError: self.engine.abort(rid); left = 0
-        if left == 0: del self.clients[rid]
-        else: self.clients[rid] = (put, left)
+        if (client := self.clients.get(rid)) is not None: self._deliver(client, rid, delta)
+
+def _deliver(self: AsyncLLMEngine, client: Client, rid: str, delta: ChoiceDelta) -> None:
+    "Send one delta; a prompt's last carries its cost; the request's last is followed by DONE."
+    client.left[rid] -= delta.finish_reason is not None
+    if client.left[rid] == 0:
+        del client.left[rid], self.clients[rid]
+        if self.engine.observer: delta.cost_usd = self.engine.observer.request_cost(rid)
+    try:
+        client.put(delta)
+        if not client.left: client.put(DONE)
+    except RuntimeError: self._drop(client)  # the client's event loop is gone
+
+def _drop(self: AsyncLLMEngine, client: Client) -> None:
+    "Abort every engine request of `client`."
+    for rid in list(client.left): self.engine.abort(rid); self.clients.pop(rid, None)
+    client.left.clear()
 
 def _fail_all(self: AsyncLLMEngine, error: Exception) -> None:
-    for rid, (put, _) in list(self.clients.items()):
-        try: put(error); put(DONE)
+    for client in {id(c): c for c in self.clients.values()}.values():
+        try: client.put(error); client.put(DONE)
         except RuntimeError: pass
     self.clients.clear()
 
-AsyncLLMEngine._step, AsyncLLMEngine._fail_all = _step, _fail_all
+AsyncLLMEngine._step, AsyncLLMEngine._deliver, AsyncLLMEngine._drop, AsyncLLMEngine._fail_all = _step, _deliver, _drop, _fail_all

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .engine import EngineConfig, LLMEngine
+from .config import EngineConfig
+from .engine import LLMEngine
 from .loading import CONV1D_WEIGHTS
 from .model import GPT2, GPT2Config
 from .sampling import SamplingParams
@@ -140,7 +141,7 @@ class RequestTiming:
 # %% ../nbs/bench.ipynb #1fd13ddb
 def run_engine(engine: LLMEngine, prompts: list[list[int]], output_lens: list[int], ignore_eos: bool = True) -> list[RequestTiming]:
     "Add every prompt at t0, step until all finish; per request, its tokens and their arrival times."
-    device = engine.model.wte.weight.device
+    device = engine.runner.device
     timings = [RequestTiming(len(p)) for p in prompts]
     t0 = clock(device)
     for i, (p, n) in enumerate(zip(prompts, output_lens)):
@@ -373,7 +374,7 @@ def hf_throughput(model: GPT2, config: EngineConfig, prompts: list[list[int]], o
 def throughput_result(model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig, workload: ThroughputWorkload,
                       baseline: str | None = None) -> dict:
     "Run the throughput workload on ruvon (and the baseline): config, workload, metrics, baseline and speedup."
-    workload.check_context(model.config.n_positions)
+    workload.check_context(config.for_model(model.config.n_positions).max_model_len)
     check_baseline(baseline, "throughput")
     if baseline and workload.output_len[0] != workload.output_len[1]:
         raise ValueError("--baseline hf needs a fixed output length (generate_batch takes one max_new_tokens): use --output-len")
@@ -456,7 +457,7 @@ def roofline(model: GPT2, metrics: dict) -> dict | None:
 def latency_result(model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig, workload: LatencyWorkload,
                    baseline: str | None = None) -> dict:
     "Run the latency workload on ruvon (and the baseline): config, workload, metrics, baseline and speedup."
-    workload.check_context(model.config.n_positions)
+    workload.check_context(config.for_model(model.config.n_positions).max_model_len)
     check_baseline(baseline, "latency")
     device = model.wte.weight.device
     prompts = latency_prompts(workload, model.config.vocab_size, tokenizer.eos_token_id)

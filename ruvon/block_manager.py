@@ -14,26 +14,21 @@ from .kv_cache import kv_cache_bytes_per_token
 from .model import GPT2Config
 
 # %% auto #0
-__all__ = ['block_bytes', 'num_kv_blocks', 'gpu_kv_budget', 'BlockManager', 'can_allocate', 'allocate', 'free', 'can_append',
-           'append', 'fork', 'slot_mapping']
+__all__ = ['block_bytes', 'num_kv_blocks', 'BlockManager', 'can_allocate', 'allocate', 'free', 'can_append', 'append', 'fork',
+           'slot_mapping']
 
 # %% ../nbs/13a_block_manager.ipynb #bceb2deb
 def block_bytes(cfg: GPT2Config, block_size: int, dtype: torch.dtype) -> int:
     "Bytes of one KV block: block_size tokens of K and V in every layer."
     return block_size * kv_cache_bytes_per_token(cfg, dtype)
 
-def num_kv_blocks(budget_bytes: int, cfg: GPT2Config, block_size: int = 16, dtype: torch.dtype = torch.float16) -> int:
-    "How many KV blocks fit in `budget_bytes`; at least one context's worth is required."
-    n = budget_bytes // block_bytes(cfg, block_size, dtype)
-    need = math.ceil(cfg.n_positions / block_size)
-    if n < need: raise ValueError(f"a KV budget of {budget_bytes:,} bytes holds {n} blocks; one {cfg.n_positions}-token sequence needs {need}")
+def num_kv_blocks(budget_bytes: int, cfg: GPT2Config, block_size: int = 16, dtype: torch.dtype = torch.float16,
+                  max_model_len: int | None = None) -> int:
+    "How many KV blocks fit in `budget_bytes`; one `max_model_len`-token sequence (default: the whole context) must fit."
+    n, context = budget_bytes // block_bytes(cfg, block_size, dtype), max_model_len or cfg.n_positions
+    need = math.ceil(context / block_size)
+    if n < need: raise ValueError(f"a KV budget of {budget_bytes:,} bytes holds {n} blocks; one {context}-token sequence needs {need}")
     return n
-
-def gpu_kv_budget(fraction: float, device: torch.device | str = "cuda") -> int:
-    "Bytes of KV budget: `fraction` of the GPU memory that is free right now."
-    if not 0 < fraction <= 1: raise ValueError(f"the KV memory fraction must be in (0, 1], got {fraction}")
-    free, _ = torch.cuda.mem_get_info(torch.device(device))
-    return int(free * fraction)
 
 # %% ../nbs/13a_block_manager.ipynb #23658aa0
 class BlockManager:

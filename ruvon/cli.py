@@ -25,11 +25,10 @@ from .model import num_parameters
 # %% auto #0
 __all__ = ['app', 'WEIGHT_BITS', 'bench_app', 'ModelArg', 'DtypeOpt', 'DeviceOpt', 'LoadFormatOpt', 'MaxNumSeqsOpt',
            'MaxNumBatchedTokensOpt', 'KVCacheMemoryOpt', 'GPUMemoryUtilizationOpt', 'BlockSizeOpt',
-           'AttentionBackendOpt', 'EnforceEagerOpt', 'BaselineOpt', 'JsonOpt', 'ATTENTION_BACKEND_NAMES',
-           'SPEEDUP_LABELS', 'DEFAULT_CONCURRENCY', 'main', 'user_errors', 'require', 'generate', 'text_printer',
-           'print_stats', 'model_info', 'info', 'serve', 'run_until_drained', 'engine_config', 'length_range',
-           'run_bench', 'metric_rows', 'bench_table', 'throughput', 'latency', 'spread_values', 'SweepCommand',
-           'check_outputs', 'loadtest']
+           'AttentionBackendOpt', 'EnforceEagerOpt', 'BaselineOpt', 'JsonOpt', 'SPEEDUP_LABELS', 'DEFAULT_CONCURRENCY',
+           'main', 'user_errors', 'require', 'generate', 'text_printer', 'print_stats', 'model_info', 'info', 'serve',
+           'run_until_drained', 'engine_config', 'length_range', 'run_bench', 'metric_rows', 'bench_table',
+           'throughput', 'latency', 'spread_values', 'SweepCommand', 'check_outputs', 'loadtest']
 
 # %% ../nbs/cli.ipynb #ad0f2ff4
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -153,7 +152,6 @@ def serve(
 ):
     "Serve MODEL over an OpenAI-compatible HTTP API."
     from ruvon.async_engine import AsyncLLMEngine
-    from ruvon.scheduler import SchedulerConfig
     from ruvon.server import Admission, build_app, serving_for
     from ruvon.telemetry import log_requests
     with user_errors():
@@ -162,12 +160,11 @@ def serve(
         require(drain_timeout >= 0, f"--drain-timeout must be at least 0, got {drain_timeout}")
         config = engine_config(block_size, kv_cache_memory, gpu_memory_utilization, max_num_seqs, max_num_batched_tokens,
                                attention_backend, enforce_eager)  # defined with the bench options below
-        n_positions = load_config(model).n_positions
-        SchedulerConfig(max_num_seqs, max_num_batched_tokens, n_positions)  # fail fast, before binding the port
+        config = config.for_model(load_config(model).n_positions)  # fail fast, before loading or binding the port
         admission = Admission(None if max_queue is None else max_num_seqs + max_queue, request_timeout)
         CostMeter(gpu_cost_per_hour)  # checks the price
     name = served_model_name or model
-    engine = lambda m, t: AsyncLLMEngine(m, t, config, observer=CostTelemetry(name, n_positions, gpu_cost_per_hour))
+    engine = lambda m, t: AsyncLLMEngine(m, t, config, observer=CostTelemetry(name, config.max_model_len, gpu_cost_per_hour))
     app_ = build_app(serving_for(model, served_model_name, engine, dtype=dtype, device=device, load_format=load_format), admission)
     log_requests()  # Part 11: one JSON line per finished request, on stderr
     run_until_drained(app_, admission, host, port, drain_timeout)
@@ -193,7 +190,7 @@ from typing import Annotated, Tuple
 
 from .bench import (LatencyWorkload, ThroughputWorkload, check_baseline, latency_result, result_header,
                          throughput_result)
-from .engine import EngineConfig
+from .config import EngineConfig
 
 # %% ../nbs/cli.ipynb #0d0f2068
 bench_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -215,16 +212,9 @@ BaselineOpt = Annotated[Optional[str], typer.Option(help="Also run a baseline on
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="Write the full result, with its header, to this JSON file.")]
 
 # %% ../nbs/cli.ipynb #2a4f2b81
-ATTENTION_BACKEND_NAMES = ("auto", "eager", "sdpa", "flash", "triton")  # Part 9's registry plus auto and Part 12's triton
-
 def engine_config(block_size: int, kv_cache_memory: int | None, gpu_memory_utilization: float, max_num_seqs: int,
                   max_num_batched_tokens: int, attention_backend: str, enforce_eager: bool) -> EngineConfig:
-    "The engine options, checked as `serve` checks them, as an `EngineConfig`."
-    require(block_size >= 1, f"--block-size must be at least 1, got {block_size}")
-    require(kv_cache_memory is None or kv_cache_memory > 0, f"--kv-cache-memory must be positive, got {kv_cache_memory}")
-    require(0 < gpu_memory_utilization <= 1, f"--gpu-memory-utilization must be in (0, 1], got {gpu_memory_utilization}")
-    require(max_num_seqs >= 1, f"--max-num-seqs must be at least 1, got {max_num_seqs}")
-    require(attention_backend in ATTENTION_BACKEND_NAMES, f"--attention-backend must be one of {', '.join(ATTENTION_BACKEND_NAMES)}, got {attention_backend!r}")
+    "The engine options as an `EngineConfig`, which checks them (its errors name the flag)."
     return EngineConfig(block_size=block_size, kv_cache_memory=kv_cache_memory, gpu_memory_utilization=gpu_memory_utilization,
                         max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                         attention_backend=attention_backend, enforce_eager=enforce_eager)

@@ -27,10 +27,11 @@ def bucket_for(buckets: list[int], batch_size: int) -> int | None:
 # %% ../nbs/13c_cuda_graphs.ipynb #2766395d
 class DecodeGraphs:
     "Decode steps captured as CUDA graphs, one per batch-size bucket, replayed over static input buffers (`capture=False`: run eagerly, same shapes)."
-    def __init__(self, model: GPT2, cache: PagedKVCache, max_num_seqs: int, kernels: PagedKernels = TRITON_KERNELS, capture: bool = True):
+    def __init__(self, model: GPT2, cache: PagedKVCache, max_num_seqs: int, kernels: PagedKernels = TRITON_KERNELS, capture: bool = True,
+                 max_context_len: int | None = None):
         n, device = max_num_seqs, cache.k.device
         self.model, self.cache, self.kernels, self.capture = model, cache, kernels, capture
-        self.max_context_len = model.config.n_positions
+        self.max_context_len = max_context_len or model.config.n_positions  # the longest context served (max_model_len)
         self.max_blocks = -(-self.max_context_len // cache.block_size)
         self.meta = torch.zeros(3, n, dtype=torch.long, device=device)  # token ids, positions, slots
         self.context_lens = torch.zeros(n, dtype=torch.int32, device=device)

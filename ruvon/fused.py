@@ -5,6 +5,7 @@
 # %% ../nbs/12b_fused_decode.ipynb #b840223c
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
@@ -15,7 +16,7 @@ from .model import GPT2, Block, KVCacheLike
 
 # %% auto #0
 __all__ = ['MAX_FUSED_ROWS', 'layer_norm_kernel', 'linear_config', 'linear_kernel', 'linear_reference', 'fused_linear',
-           'FusedBlock', 'use_fused_decode']
+           'FusedBlock', 'fused_view']
 
 # %% ../nbs/12b_fused_decode.ipynb #87da643c
 if not torch.cuda.is_available(): os.environ.setdefault("TRITON_INTERPRET", "1")  # no GPU: Triton can only interpret
@@ -163,7 +164,14 @@ class FusedBlock(Block):
         h = fused_linear(x, mlp.c_fc, ln=self.ln_2, gelu=True)
         return fused_linear(h, mlp.c_proj, residual=x).view(B, T, C)
 
-def use_fused_decode(model: GPT2) -> GPT2:
-    "Turn every block of `model` into a `FusedBlock` (same parameters, same module tree); returns the model."
-    for block in model.h: block.__class__ = FusedBlock
-    return model
+def fused_view(model: GPT2) -> GPT2:
+    "A GPT2 over the same parameters as `model` whose blocks are `FusedBlock`s; `model` itself is left as it was."
+    view = copy.copy(model)               # a second module object over the same submodules
+    view._modules = dict(model._modules)  # with its own table of children, so `h` below is its own
+    view.h = nn.ModuleList(_fused_copy(block) for block in model.h)
+    return view
+
+def _fused_copy(block: Block) -> FusedBlock:
+    fused = copy.copy(block)
+    fused._modules, fused.__class__ = dict(block._modules), FusedBlock
+    return fused

@@ -19,8 +19,8 @@ from .model import GPT2, Attention, GPT2Config, causal_attention
 
 # %% auto #0
 __all__ = ['TRITON_KERNELS', 'TORCH_KERNELS', 'PagedKVCache', 'PagedKernels', 'paged_kernels', 'PagedStep', 'padded_tables',
-           'num_leading_decodes', 'build', 'fresh_run', 'last_token_indices', 'positions', 'attend', 'advance',
-           'forward_step']
+           'num_leading_decodes', 'build', 'from_tables', 'fresh_run', 'last_token_indices', 'positions', 'attend',
+           'advance', 'forward_step']
 
 # %% ../nbs/13b_paged_cache.ipynb #6799e12d
 class PagedKVCache:
@@ -70,6 +70,7 @@ class PagedStep:
     kernels: PagedKernels = TORCH_KERNELS
     max_context_len: int | None = None  # bounds the decode kernel's partitions (CUDA graphs fix it)
     fresh: tuple[int, int, torch.Tensor, int] | None = None  # 2+ fresh prompts in consecutive rows: (first row, rows, cu_seqlens, longest)
+    attention: Attention | None = None  # the prefills' attention; None: the function each layer hands to `attend`
 
     @property
     def num_decodes(self) -> int: return len(self.context_lens)
@@ -82,26 +83,33 @@ def padded_tables(tables: list[list[int]], width: int) -> torch.Tensor:
     return torch.from_numpy(out)
 
 def num_leading_decodes(spans: list[tuple]) -> int:
-    "How many leading (…, start, end) spans compute a single token: the step's decode batch (the engine's graph batch too)."
-    return next((i for i, (_, start, end) in enumerate(spans) if end - start != 1), len(spans))
+    "How many leading (…, start, end) spans compute a single token: the step's decode batch (the runner's graph batch too)."
+    return next((i for i, (*_, start, end) in enumerate(spans) if end - start != 1), len(spans))
 
 @classmethod
 def build(cls, cache: PagedKVCache, bm: BlockManager, spans: list[tuple[int, int, int]], kernels: PagedKernels = TORCH_KERNELS,
           max_blocks: int | None = None) -> PagedStep:
     "The step computing positions start..end-1 of each (seq_id, start, end) in `spans`; `max_blocks` fixes the tables' width."
+    for seq, start, end in spans:
+        if not 0 <= start <= end <= bm.seq_lens[seq]: raise ValueError(f"positions {start}..{end} outside sequence {seq}")
+    return cls.from_tables(cache, [(start, end) for _, start, end in spans], [bm.block_tables[seq] for seq, _, _ in spans], kernels, max_blocks)
+
+@classmethod
+def from_tables(cls, cache: PagedKVCache, spans: list[tuple[int, int]], tables: list[list[int]], kernels: PagedKernels = TORCH_KERNELS,
+                max_blocks: int | None = None, attention: Attention | None = None) -> PagedStep:
+    "The step computing positions start..end-1 of each (start, end) in `spans`, whose K/V live in the blocks of `tables`."
     device, bs, nd = cache.k.device, cache.block_size, num_leading_decodes(spans)
-    positions = [p for _, start, end in spans for p in range(start, end)]
-    slots = [s for seq, start, end in spans for s in bm.slot_mapping(seq, start, end)]
-    tables = [bm.block_tables[seq] for seq, _, _ in spans[:nd]]
-    width = max_blocks or max(map(len, tables), default=1)
-    block_tables = padded_tables(tables, width)
-    prefills, row = [], sum(end - start for _, start, end in spans[:nd])
-    for seq, start, end in spans[nd:]:
-        context = None if start == 0 else (torch.tensor(bm.block_tables[seq])[:, None] * bs + torch.arange(bs)).flatten()[:end].to(device)
+    positions = [p for start, end in spans for p in range(start, end)]
+    slots = [t[p // bs] * bs + p % bs for (start, end), t in zip(spans, tables) for p in range(start, end)]
+    width = max_blocks or max(map(len, tables[:nd]), default=1)
+    block_tables = padded_tables(tables[:nd], width)
+    prefills, row = [], sum(end - start for start, end in spans[:nd])
+    for (start, end), table in zip(spans[nd:], tables[nd:]):
+        context = None if start == 0 else (torch.tensor(table)[:, None] * bs + torch.arange(bs)).flatten()[:end].to(device)
         prefills.append((row, end - start, context)); row += end - start
-    return cls(cache, torch.tensor(positions, device=device), torch.tensor(slots, device=device), [e - s for _, s, e in spans],
-               block_tables.to(device), torch.tensor([end for _, _, end in spans[:nd]], dtype=torch.int32, device=device), prefills, kernels,
-               max_blocks and max_blocks * bs, fresh_run(prefills, device))
+    return cls(cache, torch.tensor(positions, device=device), torch.tensor(slots, device=device), [e - s for s, e in spans],
+               block_tables.to(device), torch.tensor([end for _, end in spans[:nd]], dtype=torch.int32, device=device), prefills, kernels,
+               max_blocks and max_blocks * bs, fresh_run(prefills, device), attention)
 
 def fresh_run(prefills: list[tuple], device) -> tuple[int, int, torch.Tensor, int] | None:
     "Where the step's fresh prompts lie, if there are several and they are consecutive rows: one variable-length attention call covers them."
@@ -110,7 +118,7 @@ def fresh_run(prefills: list[tuple], device) -> tuple[int, int, torch.Tensor, in
     lens = [n for _, n in fresh]
     return fresh[0][0], sum(lens), torch.tensor([0, *itertools.accumulate(lens)], dtype=torch.int32, device=device), max(lens)
 
-PagedStep.build = build
+PagedStep.build, PagedStep.from_tables = build, from_tables
 
 @property
 def last_token_indices(self: PagedStep) -> torch.Tensor:
@@ -135,7 +143,7 @@ def attend(self: PagedStep, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v:
     if not self.prefills: return decoded[None]  # a decode-only step (what CUDA graphs capture)
     out = torch.empty_like(q)
     if nd: out[:nd] = decoded
-    out[nd:] = self._prefill_attention(layer_idx, q, k[0], v[0], attention)
+    out[nd:] = self._prefill_attention(layer_idx, q, k[0], v[0], self.attention or attention)
     return out[None]  # (1, N, H, D)
 
 def _prefill_attention(self: PagedStep, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention: Attention) -> torch.Tensor:

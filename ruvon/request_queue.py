@@ -15,9 +15,9 @@ from typing import AsyncIterator, Callable
 
 from .kv_cache import CachedDecoder
 from .model import GPT2
-from .protocol import APIError
+from .outputs import DONE, ChoiceDelta, EngineDeadError, channel, receive
 from .sampling import SamplingParams
-from .serving import DONE, ChoiceDelta, channel, produce_request, receive
+from .serving import produce_request
 from .tokenizer import GPT2Tokenizer
 
 # %% auto #0
@@ -28,7 +28,7 @@ __all__ = ['QueuedRequest', 'QueuedEngine', 'shutdown']
 class QueuedRequest:
     "One request in the queue: its work, the way back to its client, and its timeline."
     request_id: int
-    prompt_ids: list[int]
+    prompts: list[list[int]]
     params: SamplingParams
     put: Callable[[object], None]
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -51,6 +51,7 @@ class QueuedEngine:
     "A FIFO request queue in front of one long-lived worker thread that owns the model."
     def __init__(self, model: GPT2, tokenizer: GPT2Tokenizer, history: int = 1000):
         self.tokenizer, self.decoder = tokenizer, CachedDecoder(model)
+        self.max_model_len, self.observer = model.config.n_positions, None  # no steps to report (Part 8's engine has them)
         self.waiting: queue.Queue = queue.Queue()
         self.history: collections.deque[QueuedRequest] = collections.deque(maxlen=history)
         self.running: QueuedRequest | None = None
@@ -82,7 +83,7 @@ def _serve(self: QueuedEngine, req: QueuedRequest) -> None:
         if item is DONE: self._finish(req)
         req.deliver(item)
     if req.cancelled.is_set(): deliver(DONE)
-    else: produce_request(self.decoder, self.tokenizer, req.prompt_ids, req.params, deliver, req.cancelled.is_set)
+    else: produce_request(self.decoder, self.tokenizer, req.prompts, req.params, deliver, req.cancelled.is_set)
 
 def _finish(self: QueuedEngine, req: QueuedRequest) -> None:
     "Record how `req` ended, in the history the timeline is drawn from."
@@ -93,10 +94,10 @@ def _finish(self: QueuedEngine, req: QueuedRequest) -> None:
 QueuedEngine._loop, QueuedEngine._serve, QueuedEngine._finish = _loop, _serve, _finish
 
 # %% ../nbs/06_request_queue.ipynb #f45ded86
-async def _generate(self: QueuedEngine, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[ChoiceDelta]:
-    if problem := self.health(): raise APIError(f"server not ready: {problem}", status=503, type="service_unavailable")
+async def _generate(self: QueuedEngine, prompts: list[list[int]], params: SamplingParams) -> AsyncIterator[ChoiceDelta]:
+    if problem := self.health(): raise EngineDeadError(problem)
     deltas, put = channel()
-    req = QueuedRequest(next(self._ids), list(prompt_ids), params, put)
+    req = QueuedRequest(next(self._ids), [list(p) for p in prompts], params, put)
     self.waiting.put(req)
     try:
         async for delta in receive(deltas): yield delta

@@ -11,11 +11,11 @@ import time
 from dataclasses import dataclass, field
 
 from .block_manager import BlockManager
+from .config import EngineConfig
 from .sampling import SamplingParams
 
 # %% auto #0
-__all__ = ['SequenceStatus', 'Sequence', 'SchedulerConfig', 'ScheduledStep', 'Scheduler', 'preempt', 'finish', 'schedule',
-           'mark_computed']
+__all__ = ['SequenceStatus', 'Sequence', 'ScheduledStep', 'Scheduler', 'preempt', 'finish', 'schedule', 'mark_computed']
 
 # %% ../nbs/08a_scheduler.ipynb #1eec03f2
 class SequenceStatus(enum.Enum):
@@ -46,19 +46,6 @@ class Sequence:
         return self.prompt_ids[start:end] + self.output_ids[: max(end - p, 0)]
 
 # %% ../nbs/08a_scheduler.ipynb #13be98c8
-@dataclass(frozen=True)
-class SchedulerConfig:
-    "Per-step budgets: running sequences, and tokens computed in one forward pass."
-    max_num_seqs: int = 64
-    max_num_batched_tokens: int = 2048
-    max_model_len: int = 1024
-
-    def __post_init__(self):
-        if self.max_num_seqs < 1: raise ValueError(f"max_num_seqs must be at least 1, got {self.max_num_seqs}")
-        if self.max_num_batched_tokens < self.max_model_len:
-            raise ValueError(f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be at least the context length "
-                             f"({self.max_model_len}), or a full-length prompt could never be scheduled")
-
 @dataclass
 class ScheduledStep:
     "One step's plan: which positions of which sequences to compute, and what was preempted to make room."
@@ -72,7 +59,8 @@ class ScheduledStep:
 # %% ../nbs/08a_scheduler.ipynb #4b236a24
 class Scheduler:
     "Decides each step's batch: decodes of running sequences first, then waiting prompts, within budgets."
-    def __init__(self, config: SchedulerConfig, block_manager: BlockManager):
+    def __init__(self, config: EngineConfig, block_manager: BlockManager):
+        assert config.max_model_len is not None, "resolve the config for the model first: config.for_model(n_positions)"
         if block_manager.blocks_for(config.max_model_len) > block_manager.num_blocks:
             raise ValueError(f"{block_manager.num_blocks} KV blocks cannot hold one {config.max_model_len}-token sequence")
         self.config, self.bm = config, block_manager

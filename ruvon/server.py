@@ -155,7 +155,7 @@ def build_app(loader: Callable[[], OpenAIServing], admission: Admission | None =
         app.state.loader_thread = load_in_background(state, loader)
         yield
         state.admission.draining = True
-        if state.serving is not None and hasattr(state.serving.engine, "shutdown"): state.serving.engine.shutdown(timeout=10)
+        if state.serving is not None: state.serving.engine.shutdown(timeout=10)
 
     app = FastAPI(title="ruvon", version="0.1", lifespan=lifespan)
     app.state.ruvon = state
@@ -181,7 +181,7 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
     @app.get("/v1/models")
     def models():
         s = state.ready()
-        return {"object": "list", "data": [{"id": s.model_name, "object": "model", "created": int(time.time()), "owned_by": "ruvon", "max_model_len": s.max_len}]}
+        return {"object": "list", "data": [{"id": s.model_name, "object": "model", "created": int(time.time()), "owned_by": "ruvon", "max_model_len": s.max_model_len}]}
 
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest):
@@ -203,7 +203,7 @@ def add_token_routes(app: FastAPI, state: ServerState) -> None:
         s = state.ready()
         if req.model is not None: s.check_model(req.model)
         tokens = s.tokenizer.encode(req.prompt)
-        return {"tokens": tokens, "count": len(tokens), "max_model_len": s.max_len}
+        return {"tokens": tokens, "count": len(tokens), "max_model_len": s.max_model_len}
 
     @app.post("/detokenize")
     def detokenize(req: DetokenizeRequest):
@@ -214,11 +214,11 @@ def add_token_routes(app: FastAPI, state: ServerState) -> None:
 
 # %% ../nbs/04c_server.ipynb #c7ac7d11
 def attach_telemetry(serving: OpenAIServing) -> Telemetry:
-    "The engine's `Telemetry`: its own if it has one, else a new one, attached if the engine takes an observer."
+    "The engine's `Telemetry`: its own if it has one, else a new one, attached as its observer."
     engine = serving.engine
-    if isinstance(getattr(engine, "observer", None), Telemetry): return engine.observer
-    telemetry = Telemetry(serving.model_name, serving.max_len)
-    if hasattr(engine, "observer"): engine.observer = telemetry
+    if isinstance(engine.observer, Telemetry): return engine.observer
+    telemetry = Telemetry(serving.model_name, serving.max_model_len)
+    engine.observer = telemetry  # an engine without steps (Part 4b's) reports nothing to it
     return telemetry
 
 def loaded_telemetry(state: ServerState) -> Telemetry:
@@ -242,5 +242,5 @@ def serving_for(model_id: str, served_name: str | None = None, engine: Callable 
     def load() -> OpenAIServing:
         from ruvon.loading import load_model, load_tokenizer
         model, tokenizer = load_model(model_id, **load_kwargs), load_tokenizer(model_id)
-        return OpenAIServing(engine(model, tokenizer), tokenizer, served_name or model_id, model.config.n_positions)
+        return OpenAIServing(engine(model, tokenizer), tokenizer, served_name or model_id)
     return load

@@ -10,49 +10,21 @@ import threading
 from dataclasses import dataclass, field
 
 import torch
-from typing import AsyncIterator, Callable, Iterator, Protocol
+from typing import AsyncIterator, Callable, Iterator
 
-from .generate import Decoder, IncrementalDetokenizer, check_prompt, decode_steps
+from .generate import Decoder, check_prompt, decode_steps
 from .kv_cache import CachedDecoder
-from .logprobs import TokenLogprob, chat_logprobs, completion_logprobs, prompt_logprobs, token_logprobs, with_prompt_tokens
+from .logprobs import TokenLogprob, chat_logprobs, completion_logprobs, prompt_logprobs, with_prompt_tokens
 from .model import GPT2
+from .outputs import DONE, ChoiceDelta, ChoiceState, Engine, EngineDeadError, RequestRejected, channel, receive
 from .protocol import (CHAT_STOP, APIError, ChatCompletionRequest, CompletionRequest, chat_choice, chat_chunk_choice,
                             completion_choice, envelope, new_id, render_chat, sampling_params, usage)
-from .sampling import Sampler, SamplingParams, StopChecker
+from .sampling import SamplingParams
 from .tokenizer import GPT2Tokenizer
 
 # %% auto #0
-__all__ = ['DONE', 'ChoiceDelta', 'ChoiceState', 'run_choice', 'Engine', 'SerialEngine', 'produce_request', 'channel', 'receive',
-           'Plan', 'OpenAIServing', 'plan_completion', 'plan_chat', 'run_plan', 'complete', 'stream']
-
-# %% ../nbs/04b_serving.ipynb #bac4a2b0
-@dataclass
-class ChoiceDelta:
-    "New output of one choice: text and token ids since the last delta, and the finish reason at the end."
-    index: int
-    text: str
-    token_ids: list[int] = field(default_factory=list)
-    finish_reason: str | None = None
-    logprobs: list[TokenLogprob] | None = None                # of token_ids, when the request asks (Part 10)
-    prompt_logprobs: list[TokenLogprob | None] | None = None  # of the prompt, once per request, when asked
-    cost_usd: float | None = None                              # on a request's last delta, when the engine prices requests (Part 19)
-
-class ChoiceState:
-    "One choice's output side: its sampler, streaming detokenizer and stop-string checker."
-    def __init__(self, tokenizer: GPT2Tokenizer, prompt_ids: list[int], params: SamplingParams, index: int = 0):
-        self.index, self.sampler = index, Sampler(params, prompt_ids, index)
-        self.detok, self.stops = IncrementalDetokenizer(tokenizer), StopChecker(params.stop)
-
-    def delta(self, token_id: int, finish_reason: str | None, logits: torch.Tensor | None = None) -> ChoiceDelta:
-        "The text `token_id` completes; a stop string overrides `finish_reason` (Part 2's end-of-text/length)."
-        n = self.sampler.params.logprobs
-        lps = token_logprobs(logits[None], [token_id], n) if n is not None and logits is not None else None
-        text, stopped = self.stops.push(self.detok.push(token_id))
-        if stopped: return ChoiceDelta(self.index, text, [token_id], "stop", lps)
-        if finish_reason:  # release held-back bytes and text; a stop string found there still wins
-            tail, stopped = self.stops.push(self.detok.flush())
-            text, finish_reason = (text + tail, "stop") if stopped else (text + tail + self.stops.flush(), finish_reason)
-        return ChoiceDelta(self.index, text, [token_id], finish_reason, lps)
+__all__ = ['run_choice', 'SerialEngine', 'produce_request', 'Plan', 'OpenAIServing', 'plan_completion', 'plan_chat', 'run_plan',
+           'complete', 'stream']
 
 # %% ../nbs/04b_serving.ipynb #bb2435b9
 def run_choice(decoder: Decoder, tokenizer: GPT2Tokenizer, prompt_ids: list[int], params: SamplingParams,
@@ -68,51 +40,38 @@ def run_choice(decoder: Decoder, tokenizer: GPT2Tokenizer, prompt_ids: list[int]
     yield ChoiceDelta(index, "", [], "length")  # max_tokens == 0: nothing to generate
 
 # %% ../nbs/04b_serving.ipynb #d9e33d39
-class Engine(Protocol):
-    "What the server needs from an engine."
-    def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[ChoiceDelta]: ...
-    def health(self) -> str | None: ...
-
 class SerialEngine:
     "One request at a time, generated in a worker thread on a KV-cached decoder."
+    observer = None  # no steps to report: Part 8's engine reports to Part 11's telemetry
+
     def __init__(self, model: GPT2, tokenizer: GPT2Tokenizer):
         self.tokenizer, self.decoder = tokenizer, CachedDecoder(model)
+        self.max_model_len = model.config.n_positions
         self._lock: asyncio.Lock | None = None
 
     def health(self) -> str | None: return None
+    def shutdown(self, timeout: float | None = None) -> None: pass  # each request's worker ends with its request
 
 # %% ../nbs/04b_serving.ipynb #8bd70768
-DONE = object()
-
-def produce_request(decoder: Decoder, tokenizer: GPT2Tokenizer, prompt_ids: list[int], params: SamplingParams,
+def produce_request(decoder: Decoder, tokenizer: GPT2Tokenizer, prompts: list[list[int]], params: SamplingParams,
                     put: Callable[[object], None], cancelled: Callable[[], bool]) -> None:
-    "Worker side: put each delta of each of the request's choices, then DONE (or the exception, then DONE)."
+    "Worker side: put each delta of each choice of each prompt (choice p·n + i), then DONE (or the exception, then DONE)."
     try:
-        if params.prompt_logprobs is not None:  # one full forward pass over the prompt (Part 10)
-            with torch.no_grad(): logits = decoder.model(torch.tensor([prompt_ids], device=decoder.device))[0]
-            put(ChoiceDelta(0, "", [], None, prompt_logprobs=prompt_logprobs(logits, prompt_ids, params.prompt_logprobs)))
-        for i in range(params.n):
-            for delta in run_choice(decoder, tokenizer, prompt_ids, params, i, cancelled): put(delta)
+        for p, prompt_ids in enumerate(prompts):
+            if params.prompt_logprobs is not None:  # one full forward pass over the prompt (Part 10)
+                with torch.no_grad(): logits = decoder.model(torch.tensor([prompt_ids], device=decoder.device))[0]
+                put(ChoiceDelta(p * params.n, "", [], None, prompt_logprobs=prompt_logprobs(logits, prompt_ids, params.prompt_logprobs)))
+            for i in range(params.n):
+                for delta in run_choice(decoder, tokenizer, prompt_ids, params, p * params.n + i, cancelled): put(delta)
     except Exception as e: put(e)
     finally: put(DONE)
 
-def channel() -> tuple[asyncio.Queue, Callable[[object], None]]:
-    "A queue on the running event loop, and a `put` for it that worker threads may call."
-    loop, queue = asyncio.get_running_loop(), asyncio.Queue()
-    return queue, lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)
-
-async def receive(queue: asyncio.Queue) -> AsyncIterator[ChoiceDelta]:
-    "Event-loop side: yield deltas until DONE; an exception from the worker is raised here."
-    while (item := await queue.get()) is not DONE:
-        if isinstance(item, BaseException): raise item
-        yield item
-
 # %% ../nbs/04b_serving.ipynb #eb9a3c54
-async def _generate(self: SerialEngine, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[ChoiceDelta]:
+async def _generate(self: SerialEngine, prompts: list[list[int]], params: SamplingParams) -> AsyncIterator[ChoiceDelta]:
     self._lock = self._lock or asyncio.Lock()
     async with self._lock:
         (queue, put), cancelled = channel(), threading.Event()
-        worker = asyncio.get_running_loop().run_in_executor(None, produce_request, self.decoder, self.tokenizer, prompt_ids, params, put, cancelled.is_set)
+        worker = asyncio.get_running_loop().run_in_executor(None, produce_request, self.decoder, self.tokenizer, prompts, params, put, cancelled.is_set)
         try:
             async for delta in receive(queue): yield delta
         finally:
@@ -132,8 +91,9 @@ class Plan:
 
 class OpenAIServing:
     "Turns OpenAI requests into engine calls and engine output into OpenAI responses."
-    def __init__(self, engine: Engine, tokenizer: GPT2Tokenizer, model_name: str, max_len: int):
-        self.engine, self.tokenizer, self.model_name, self.max_len = engine, tokenizer, model_name, max_len
+    def __init__(self, engine: Engine, tokenizer: GPT2Tokenizer, model_name: str):
+        self.engine, self.tokenizer, self.model_name = engine, tokenizer, model_name
+        self.max_model_len = engine.max_model_len
 
     def check_model(self, name: str) -> None:
         if name != self.model_name:
@@ -147,13 +107,13 @@ def _prompt_ids(self: OpenAIServing, prompt) -> list[list[int]]:
     if all(isinstance(p, int) for p in prompt): prompt = [prompt]
     ids = [self.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompt]
     for p in ids:  # Part 2's prompt rules, as 400s
-        try: check_prompt(p, self.max_len, self.tokenizer.vocab_size)
+        try: check_prompt(p, self.max_model_len, self.tokenizer.vocab_size)
         except ValueError as e: raise APIError(str(e), param="prompt") from None
     return ids
 
 def _check_context(self: OpenAIServing, prompt_len: int, max_tokens: int) -> None:
-    if prompt_len + max_tokens > self.max_len:
-        raise APIError(f"This model's maximum context length is {self.max_len} tokens. However, you requested "
+    if prompt_len + max_tokens > self.max_model_len:
+        raise APIError(f"This model's maximum context length is {self.max_model_len} tokens. However, you requested "
                        f"{prompt_len + max_tokens} tokens ({prompt_len} in the prompt, {max_tokens} for the completion). "
                        "Please reduce the length of the prompt or max_tokens.", param="max_tokens", code="context_length_exceeded")
 
@@ -177,7 +137,7 @@ def plan_chat(self: OpenAIServing, req: ChatCompletionRequest) -> Plan:
     if req.top_logprobs is not None and not req.logprobs: raise APIError("top_logprobs requires logprobs to be true", param="top_logprobs")
     prompt = self.prompt_ids(render_chat(req.messages))[0]
     requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-    max_tokens = self.max_len - len(prompt) if requested is None else requested
+    max_tokens = self.max_model_len - len(prompt) if requested is None else requested
     self.check_context(len(prompt), max_tokens)
     logprobs = (req.top_logprobs or 0) if req.logprobs else None
     return Plan([prompt], sampling_params(req, max_tokens, extra_stop=[CHAT_STOP], logprobs=logprobs), chat=True)
@@ -186,20 +146,25 @@ OpenAIServing.plan_completion, OpenAIServing.plan_chat = plan_completion, plan_c
 
 # %% ../nbs/04b_serving.ipynb #24cdd8c1
 async def run_plan(self: OpenAIServing, plan: Plan) -> AsyncIterator[ChoiceDelta]:
-    "Every choice's deltas for every prompt, renumbered across prompts, with echo and chat touches applied."
-    n = plan.params.n
-    for p, prompt in enumerate(plan.prompts):
-        started, prompt_lps = set(), None
-        async for d in self.engine.generate(prompt, plan.params):
-            if d.prompt_logprobs is not None: prompt_lps = with_prompt_tokens(prompt, d.prompt_logprobs)
-            text, echoed = d.text, None
-            if d.index not in started and (text or d.finish_reason):
-                started.add(d.index)
-                if plan.echo: text, echoed = self.tokenizer.decode(prompt) + text, prompt_lps
-                if plan.chat: text = text.removeprefix(" ")
-            yield ChoiceDelta(p * n + d.index, text, d.token_ids, d.finish_reason, d.logprobs, echoed, d.cost_usd)
+    "Every choice's deltas for every prompt, with echo and chat touches applied; engine exceptions as API errors."
+    try:
+        async for d in self._presented(plan): yield d
+    except RequestRejected as e: raise APIError(str(e), param=e.param) from None
+    except EngineDeadError as e: raise APIError(f"server not ready: {e}", status=503, type="service_unavailable") from None
 
-OpenAIServing.run_plan = run_plan
+async def _presented(self: OpenAIServing, plan: Plan) -> AsyncIterator[ChoiceDelta]:
+    started, prompt_lps = set(), {}
+    async for d in self.engine.generate(plan.prompts, plan.params):
+        p = d.index // plan.params.n
+        if d.prompt_logprobs is not None: prompt_lps[p] = with_prompt_tokens(plan.prompts[p], d.prompt_logprobs)
+        text, echoed = d.text, None
+        if d.index not in started and (text or d.finish_reason):
+            started.add(d.index)
+            if plan.echo: text, echoed = self.tokenizer.decode(plan.prompts[p]) + text, prompt_lps.get(p)
+            if plan.chat: text = text.removeprefix(" ")
+        yield ChoiceDelta(d.index, text, d.token_ids, d.finish_reason, d.logprobs, echoed, d.cost_usd)
+
+OpenAIServing.run_plan, OpenAIServing._presented = run_plan, _presented
 
 # %% ../nbs/04b_serving.ipynb #96ef90d6
 def _entries(d: ChoiceDelta) -> list[TokenLogprob]:

@@ -17,7 +17,7 @@ from typing import Callable, TextIO
 import torch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from .engine import StepStats
+from .engine import EngineObserver, StepStats
 
 # %% auto #0
 __all__ = ['TTFT_BUCKETS', 'ITL_BUCKETS', 'REQUEST_LATENCY_BUCKETS', 'FINISH_REASONS', 'REQUEST_LOG', 'DASHBOARD_CSS',
@@ -228,7 +228,7 @@ def snapshot(self: Window, now: float | None = None) -> dict:
 Window._series, Window.snapshot = _series, snapshot
 
 # %% ../nbs/11_telemetry.ipynb #c8c2730e
-class Telemetry:
+class Telemetry(EngineObserver):
     "The serving observer: engine reports → Prometheus metrics, a JSON log line per request, the dashboard's window."
     def __init__(self, model_name: str = "ruvon", max_model_len: int = 1024, window_s: int = 300):
         self.model_name, self.tracker, self.window = model_name, RequestTracker(), Window(window_s)
