@@ -3,8 +3,9 @@
 nbdev_docs = nbdev's notebook processing (hide cells, show_doc, front matter) + Quarto. This script runs
 the same processing (`nbdev.serve.proc_nbs`) and hands the processed notebooks to nbconvert instead:
 
-    python .ci/docs.py html [--out DIR]   every notebook -> DIR/*.html; fails on any render error,
-                                           saved error output, or missing title
+    python .ci/docs.py html [--out DIR]   every notebook -> DIR/*.html, in the sidebar's order; fails on any
+                                           render error, saved error output, missing title, or a sidebar
+                                           (_quarto.yml) that does not list the course in reading order
     python .ci/docs.py readme [--check]   nbs/index.ipynb -> README.md (what nbdev_readme does);
                                            --check fails if README.md is out of date
 """
@@ -20,11 +21,38 @@ from nbconvert.preprocessors import TagRemovePreprocessor
 from nbdev.config import get_config
 from nbdev.serve import proc_nbs
 
+from check_order import course_order  # .ci/check_order.py: the course's reading order
+
+
+def sidebar_pages() -> list[str]:
+    "The pages the site's sidebar lists in `_quarto.yml`, in order, sections flattened."
+    def flat(items):
+        for it in items:
+            if isinstance(it, str): yield it
+            elif "contents" in it: yield from flat(it["contents"])
+            elif "href" in it: yield it["href"]
+    quarto = yaml.safe_load((get_config().nbs_path / "_quarto.yml").read_text(encoding="utf-8"))
+    return list(flat(quarto["website"]["sidebar"].get("contents", [])))
+
+
+def check_sidebar() -> list[str]:
+    "Problems with the sidebar: it must list the index, then every notebook of the course in reading order, once."
+    nbs = get_config().nbs_path
+    want, have = ["index.ipynb"] + [p.relative_to(nbs).as_posix() for p in course_order(nbs)], sidebar_pages()
+    if have == want: return []
+    problems = [f"_quarto.yml's sidebar lacks {p}" for p in want if p not in have]
+    problems += [f"_quarto.yml's sidebar lists {p}, which is not a page of the course" for p in have if p not in want]
+    if not problems:
+        i = next(i for i, (h, w) in enumerate(zip(have, want)) if h != w)
+        problems.append(f"_quarto.yml's sidebar is not in course order: {have[i]} where {want[i]} belongs (place {i + 1})")
+    return problems
+
 
 def processed_notebooks() -> tuple[Path, list[Path]]:
-    "Run nbdev's docs processing; return the processed notebooks' folder and files (index first)."
+    "Run nbdev's docs processing; return the processed notebooks' folder and files, in the sidebar's order."
     cache = Path(proc_nbs(n_workers=0, force=True))
-    nbs = sorted(cache.glob("*.ipynb"), key=lambda p: (p.name != "index.ipynb", p.name))
+    pages = sidebar_pages()
+    nbs = sorted(cache.glob("*.ipynb"), key=lambda p: (pages.index(p.name) if p.name in pages else len(pages), p.name))
     if not nbs: sys.exit(f"no processed notebooks in {cache}")
     return cache, nbs
 
@@ -67,7 +95,7 @@ def check_processed(path: Path, nb) -> list[str]:
 def render_html(out: Path) -> int:
     _, nbs = processed_notebooks()
     out.mkdir(parents=True, exist_ok=True)
-    html, problems = exporter(HTMLExporter), []
+    html, problems = exporter(HTMLExporter), check_sidebar()
     for path in nbs:
         nb = nbformat.read(path, as_version=4)
         problems += check_processed(path, nb)

@@ -76,7 +76,8 @@ class Ticket:
         if not self.released: self.released = True; self.admission.in_flight -= 1
 
     def _timeout_error(self) -> APIError:
-        return APIError(f"request timed out after {self.admission.timeout_s:g} s", status=408, type="timeout_error", code="request_timeout")
+        return APIError(f"request timed out after {self.admission.timeout_s:g} s", status=408, type="timeout_error", code="request_timeout",
+                        headers={"x-should-retry": "false"})  # the openai SDK retries a bare 408
 
     def _left(self) -> float | None: return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 

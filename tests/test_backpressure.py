@@ -1,12 +1,13 @@
 """Part 15 on a real `ruvon serve` (stand-in, CPU): 100 concurrent streaming users against a bounded queue —
 each completes or gets an immediate 429, none hangs, none is lost, and afterwards the KV pool is free and
-/metrics counts what was served; plus the request timeout, cancellation on disconnect, and SIGTERM drain."""
+/metrics counts what was served; plus the request timeout (sent once by the openai SDK), cancellation on disconnect, and SIGTERM drain."""
 import asyncio
 import json
 import signal
 import time
 
 import httpx
+import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -78,8 +79,14 @@ def test_disconnect_cancels_and_frees_kv(bounded):
     assert m["ruvon:generation_tokens_total"] - before < 900
 
 
-def test_request_timeout(standin_2l, ruvon_server):
-    _, url = ruvon_server(standin_2l, "--request-timeout", "0.5", "--kv-cache-memory", str(32 << 20))
+@pytest.fixture(scope="module")
+def timing_out(standin_2l, ruvon_server):
+    "A server whose requests get 0.5 s before a 408."
+    return ruvon_server(standin_2l, "--request-timeout", "0.5", "--kv-cache-memory", str(32 << 20))[1]
+
+
+def test_request_timeout(timing_out):
+    url = timing_out
     body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 900, "temperature": 0, "ignore_eos": True}
     r = httpx.post(f"{url}/v1/completions", json=body, timeout=60)
     assert r.status_code == 408 and r.json()["error"]["code"] == "request_timeout"
@@ -88,6 +95,18 @@ def test_request_timeout(standin_2l, ruvon_server):
     assert events[-1] == "data: [DONE]" and json.loads(events[-2][6:])["error"]["code"] == "request_timeout"
     wait_idle(url, timeout=20)                                                # both were cancelled and freed their blocks
     assert httpx.post(f"{url}/v1/completions", json={**body, "max_tokens": 4}, timeout=60).status_code == 200  # short ones still fine
+
+
+def test_openai_sdk_does_not_retry_a_timeout(timing_out):
+    "The official SDK retries 408s twice by default; the deadline's 408 says `x-should-retry: false`, so it is sent once."
+    statuses = []
+    http = openai.DefaultHttpxClient(event_hooks={"response": [lambda r: statuses.append(r.status_code)]})
+    client = openai.OpenAI(base_url=f"{timing_out}/v1", api_key="none", http_client=http)  # default max_retries (2)
+    with pytest.raises(openai.APIStatusError) as e:
+        client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=900, temperature=0, extra_body={"ignore_eos": True})
+    assert statuses == [408]                                                  # one request, no retries
+    assert e.value.status_code == 408 and e.value.response.headers.get("x-should-retry") == "false"
+    wait_idle(timing_out, timeout=20)
 
 
 def test_sigterm_drains_in_flight_then_exits(standin_2l, ruvon_server):
