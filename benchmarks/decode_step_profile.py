@@ -21,7 +21,7 @@ for name in ["gpt2", "gpt2-xl"]:
         torch.cuda.synchronize(); t = time.perf_counter(); llm.generate([[1] * 32], p); torch.cuda.synchronize(); dt = time.perf_counter() - t
         print(name, "eager" if eager else "graphs", f"{128 / dt:.1f} tok/s", flush=True)
         if not eager:
-            g = llm.engine.graphs
+            g = llm.engine.runner.graphs
             e0.record()
             for _ in range(200): g.graphs[1].replay()
             e1.record(); torch.cuda.synchronize(); ms = e0.elapsed_time(e1) / 200

@@ -123,11 +123,11 @@ def decode_step_rows(copy_bw: float, tuned=None, buckets=(1, 8)) -> tuple[list[d
     for name in MODELS:
         model = load_model(name, load_format="dummy", dtype="float16", device="cuda")
         wbytes = sum(p.numel() * p.element_size() for p in model.parameters())
-        engine = LLMEngine(model, load_tokenizer(name), EngineConfig(max_num_seqs=16, kv_cache_memory=2 << 30))
+        engine = LLMEngine(model, load_tokenizer(name), EngineConfig(max_num_seqs=16, kv_cache_memory=2 << 30), decode_mode="padded")
         for cls, configs in ((Block, None), (FusedBlock, "default"), *([(FusedBlock, "tuned")] if tuned else [])):
             set_blocks(model, cls)  # then capture: the graphs record whichever forward the blocks have
             ruvon.fused.linear_config = tuned if configs == "tuned" else default_linear_config
-            g = DecodeGraphs(model, engine.cache, 16, engine.kernels)
+            g = DecodeGraphs(model, engine.runner.cache, 16, engine.runner.kernels)
             g.context_lens.fill_(160); g.meta[2, :16] = torch.arange(16, device="cuda")
             g.block_tables.copy_(torch.arange(g.block_tables.numel(), device="cuda").view_as(g.block_tables) % engine.bm.num_blocks)
             for b in buckets:

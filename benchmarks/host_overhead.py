@@ -3,9 +3,9 @@
 A tiny random GPT-2 (one layer, n_embd 64) keeps the forward pass cheap; forward hooks time it, the argmax over the
 logits (GPU work on a GPU) is timed apart, and the rest of the step's wall time is host overhead: scheduling,
 building the step's inputs, sampling, detokenizing, finish checks.
-Both decode paths run: `eager` (`PagedStep.build` + `forward_step`, the CPU engine's path) and `graphs`
-(`DecodeGraphs(capture=False)` with fixed-width block tables, so `_decode_with_graph` and `DecodeGraphs.run` run
-exactly as on a CUDA GPU, minus the replay). A cProfile of each run says where the host time goes, and a digest
+Both decode paths run: `eager` (the model runner's eager forward over a `PagedStep`, the CPU engine's path) and
+`graphs` (the runner's `padded` decode mode: `DecodeGraphs(capture=False)` with fixed-width block tables, so
+`DecodeGraphs.run` runs exactly as on a CUDA GPU, minus the replay). A cProfile of each run says where the host time goes, and a digest
 of every output (token ids, text, finish reasons) shows that a change kept the outputs identical.
 
 The tiny model's paged attention still gathers tens of megabytes per step on the CPU, which leaves the caches cold
@@ -36,7 +36,6 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ruvon.cuda_graphs import DecodeGraphs
 from ruvon.engine import EngineConfig, LLMEngine
 from ruvon.loading import load_tokenizer
 from ruvon.model import GPT2, GPT2Config
@@ -51,19 +50,16 @@ class StubGPT2(GPT2):
 
 
 def tiny_engine(num_seqs: int, graphs: bool, vocab_size: int, stub: bool = False, seed: int = 0) -> LLMEngine:
-    "An engine over a random one-layer GPT-2 on the CPU; with `graphs`, decode steps go through `DecodeGraphs` as on CUDA."
+    "An engine over a random one-layer GPT-2 on the CPU; with `graphs`, decode steps take the runner's padded path as on CUDA."
     torch.manual_seed(seed)
     model = (StubGPT2 if stub else GPT2)(GPT2Config(vocab_size=vocab_size, n_layer=1, n_embd=64, n_head=2)).eval()
-    engine = LLMEngine(model, load_tokenizer("gpt2"), EngineConfig(max_num_seqs=num_seqs))
-    if graphs:  # what LLMEngine.__init__ does on CUDA with Triton kernels, without capturing
-        engine.graphs = DecodeGraphs(model, engine.cache, num_seqs, engine.kernels, capture=False)
-        engine.max_blocks = engine.graphs.max_blocks
-    return engine
+    # with `graphs`: the runner's padded decode path, as on CUDA with Triton kernels, without capturing
+    return LLMEngine(model, load_tokenizer("gpt2"), EngineConfig(max_num_seqs=num_seqs), decode_mode="padded" if graphs else None)
 
 
 def add_workload(engine: LLMEngine, num_seqs: int, output_len: int, seed: int = 0) -> None:
     "`ruvon bench throughput`'s shape: prompts of 100-512 random tokens, greedy, `output_len` tokens, end-of-text ignored."
-    rng, vocab = random.Random(seed), engine.model.config.vocab_size
+    rng, vocab = random.Random(seed), engine.runner.model_config.vocab_size
     for i in range(num_seqs):
         prompt = [rng.randrange(vocab) for _ in range(rng.randint(100, 512))]
         engine.add_request(str(i), prompt, SamplingParams(temperature=0, max_tokens=output_len, ignore_eos=True))
@@ -105,7 +101,7 @@ def timed_steps(engine: LLMEngine, timer: ModelTimer, num_steps: int, num_seqs: 
 
 def argmax_ms(engine: LLMEngine, num_seqs: int, repeat: int = 50) -> float:
     "Milliseconds of the step's argmax over (num_seqs, vocab) logits: GPU work on a GPU, so not host overhead."
-    logits = torch.randn(num_seqs, engine.model.config.vocab_size)
+    logits = torch.randn(num_seqs, engine.runner.model_config.vocab_size)
     t0 = time.perf_counter()
     for _ in range(repeat): logits.argmax(-1).tolist()
     return 1e3 * (time.perf_counter() - t0) / repeat
@@ -127,7 +123,7 @@ def profiled_steps(engine: LLMEngine, num_steps: int, digest, top: int) -> list[
 def run(graphs: bool, stub: bool, args) -> dict:
     "Admit and prefill the workload, then time and profile decode-only steps; finish the run for the output digest."
     engine, digest = tiny_engine(args.num_seqs, graphs, args.vocab_size, stub), hashlib.sha256()
-    timer = ModelTimer(engine.model)
+    timer = ModelTimer(engine.runner.model)
     add_workload(engine, args.num_seqs, args.output_len)
     prefill_steps = to_decode_only(engine, digest)
     timed = timed_steps(engine, timer, args.steps, args.num_seqs, digest)

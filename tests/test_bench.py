@@ -67,7 +67,7 @@ def test_latency_with_hf_baseline(tmp_path, standin_6l):
     (("throughput", "--input-len", 900, "--output-len", 200), "exceed the model's 1024-token context"),
     (("throughput", "--baseline", "vllm"), "unknown baseline 'vllm'"),
     (("latency", "--input-len", 1000, "--output-len", 100), "exceed the model's 1024-token context"),
-    (("latency", "--attention-backend", "xformers"), "--attention-backend must be one of auto, eager, sdpa, flash, triton"),
+    (("latency", "--attention-backend", "xformers"), "attention_backend (--attention-backend) must be one of auto, eager, sdpa, flash, triton"),
     (("latency", "--attention-backend", "triton", "--device", "cpu"), "the triton attention backend needs a CUDA GPU"),
 ])
 def test_bad_options_are_one_line(standin_2l, args, message):

@@ -91,3 +91,31 @@ def _decode(ids):
     from conftest import DATA
     tok = load_tokenizer(DATA / "checkpoints" / "ruvon-standin-6l")
     return tok.decode([i for i in ids if i != tok.eos_token_id])  # the server's text leaves out <|endoftext|>
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(block_size=0), "block_size (--block-size) must be an integer of at least 1, got 0"),
+    (dict(attention_backend="flsh"), "attention_backend (--attention-backend) must be one of"),
+    (dict(max_model_len=0), "max_model_len (--max-model-len) must be an integer of at least 2, got 0"),
+    (dict(max_model_len=2048, max_num_batched_tokens=2048), "max_model_len (--max-model-len) must be at most the model's context length (n_positions = 1024), got 2048"),
+    (dict(gpu_memory_utilization=0), "gpu_memory_utilization (--gpu-memory-utilization) must be in (0, 1]"),
+])
+def test_bad_engine_options_fail_before_loading(standin_2l, monkeypatch, options, message):
+    "One clear ValueError naming the field and its flag, before any weights are loaded or memory allocated."
+    import ruvon.loading
+    def no_loading(*args, **kwargs): raise AssertionError("weights were loaded before the options were checked")
+    monkeypatch.setattr(ruvon.loading, "load_model", no_loading)
+    with pytest.raises(ValueError) as e: LLM(str(standin_2l), **options)
+    assert message in str(e.value)
+
+
+def test_short_context_with_a_small_kv_budget(standin_2l):
+    "--max-model-len 256 lets a pool too small for one 1,024-token context serve; the context rule follows it."
+    cfg = load_config(str(standin_2l))
+    with pytest.raises(ValueError, match="one 1024-token sequence needs"):
+        LLM(str(standin_2l), kv_cache_memory=300 * kv_cache_bytes_per_token(cfg, torch.float32))
+    llm = LLM(str(standin_2l), max_model_len=256, kv_cache_memory=300 * kv_cache_bytes_per_token(cfg, torch.float32))
+    assert llm.engine.config.max_model_len == 256 and llm.engine.bm.num_blocks == 18
+    out = llm.generate(["ROMEO:"] * 3, SamplingParams(temperature=0, max_tokens=300, ignore_eos=True))
+    assert all(len(o.prompt_token_ids) + len(o.outputs[0].token_ids) == 256 and o.outputs[0].finish_reason == "length" for o in out)
+    with pytest.raises(ValueError, match="context holds 256"): llm.generate(["x " * 300])

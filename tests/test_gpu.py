@@ -34,8 +34,10 @@ def test_gpu_fp16_triton_graphs_match_cpu_fp32_reference(request, checkpoint):
     path = str(path)
     gpu = LLM(path, device="cuda", dtype="float16", kv_cache_memory=1 << 30, max_num_seqs=8)
     cpu = LLM(path, device="cpu", dtype="float32", attention_backend="eager", max_num_seqs=8)
-    assert gpu.engine.graphs is not None and gpu.engine.kernels.decode.__name__ == "paged_decode_attention"
-    assert type(gpu.model.h[0]).__name__ == "FusedBlock"  # Part 12b's kernels for decode batches up to 16
+    runner = gpu.engine.runner
+    assert runner.graphs is not None and runner.kernels.decode.__name__ == "paged_decode_attention"
+    assert type(runner.model.h[0]).__name__ == "FusedBlock"  # Part 12b's kernels for decode batches up to 16
+    assert type(gpu.model.h[0]).__name__ == "Block"  # a view: the loaded model is not changed
     report = []
     for prompt, g, c in zip(PROMPTS, gpu.generate(PROMPTS, GREEDY_32), cpu.generate(PROMPTS, GREEDY_32)):
         at = first_divergence(g.outputs[0].token_ids, c.outputs[0].token_ids)
@@ -55,7 +57,7 @@ def test_cuda_graphs_give_the_eager_tokens():
     graphed = LLM("gpt2", load_format="dummy", dtype="float16", max_num_seqs=16, kv_cache_memory=1 << 30)
     eager = LLM("gpt2", load_format="dummy", dtype="float16", max_num_seqs=16, kv_cache_memory=1 << 30, enforce_eager=True)
     eager.model.load_state_dict(graphed.model.state_dict())
-    assert graphed.engine.graphs.buckets == [1, 2, 4, 8, 16] and not eager.engine.graphs.capture
+    assert graphed.engine.runner.graphs.buckets == [1, 2, 4, 8, 16] and not eager.engine.runner.graphs.capture
     a = [o.outputs[0].token_ids for o in graphed.generate(prompts, params)]
     b = [o.outputs[0].token_ids for o in eager.generate(prompts, params)]
     assert [len(x) for x in a] == [p.max_tokens for p in params]
