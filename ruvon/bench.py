@@ -25,18 +25,19 @@ from .engine import LLMEngine
 from .loading import CONV1D_WEIGHTS
 from .model import GPT2, GPT2Config
 from .sampling import SamplingParams
+from .stats import summarize, time_per_output_token
 from .tokenizer import GPT2Tokenizer
 
 # %% auto #0
-__all__ = ['PERCENTILES', 'HF_PAGE_SIZE', 'BASELINES', 'device_name', 'package_version', 'result_header', 'check_range',
-           'check_context', 'ThroughputWorkload', 'LatencyWorkload', 'sample_lens', 'random_prompts',
-           'throughput_requests', 'latency_prompts', 'clock', 'RequestTiming', 'run_engine', 'warm_up', 'summarize',
-           'tpot_s', 'request_metrics', 'reset_peak_memory', 'peak_memory_bytes', 'peak_memory_kind', 'free_memory',
-           'ruvon_throughput', 'hf_config', 'hf_state_dict', 'quiet_transformers', 'hf_model', 'StepClock',
-           'hf_generate_timings', 'BaselineError', 'hf_paged_attention_spellings', 'hf_paged_model', 'hf_cb_limits',
-           'hf_generate_batch_kwargs', 'hf_generate_batch_timings', 'check_baseline', 'token_agreement',
-           'hf_throughput', 'throughput_result', 'latency_metrics', 'timed_iterations', 'ruvon_latency', 'hf_latency',
-           'copy_bandwidth_gbs', 'weight_bytes', 'roofline', 'latency_result']
+__all__ = ['HF_PAGE_SIZE', 'BASELINES', 'device_name', 'package_version', 'result_header', 'check_range', 'check_context',
+           'ThroughputWorkload', 'LatencyWorkload', 'sample_lens', 'random_prompts', 'throughput_requests',
+           'latency_prompts', 'clock', 'RequestTiming', 'run_engine', 'warm_up', 'tpot_s', 'request_metrics',
+           'reset_peak_memory', 'peak_memory_bytes', 'peak_memory_kind', 'free_memory', 'ruvon_throughput', 'hf_config',
+           'hf_state_dict', 'quiet_transformers', 'hf_model', 'StepClock', 'hf_generate_timings', 'BaselineError',
+           'hf_paged_attention_spellings', 'hf_paged_model', 'hf_cb_limits', 'hf_generate_batch_kwargs',
+           'hf_generate_batch_timings', 'check_baseline', 'token_agreement', 'hf_throughput', 'throughput_result',
+           'latency_metrics', 'timed_iterations', 'ruvon_latency', 'hf_latency', 'copy_bandwidth_gbs', 'weight_bytes',
+           'roofline', 'latency_result']
 
 # %% ../nbs/bench.ipynb #920055f1
 def device_name(device: torch.device) -> str:
@@ -161,20 +162,9 @@ def warm_up(engine: LLMEngine) -> None:
     run_engine(engine, [[0] * 8], [4])
 
 # %% ../nbs/bench.ipynb #01510dbf
-PERCENTILES = (50, 90, 99)
-
-def summarize(values: list[float]) -> dict[str, float | None]:
-    "Mean and 50th/90th/99th percentiles (numpy's linear interpolation, as vLLM reports them); None when empty."
-    if not values: return {"mean": None, **{f"p{q}": None for q in PERCENTILES}}
-    a = np.asarray(values, dtype=np.float64)
-    return {"mean": float(a.mean()), **{f"p{q}": float(np.percentile(a, q)) for q in PERCENTILES}}
-
 def tpot_s(t: RequestTiming) -> float | None:
-    "Time per output token after the first; None for a single-token output."
-    n = len(t.token_ids)
-    return (t.finish_s - t.first_token_s) / (n - 1) if n > 1 and t.first_token_s is not None else None
-
-def _ms(values) -> dict: return summarize([v * 1e3 for v in values if v is not None])
+    "Time per output token after the first (Part 6b); None for a single-token output."
+    return time_per_output_token(t.first_token_s, t.finish_s, len(t.token_ids))
 
 # %% ../nbs/bench.ipynb #602373b6
 def request_metrics(timings: list[RequestTiming]) -> dict:
@@ -183,8 +173,8 @@ def request_metrics(timings: list[RequestTiming]) -> dict:
     n_in, n_out = sum(t.num_prompt_tokens for t in timings), sum(len(t.token_ids) for t in timings)
     return {"elapsed_s": elapsed, "num_requests": len(timings), "num_prompt_tokens": n_in, "num_output_tokens": n_out,
             "requests_per_s": len(timings) / elapsed, "output_tokens_per_s": n_out / elapsed,
-            "total_tokens_per_s": (n_in + n_out) / elapsed, "ttft_ms": _ms(t.first_token_s for t in timings),
-            "tpot_ms": _ms(tpot_s(t) for t in timings), "e2e_latency_ms": _ms(t.finish_s for t in timings)}
+            "total_tokens_per_s": (n_in + n_out) / elapsed, "ttft_ms": summarize((t.first_token_s for t in timings), scale=1e3),
+            "tpot_ms": summarize(map(tpot_s, timings), scale=1e3), "e2e_latency_ms": summarize((t.finish_s for t in timings), scale=1e3)}
 
 # %% ../nbs/bench.ipynb #fce4b5b4
 def reset_peak_memory(device: torch.device) -> None:
@@ -400,7 +390,7 @@ def latency_metrics(iterations: list[list[RequestTiming]]) -> dict:
     n_in, n_out = sum(t.num_prompt_tokens for t in iterations[0]), sum(len(t.token_ids) for t in iterations[0])
     mean = float(np.mean(latencies))
     return {"num_iters": len(iterations), "num_output_tokens_per_iter": n_out, "latency_s": summarize(latencies),
-            "ttft_ms": _ms(t.first_token_s for t in every), "tpot_ms": _ms(tpot_s(t) for t in every),
+            "ttft_ms": summarize((t.first_token_s for t in every), scale=1e3), "tpot_ms": summarize(map(tpot_s, every), scale=1e3),
             "output_tokens_per_s": n_out / mean, "total_tokens_per_s": (n_in + n_out) / mean}
 
 def timed_iterations(run, device: torch.device, w: LatencyWorkload) -> tuple[dict, list[RequestTiming]]:

@@ -7,47 +7,93 @@ from __future__ import annotations
 
 import json
 import sys
+import functools
+import inspect
 from contextlib import contextmanager
-from typing import Optional
+from types import SimpleNamespace
+from typing import Annotated, Callable, Optional
 
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .attention import use_attention_backend
-from .cost import DEFAULT_GPU_COST_PER_HOUR, CostMeter, CostTelemetry
-from .generate import RecomputeDecoder, generate as generate_completion
-from .kv_cache import CachedDecoder, kv_cache_bytes_per_token
-from .loading import ModelNotFoundError, WeightsNotFoundError, load_config, load_model, load_tokenizer, model_file
-from .model import num_parameters
+from . import __version__
+from .config import EngineConfig, flag
 
 # %% auto #0
-__all__ = ['app', 'WEIGHT_BITS', 'bench_app', 'ModelArg', 'DtypeOpt', 'DeviceOpt', 'LoadFormatOpt', 'MaxNumSeqsOpt',
-           'MaxNumBatchedTokensOpt', 'KVCacheMemoryOpt', 'GPUMemoryUtilizationOpt', 'BlockSizeOpt',
-           'AttentionBackendOpt', 'EnforceEagerOpt', 'BaselineOpt', 'JsonOpt', 'SPEEDUP_LABELS', 'DEFAULT_CONCURRENCY',
-           'main', 'user_errors', 'require', 'generate', 'text_printer', 'print_stats', 'model_info', 'info', 'serve',
-           'run_until_drained', 'engine_config', 'length_range', 'run_bench', 'metric_rows', 'bench_table',
-           'throughput', 'latency', 'spread_values', 'SweepCommand', 'check_outputs', 'loadtest']
+__all__ = ['app', 'THROUGHPUT_DEFAULTS', 'LATENCY_DEFAULTS', 'LOADTEST_DEFAULTS', 'GPU_COST_PER_HOUR', 'ENGINE_HELP',
+           'WEIGHT_BITS', 'bench_app', 'ModelArg', 'DtypeOpt', 'DeviceOpt', 'LoadFormatOpt', 'BaselineOpt', 'JsonOpt',
+           'SPEEDUP_LABELS', 'DEFAULT_CONCURRENCY', 'main', 'user_error_types', 'user_errors', 'require',
+           'engine_option', 'engine_options', 'generate', 'text_printer', 'print_stats', 'model_info', 'info', 'serve',
+           'run_until_drained', 'length_range', 'run_bench', 'metric_rows', 'bench_table', 'throughput', 'latency',
+           'spread_values', 'SweepCommand', 'check_outputs', 'loadtest']
 
 # %% ../nbs/cli.ipynb #ad0f2ff4
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
+def _print_version(value: bool) -> None:
+    if value: typer.echo(f"ruvon {__version__}"); raise typer.Exit()
+
 @app.callback()
-def main():
+def main(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print ruvon's version and exit.")] = False):
     "ruvon: a fast LLM inference engine for the GPT-2 family."  # a callback keeps `ruvon CMD` a group even with one command
+
+def user_error_types() -> tuple[type[Exception], ...]:
+    "ValueError, and the loader's not-found errors once the loader is imported (before, none can be raised; importing it would load torch)."
+    loading = sys.modules.get("ruvon.loading")
+    return (ValueError,) + ((loading.ModelNotFoundError, loading.WeightsNotFoundError) if loading else ())
 
 @contextmanager
 def user_errors():
     "Report bad input as one line on stderr and exit 1; let real bugs raise."
     try: yield
-    except (ModelNotFoundError, WeightsNotFoundError, ValueError) as e:
+    except Exception as e:
+        if not isinstance(e, user_error_types()): raise
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=1) from None
 
 def require(ok: bool, message: str) -> None:
     "Raise the user-facing error `message` unless `ok`."
     if not ok: raise ValueError(message)
+
+# %% ../nbs/cli.ipynb #6e019aaa
+THROUGHPUT_DEFAULTS = SimpleNamespace(num_prompts=256, seed=0)
+LATENCY_DEFAULTS = SimpleNamespace(batch_size=8, input_len=32, output_len=128, num_iters_warmup=10, num_iters=30)
+LOADTEST_DEFAULTS = SimpleNamespace(max_tokens=128, seed=0, timeout_s=300.0)  # LoadTestConfig's request options
+GPU_COST_PER_HOUR = 2.50  # Part 19's DEFAULT_GPU_COST_PER_HOUR
+
+# %% ../nbs/cli.ipynb #a01a1840
+ENGINE_HELP = {  # EngineConfig field -> (option type, help); the flag is the field's name in kebab case
+    "max_num_seqs": (int, "Most sequences running at once."),
+    "max_num_batched_tokens": (int, "Most tokens computed in one step (at least --max-model-len)."),
+    "max_model_len": (Optional[int], "Context length served, prompt plus output tokens [default: the model's n_positions]."),
+    "kv_cache_memory": (Optional[int], "Bytes for the paged KV cache [default: what --gpu-memory-utilization leaves on a GPU; "
+                                       "max-num-seqs full contexts, at most 1 GiB, on a CPU]."),
+    "gpu_memory_utilization": (float, "Share of the GPU's total memory for weights, activations and KV cache together, as in vLLM."),
+    "block_size": (int, "Tokens per KV block."),
+    "attention_backend": (str, "auto, eager, sdpa, flash or triton (Parts 9 and 12)."),
+    "enforce_eager": (bool, "No CUDA graphs for decode steps (Part 13c; in ruvon bench, none for the HF baseline either)."),
+}
+
+def engine_option(field: str) -> object:
+    "The annotated type of `EngineConfig.field` as a Typer option."
+    kind, help = ENGINE_HELP[field]
+    return Annotated[kind, typer.Option(*([flag(field)] if kind is bool else []), help=help)]
+
+# %% ../nbs/cli.ipynb #276911cb
+def engine_options(command: Callable) -> Callable:
+    "Give a Typer command one option per `EngineConfig` field; it receives them as one checked `engine_config`."
+    sig = inspect.signature(command, eval_str=True)
+    own = [p for name, p in sig.parameters.items() if name != "engine_config"]
+    added = [inspect.Parameter(f, inspect.Parameter.KEYWORD_ONLY, default=getattr(EngineConfig, f), annotation=engine_option(f)) for f in ENGINE_HELP]
+
+    @functools.wraps(command)
+    def with_config(*args, **kwargs):
+        fields = {f: kwargs.pop(f) for f in ENGINE_HELP}
+        with user_errors(): config = EngineConfig(**fields)
+        return command(*args, engine_config=config, **kwargs)
+    with_config.__signature__ = sig.replace(parameters=own + added)
+    return with_config
 
 # %% ../nbs/cli.ipynb #a05d54fa
 @app.command()
@@ -62,9 +108,13 @@ def generate(
     load_format: str = typer.Option("auto", help="auto/safetensors, or dummy for random weights."),
     ignore_eos: bool = typer.Option(False, "--ignore-eos", help="Keep going past <|endoftext|>."),
     stats: bool = typer.Option(False, "--stats", help="Print token counts and speed to stderr."),
-    attention_backend: str = typer.Option("auto", help="auto, eager, sdpa or flash (Part 9)."),
+    attention_backend: engine_option("attention_backend") = EngineConfig.attention_backend,
 ):
     "Continue PROMPT greedily with MODEL and print the completion."
+    from ruvon.attention import use_attention_backend
+    from ruvon.generate import RecomputeDecoder, generate as generate_completion
+    from ruvon.kv_cache import CachedDecoder
+    from ruvon.loading import load_model, load_tokenizer
     with user_errors():
         require(max_tokens >= 1, f"--max-tokens must be at least 1, got {max_tokens}")
         lm, tokenizer = load_model(model, dtype=dtype, device=device, load_format=load_format), load_tokenizer(model)
@@ -99,6 +149,10 @@ WEIGHT_BITS = {"float32": 32, "float16/bfloat16": 16, "int8": 8, "int4": 4}
 
 def model_info(model_id: str) -> dict:
     "Size facts about `model_id` from its config: parameters, shape, weight and KV-cache bytes."
+    import torch
+    from ruvon.kv_cache import kv_cache_bytes_per_token
+    from ruvon.loading import load_config, model_file
+    from ruvon.model import num_parameters
     cfg = load_config(model_id)
     params = num_parameters(cfg)
     has_weights = any(model_file(model_id, f) for f in ("model.safetensors.index.json", "model.safetensors"))
@@ -130,6 +184,7 @@ def info(model: str = typer.Argument(..., help="Local model directory or Hugging
 
 # %% ../nbs/cli.ipynb #1cfc03cf
 @app.command()
+@engine_options
 def serve(
     model: str = typer.Argument(..., help="Local model directory or Hugging Face Hub id."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
@@ -138,30 +193,24 @@ def serve(
     dtype: str = typer.Option("auto", help="auto, float32, float16 or bfloat16."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
     load_format: str = typer.Option("auto", help="auto/safetensors, or dummy for random weights."),
-    max_num_seqs: int = typer.Option(256, help="Most sequences running at once."),
-    max_num_batched_tokens: int = typer.Option(2048, help="Most tokens computed in one step."),
-    kv_cache_memory: Optional[int] = typer.Option(None, help="Bytes for the paged KV cache (default: a share of free GPU memory, or of max-num-seqs contexts on CPU)."),
-    gpu_memory_utilization: float = typer.Option(0.9, help="Share of free GPU memory for the KV cache when --kv-cache-memory is not given."),
-    block_size: int = typer.Option(16, help="Tokens per KV block."),
-    attention_backend: str = typer.Option("auto", help="auto, eager, sdpa, flash or triton (Parts 9 and 12)."),
-    enforce_eager: bool = typer.Option(False, "--enforce-eager", help="No CUDA graphs for decode steps (Part 13c)."),
     max_queue: Optional[int] = typer.Option(None, help="Requests that may wait behind a full batch; beyond, 429 at once (default: no bound)."),
     request_timeout: Optional[float] = typer.Option(None, help="Seconds a request may run before it is cancelled with 408 (default: none)."),
     drain_timeout: float = typer.Option(30.0, help="On SIGTERM, seconds to let requests in flight finish before exiting."),
-    gpu_cost_per_hour: float = typer.Option(DEFAULT_GPU_COST_PER_HOUR, help="US$ per GPU-hour, to price requests (Part 19)."),
+    gpu_cost_per_hour: float = typer.Option(GPU_COST_PER_HOUR, help="US$ per GPU-hour, to price requests (Part 19)."),
+    engine_config: EngineConfig = None,  # the engine options, added by `engine_options`
 ):
     "Serve MODEL over an OpenAI-compatible HTTP API."
     from ruvon.async_engine import AsyncLLMEngine
+    from ruvon.cost import CostMeter, CostTelemetry
+    from ruvon.loading import load_config
     from ruvon.server import Admission, build_app, serving_for
     from ruvon.telemetry import log_requests
     with user_errors():
         require(0 < port < 65536, f"--port must be in 1..65535, got {port}")
         require(max_queue is None or max_queue >= 0, f"--max-queue must be at least 0, got {max_queue}")
         require(drain_timeout >= 0, f"--drain-timeout must be at least 0, got {drain_timeout}")
-        config = engine_config(block_size, kv_cache_memory, gpu_memory_utilization, max_num_seqs, max_num_batched_tokens,
-                               attention_backend, enforce_eager)  # defined with the bench options below
-        config = config.for_model(load_config(model).n_positions)  # fail fast, before loading or binding the port
-        admission = Admission(None if max_queue is None else max_num_seqs + max_queue, request_timeout)
+        config = engine_config.for_model(load_config(model).n_positions)  # fail fast, before loading or binding the port
+        admission = Admission(None if max_queue is None else config.max_num_seqs + max_queue, request_timeout)
         CostMeter(gpu_cost_per_hour)  # checks the price
     name = served_model_name or model
     engine = lambda m, t: AsyncLLMEngine(m, t, config, observer=CostTelemetry(name, config.max_model_len, gpu_cost_per_hour))
@@ -186,11 +235,7 @@ def run_until_drained(app_, admission, host: str, port: int, drain_timeout: floa
 # %% ../nbs/cli.ipynb #6b166292
 import shlex
 from pathlib import Path
-from typing import Annotated, Tuple
-
-from .bench import (LatencyWorkload, ThroughputWorkload, check_baseline, latency_result, result_header,
-                         throughput_result)
-from .config import EngineConfig
+from typing import Tuple
 
 # %% ../nbs/cli.ipynb #0d0f2068
 bench_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -201,24 +246,10 @@ ModelArg = Annotated[str, typer.Argument(help="Local model directory or Hugging 
 DtypeOpt = Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available).")]
 LoadFormatOpt = Annotated[str, typer.Option(help="auto/safetensors, or dummy for random weights.")]
-MaxNumSeqsOpt = Annotated[int, typer.Option(help="Most sequences running at once.")]
-MaxNumBatchedTokensOpt = Annotated[int, typer.Option(help="Most tokens computed in one step.")]
-KVCacheMemoryOpt = Annotated[Optional[int], typer.Option(help="Bytes for the paged KV cache (default: a share of free GPU memory, or max-num-seqs contexts on CPU).")]
-GPUMemoryUtilizationOpt = Annotated[float, typer.Option(help="Share of free GPU memory for the KV cache when --kv-cache-memory is not given.")]
-BlockSizeOpt = Annotated[int, typer.Option(help="Tokens per KV block.")]
-AttentionBackendOpt = Annotated[str, typer.Option(help="Attention backend, passed to EngineConfig.attention_backend.")]
-EnforceEagerOpt = Annotated[bool, typer.Option("--enforce-eager", help="No CUDA graphs for decode steps (nor for the HF baseline).")]
 BaselineOpt = Annotated[Optional[str], typer.Option(help="Also run a baseline on the same weights and prompts: hf (Hugging Face transformers).")]
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="Write the full result, with its header, to this JSON file.")]
 
 # %% ../nbs/cli.ipynb #2a4f2b81
-def engine_config(block_size: int, kv_cache_memory: int | None, gpu_memory_utilization: float, max_num_seqs: int,
-                  max_num_batched_tokens: int, attention_backend: str, enforce_eager: bool) -> EngineConfig:
-    "The engine options as an `EngineConfig`, which checks them (its errors name the flag)."
-    return EngineConfig(block_size=block_size, kv_cache_memory=kv_cache_memory, gpu_memory_utilization=gpu_memory_utilization,
-                        max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
-                        attention_backend=attention_backend, enforce_eager=enforce_eager)
-
 def length_range(name: str, fixed: int | None, span: tuple[int, int] | None, default: tuple[int, int]) -> tuple[int, int]:
     "(low, high) from `--NAME N` or `--NAME-range LO HI` (not both), else `default`."
     require(fixed is None or span is None, f"give --{name} or --{name}-range, not both")
@@ -228,9 +259,11 @@ def length_range(name: str, fixed: int | None, span: tuple[int, int] | None, def
 def run_bench(benchmark: str, model: str, workload, config: EngineConfig, baseline: str | None, json_path: Path | None,
               dtype: str, device: str | None, load_format: str) -> None:
     "Check, load, run `benchmark` ('throughput' or 'latency'), print its table and write its JSON."
+    from ruvon.bench import check_baseline, latency_result, result_header, throughput_result
+    from ruvon.loading import load_config, load_model, load_tokenizer
     with user_errors():
         check_baseline(baseline, benchmark)
-        workload.check_context(load_config(model).n_positions)
+        workload.check_context(config.for_model(load_config(model).n_positions).max_model_len)
         lm, tokenizer = load_model(model, dtype=dtype, device=device, load_format=load_format), load_tokenizer(model)
         body = (throughput_result if benchmark == "throughput" else latency_result)(lm, tokenizer, config, workload, baseline)
     result = {**result_header(benchmark, model, load_format, lm, "ruvon " + shlex.join(sys.argv[1:])), **body}
@@ -274,55 +307,49 @@ def bench_table(result: dict) -> Table:
 
 # %% ../nbs/cli.ipynb #b3dcddc6
 @bench_app.command()
+@engine_options
 def throughput(
     model: ModelArg,
-    num_prompts: Annotated[int, typer.Option(help="Requests, all added at once.")] = ThroughputWorkload.num_prompts,
+    num_prompts: Annotated[int, typer.Option(help="Requests, all added at once.")] = THROUGHPUT_DEFAULTS.num_prompts,
     input_len: Annotated[Optional[int], typer.Option(help="Every prompt this many tokens.")] = None,
     input_len_range: Annotated[Optional[Tuple[int, int]], typer.Option(metavar="LO HI", help="Prompt lengths uniform in LO..HI, inclusive [default: 100 512].")] = None,
     output_len: Annotated[Optional[int], typer.Option(help="Every request generates this many tokens [default: 256].")] = None,
     output_len_range: Annotated[Optional[Tuple[int, int]], typer.Option(metavar="LO HI", help="Output lengths uniform in LO..HI, inclusive.")] = None,
     ignore_eos: Annotated[bool, typer.Option("--ignore-eos/--no-ignore-eos", help="Generate every requested token, past <|endoftext|>.")] = True,
-    seed: Annotated[int, typer.Option(help="Seed of the random prompts and lengths.")] = ThroughputWorkload.seed,
+    seed: Annotated[int, typer.Option(help="Seed of the random prompts and lengths.")] = THROUGHPUT_DEFAULTS.seed,
     baseline: BaselineOpt = None, json_path: JsonOpt = None,
     dtype: DtypeOpt = "auto", device: DeviceOpt = None, load_format: LoadFormatOpt = "auto",
-    max_num_seqs: MaxNumSeqsOpt = EngineConfig.max_num_seqs, max_num_batched_tokens: MaxNumBatchedTokensOpt = EngineConfig.max_num_batched_tokens,
-    kv_cache_memory: KVCacheMemoryOpt = EngineConfig.kv_cache_memory, gpu_memory_utilization: GPUMemoryUtilizationOpt = EngineConfig.gpu_memory_utilization,
-    block_size: BlockSizeOpt = EngineConfig.block_size, attention_backend: AttentionBackendOpt = EngineConfig.attention_backend,
-    enforce_eager: EnforceEagerOpt = EngineConfig.enforce_eager,
+    engine_config: EngineConfig = None,  # the engine options, added by `engine_options`
 ):
     "Offline throughput of MODEL: random prompts added at once, run to completion (vllm bench throughput)."
+    from ruvon.bench import ThroughputWorkload
     with user_errors():
         workload = ThroughputWorkload(num_prompts, length_range("input-len", input_len, input_len_range, ThroughputWorkload.input_len),
                                       length_range("output-len", output_len, output_len_range, ThroughputWorkload.output_len), ignore_eos, seed)
-        config = engine_config(block_size, kv_cache_memory, gpu_memory_utilization, max_num_seqs, max_num_batched_tokens, attention_backend, enforce_eager)
-    run_bench("throughput", model, workload, config, baseline, json_path, dtype, device, load_format)
+    run_bench("throughput", model, workload, engine_config, baseline, json_path, dtype, device, load_format)
 
 # %% ../nbs/cli.ipynb #770a825a
 @bench_app.command()
+@engine_options
 def latency(
     model: ModelArg,
-    batch_size: Annotated[int, typer.Option(help="Prompts in the batch.")] = LatencyWorkload.batch_size,
-    input_len: Annotated[int, typer.Option(help="Tokens per prompt.")] = LatencyWorkload.input_len,
-    output_len: Annotated[int, typer.Option(help="Tokens each prompt generates, exactly.")] = LatencyWorkload.output_len,
-    num_iters_warmup: Annotated[int, typer.Option(help="Untimed runs of the batch first.")] = LatencyWorkload.num_iters_warmup,
-    num_iters: Annotated[int, typer.Option(help="Timed runs of the batch.")] = LatencyWorkload.num_iters,
+    batch_size: Annotated[int, typer.Option(help="Prompts in the batch.")] = LATENCY_DEFAULTS.batch_size,
+    input_len: Annotated[int, typer.Option(help="Tokens per prompt.")] = LATENCY_DEFAULTS.input_len,
+    output_len: Annotated[int, typer.Option(help="Tokens each prompt generates, exactly.")] = LATENCY_DEFAULTS.output_len,
+    num_iters_warmup: Annotated[int, typer.Option(help="Untimed runs of the batch first.")] = LATENCY_DEFAULTS.num_iters_warmup,
+    num_iters: Annotated[int, typer.Option(help="Timed runs of the batch.")] = LATENCY_DEFAULTS.num_iters,
     baseline: BaselineOpt = None, json_path: JsonOpt = None,
     dtype: DtypeOpt = "auto", device: DeviceOpt = None, load_format: LoadFormatOpt = "auto",
-    max_num_seqs: MaxNumSeqsOpt = EngineConfig.max_num_seqs, max_num_batched_tokens: MaxNumBatchedTokensOpt = EngineConfig.max_num_batched_tokens,
-    kv_cache_memory: KVCacheMemoryOpt = EngineConfig.kv_cache_memory, gpu_memory_utilization: GPUMemoryUtilizationOpt = EngineConfig.gpu_memory_utilization,
-    block_size: BlockSizeOpt = EngineConfig.block_size, attention_backend: AttentionBackendOpt = EngineConfig.attention_backend,
-    enforce_eager: EnforceEagerOpt = EngineConfig.enforce_eager,
+    engine_config: EngineConfig = None,  # the engine options, added by `engine_options`
 ):
     "Latency of one batch of MODEL, over repeated runs (vllm bench latency)."
+    from ruvon.bench import LatencyWorkload
     with user_errors():
         workload = LatencyWorkload(batch_size, input_len, output_len, num_iters_warmup, num_iters)
-        config = engine_config(block_size, kv_cache_memory, gpu_memory_utilization, max_num_seqs, max_num_batched_tokens, attention_backend, enforce_eager)
-    run_bench("latency", model, workload, config, baseline, json_path, dtype, device, load_format)
+    run_bench("latency", model, workload, engine_config, baseline, json_path, dtype, device, load_format)
 
 # %% ../nbs/cli.ipynb #be348e94
 from typer.core import TyperCommand
-
-from .loadtest import LoadTestConfig, file_prompts, plot_sweep, random_prompts, run_loadtest, sweep_report
 
 def _is_number(arg: str) -> bool:
     try: float(arg)
@@ -363,17 +390,18 @@ def loadtest(
     num_requests: Annotated[Optional[int], typer.Option(help="Requests per level [default: 100].")] = None,
     duration: Annotated[Optional[float], typer.Option(help="Seconds per level, instead of --num-requests.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model to ask for [default: the first of /v1/models].")] = None,
-    max_tokens: Annotated[int, typer.Option(help="Most tokens per completion.")] = LoadTestConfig.max_tokens,
+    max_tokens: Annotated[int, typer.Option(help="Most tokens per completion.")] = LOADTEST_DEFAULTS.max_tokens,
     ignore_eos: Annotated[bool, typer.Option("--ignore-eos", help="Generate all --max-tokens tokens (the server's ignore_eos extension).")] = False,
     stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Stream tokens; without, only end-to-end latency is measured.")] = True,
     prompt_file: Annotated[Optional[Path], typer.Option(help="Prompts, one per line [default: random words].")] = None,
     prompt_words: Annotated[int, typer.Option(help="Words per random prompt (each one GPT-2 token).")] = 32,
-    seed: Annotated[int, typer.Option(help="Seed of the prompts and the arrival times.")] = LoadTestConfig.seed,
-    timeout: Annotated[float, typer.Option(help="Seconds one whole request may take before it counts as a timeout.")] = LoadTestConfig.timeout_s,
+    seed: Annotated[int, typer.Option(help="Seed of the prompts and the arrival times.")] = LOADTEST_DEFAULTS.seed,
+    timeout: Annotated[float, typer.Option(help="Seconds one whole request may take before it counts as a timeout.")] = LOADTEST_DEFAULTS.timeout_s,
     json_path: JsonOpt = None,
     plot: Annotated[Optional[Path], typer.Option(help="Draw latency and throughput against the levels into this PNG.")] = None,
 ):
     "Load the server at URL with concurrent users or Poisson arrivals; report latency percentiles, throughput and errors."
+    from ruvon.loadtest import LoadTestConfig, file_prompts, plot_sweep, random_prompts, run_loadtest, sweep_report
     with user_errors():
         budget = num_requests if num_requests is not None or duration is not None else 100
         cfg = LoadTestConfig(tuple(concurrency or (() if request_rate else DEFAULT_CONCURRENCY)), tuple(request_rate or ()),

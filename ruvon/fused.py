@@ -6,12 +6,12 @@
 from __future__ import annotations
 
 import copy
-import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .kernels import interpret_triton_without_cuda
 from .model import GPT2, Block, KVCacheLike
 
 # %% auto #0
@@ -19,7 +19,7 @@ __all__ = ['MAX_FUSED_ROWS', 'layer_norm_kernel', 'linear_config', 'linear_kerne
            'FusedBlock', 'fused_view']
 
 # %% ../nbs/12b_fused_decode.ipynb #87da643c
-if not torch.cuda.is_available(): os.environ.setdefault("TRITON_INTERPRET", "1")  # no GPU: Triton can only interpret
+interpret_triton_without_cuda()
 
 # %% ../nbs/12b_fused_decode.ipynb #c3866687
 import triton

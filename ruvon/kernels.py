@@ -6,15 +6,38 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 
 # %% auto #0
-__all__ = ['LOG2E', 'MAX_DECODE_PROGRAMS', 'write_kv', 'write_kv_reference', 'decode_partition_size', 'paged_decode_attention',
-           'paged_decode_reference']
+__all__ = ['LOG2E', 'MAX_DECODE_PROGRAMS', 'interpret_triton_without_cuda', 'write_kv', 'write_kv_reference',
+           'decode_partition_size', 'paged_decode_attention', 'paged_decode_reference']
+
+# %% ../nbs/12_paged_attention.ipynb #c5e66c9a
+def _interpret_triton_language() -> int:
+    "Rebuild, as interpreted functions, triton.language's @triton.jit helpers that were built for the compiler; how many."
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+    import triton.language as tl
+    rebuilt = {}
+    owners = [m for name, m in list(sys.modules.items()) if m is not None and (name + ".").startswith("triton.language.")]
+    for owner in owners + [tl.tensor]:  # the modules, and the tensor methods (`x.sum()`) that are the same functions
+        for attr, f in list(vars(owner).items()):
+            if isinstance(f, JITFunction):
+                if id(f) not in rebuilt: rebuilt[id(f)] = InterpretedFunction(f.fn)
+                setattr(owner, attr, rebuilt[id(f)])
+    return len(rebuilt)
+
+def interpret_triton_without_cuda() -> bool:
+    "Decide Triton's mode before `import triton`: interpret when there is no CUDA device, unless TRITON_INTERPRET says otherwise. True if interpreting."
+    if not torch.cuda.is_available(): os.environ.setdefault("TRITON_INTERPRET", "1")
+    if os.environ.get("TRITON_INTERPRET", "0").lower() not in ("1", "true", "on"): return False
+    if "triton.language" in sys.modules: _interpret_triton_language()  # imported before us, perhaps for the compiler
+    return True
 
 # %% ../nbs/12_paged_attention.ipynb #bf56ca75
-if not torch.cuda.is_available(): os.environ.setdefault("TRITON_INTERPRET", "1")  # no GPU: Triton can only interpret
+interpret_triton_without_cuda()
 
 # %% ../nbs/12_paged_attention.ipynb #26c90b41
 import triton

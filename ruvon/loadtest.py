@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .bench import package_version, summarize
+from .stats import summarize, time_per_output_token
 
 # %% auto #0
 __all__ = ['WORDS', 'Send', 'Probe', 'COUNT_ROWS', 'LATENCY_ROWS', 'RequestResult', 'ttft_s', 'tpot_s', 'itls_s', 'e2e_s',
@@ -58,9 +58,8 @@ def ttft_s(r: RequestResult) -> float | None:
     return r.chunk_times[0] - r.scheduled if r.ok and r.chunk_times else None
 
 def tpot_s(r: RequestResult) -> float | None:
-    "Time per output token after the first; None for one-token or unstreamed outputs."
-    n = r.num_output_tokens or 0
-    return (r.end - r.chunk_times[0]) / (n - 1) if r.ok and r.chunk_times and n > 1 else None
+    "Time per output token after the first (Part 6b); None for one-token or unstreamed outputs."
+    return time_per_output_token(r.chunk_times[0], r.end, r.num_output_tokens) if r.ok and r.chunk_times else None
 
 def itls_s(r: RequestResult) -> list[float]:
     "Gaps between consecutive token chunks."
@@ -202,8 +201,6 @@ async def run_open(send: Send, prompts: list[str], arrivals: list[float]) -> lis
     return list(await asyncio.gather(*(one(i, at) for i, at in enumerate(arrivals))))
 
 # %% ../nbs/15_loadtest.ipynb #d4c4e20f
-def _ms(values) -> dict: return summarize([v * 1e3 for v in values if v is not None])
-
 def level_metrics(results: list[RequestResult], elapsed_s: float) -> dict:
     "Counts, throughput and latency distributions (ms) of one level's requests."
     ok = [r for r in results if r.ok]
@@ -214,8 +211,8 @@ def level_metrics(results: list[RequestResult], elapsed_s: float) -> dict:
             "num_429_with_retry_after": sum(r.error == "http_429" and r.retry_after is not None for r in results),
             "elapsed_s": elapsed_s, "requests_per_s": len(ok) / elapsed_s, "output_tokens_per_s": num_out / elapsed_s,
             "num_prompt_tokens": sum(r.num_prompt_tokens or 0 for r in ok), "num_output_tokens": num_out,
-            "ttft_ms": _ms(map(ttft_s, ok)), "tpot_ms": _ms(map(tpot_s, ok)),
-            "itl_ms": _ms(g for r in ok for g in itls_s(r)), "e2e_latency_ms": _ms(map(e2e_s, ok))}
+            "ttft_ms": summarize(map(ttft_s, ok), scale=1e3), "tpot_ms": summarize(map(tpot_s, ok), scale=1e3),
+            "itl_ms": summarize((g for r in ok for g in itls_s(r)), scale=1e3), "e2e_latency_ms": summarize(map(e2e_s, ok), scale=1e3)}
 
 # %% ../nbs/15_loadtest.ipynb #b86f8e94
 @dataclass(frozen=True)
@@ -321,7 +318,7 @@ def loadtest_header(command: str, url: str, model: str, cfg: LoadTestConfig, pro
     config = {k: [("inf" if v == math.inf else v) for v in vs] if isinstance(vs, tuple) else vs for k, vs in asdict(cfg).items()}
     return {"benchmark": "loadtest", "command": command, "url": url, "model": model, "mode": cfg.mode,
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "prompts": prompts.source,
-            "config": config, "ruvon": __version__, "httpx": package_version("httpx")}
+            "config": config, "ruvon": __version__, "httpx": httpx.__version__}
 
 def run_loadtest(url: str, cfg: LoadTestConfig, prompts: PromptSet, model: str | None = None, command: str = "",
                  show_progress: bool = False, probe: Probe | None = None) -> dict:

@@ -18,12 +18,13 @@ import torch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from .engine import EngineObserver, StepStats
+from .stats import summarize, time_per_output_token
 
 # %% auto #0
 __all__ = ['TTFT_BUCKETS', 'ITL_BUCKETS', 'REQUEST_LATENCY_BUCKETS', 'FINISH_REASONS', 'REQUEST_LOG', 'DASHBOARD_CSS',
            'DASHBOARD_BODY', 'DASHBOARD_JS', 'DASHBOARD_HTML', 'RequestTimes', 'RequestStats', 'StepEvents',
-           'request_stats', 'RequestTracker', 'buckets_1_2_5', 'PrometheusMetrics', 'record', 'log_requests',
-           'percentile', 'percentiles', 'Window', 'snapshot', 'Telemetry']
+           'request_stats', 'RequestTracker', 'buckets_1_2_5', 'PrometheusMetrics', 'record', 'log_requests', 'Window',
+           'snapshot', 'Telemetry']
 
 # %% ../nbs/11_telemetry.ipynb #f48eb235
 @dataclass
@@ -64,7 +65,7 @@ class StepEvents:
 def request_stats(request_id: str, r: RequestTimes, reason: str, end: float) -> RequestStats:
     "The summary of request `r`, finished at `end`."
     ttft = None if r.first_token is None else r.first_token - r.arrival
-    tpot = (r.last_token - r.first_token) / (r.num_token_steps - 1) if r.num_token_steps > 1 else None
+    tpot = time_per_output_token(r.first_token, r.last_token, r.num_token_steps)  # Part 6b's TPOT, over token steps
     queue = (end if r.scheduled is None else r.scheduled) - r.arrival
     return RequestStats(request_id, r.num_prompt_tokens, r.num_generated, ttft, tpot, end - r.arrival, queue, reason)
 
@@ -162,18 +163,6 @@ def log_requests(stream: TextIO | None = None, level: int = logging.INFO) -> log
     REQUEST_LOG.propagate = False  # the line goes here only, not also to whatever the root logger prints
     return handler
 
-# %% ../nbs/11_telemetry.ipynb #0e51aac9
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    "The q-quantile (0..1) of sorted values, interpolating linearly (numpy's default); None if empty."
-    if not sorted_values: return None
-    x = q * (len(sorted_values) - 1)
-    i = int(x); j = min(i + 1, len(sorted_values) - 1)
-    return sorted_values[i] + (sorted_values[j] - sorted_values[i]) * (x - i)
-
-def percentiles(values: list[float]) -> dict:
-    v = sorted(values)
-    return {"p50": percentile(v, 0.5), "p90": percentile(v, 0.9), "p99": percentile(v, 0.99), "n": len(v)}
-
 # %% ../nbs/11_telemetry.ipynb #d06b1ddb
 class Window:
     "Per-second series and recent latencies over the last `seconds`, for the dashboard (thread-safe)."
@@ -223,7 +212,7 @@ def snapshot(self: Window, now: float | None = None) -> dict:
     tokens = series["output_tokens_per_s"]
     return {"window_s": self.seconds, "num_finished": num_finished, "num_generated": sum(tokens),
             "now": {"output_tokens_per_s": sum(tokens[-6:-1]) / 5, "num_running": running, "num_waiting": waiting, "kv_cache_usage": kv},
-            "ttft_s": percentiles(ttft), "tpot_s": percentiles(tpot), "series": series}
+            "ttft_s": {**summarize(ttft), "n": len(ttft)}, "tpot_s": {**summarize(tpot), "n": len(tpot)}, "series": series}
 
 Window._series, Window.snapshot = _series, snapshot
 

@@ -9,14 +9,12 @@ from pathlib import Path
 import httpx
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RUVON_DATA", ROOT.parent / "shared" / "data")).resolve()
 # The Hub cache holds the GPT-2 family's configs and tokenizers, no weights; offline, it answers like the Hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_CACHE", str(DATA / "hf-hub"))
-if not torch.cuda.is_available(): os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton kernels run on CPU tensors in CI
 
 
 @pytest.fixture(scope="session")
