@@ -204,7 +204,7 @@ def serve(
     from ruvon.cost import CostMeter, CostTelemetry
     from ruvon.loading import load_config
     from ruvon.server import Admission, build_app, serving_for
-    from ruvon.telemetry import log_requests
+    from ruvon.telemetry import log_requests, serve_telemetry
     with user_errors():
         require(0 < port < 65536, f"--port must be in 1..65535, got {port}")
         require(max_queue is None or max_queue >= 0, f"--max-queue must be at least 0, got {max_queue}")
@@ -214,7 +214,8 @@ def serve(
         CostMeter(gpu_cost_per_hour)  # checks the price
     name = served_model_name or model
     engine = lambda m, t: AsyncLLMEngine(m, t, config, observer=CostTelemetry(name, config.max_model_len, gpu_cost_per_hour))
-    app_ = build_app(serving_for(model, served_model_name, engine, dtype=dtype, device=device, load_format=load_format), admission)
+    app_ = build_app(serving_for(model, served_model_name, engine, dtype=dtype, device=device, load_format=load_format), admission,
+                     extensions=[serve_telemetry])  # Part 11: /metrics and the dashboard
     log_requests()  # Part 11: one JSON line per finished request, on stderr
     run_until_drained(app_, admission, host, port, drain_timeout)
 

@@ -10,24 +10,21 @@ import json
 import threading
 import time
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
 from .protocol import APIError, ChatCompletionRequest, CompletionRequest
 from .serving import OpenAIServing, Plan, SerialEngine
-from .telemetry import DASHBOARD_HTML, Telemetry
 
 # %% auto #0
 __all__ = ['error_response', 'validation_error', 'install_error_handlers', 'Admission', 'Ticket', 'within_deadline', 'stream',
            'sse', 'respond', 'ServerState', 'load_in_background', 'build_app', 'TokenizeRequest', 'DetokenizeRequest',
-           'add_routes', 'add_token_routes', 'attach_telemetry', 'loaded_telemetry', 'add_telemetry_routes',
-           'serving_for']
+           'add_routes', 'add_token_routes', 'serving_for']
 
 # %% ../nbs/04c_server.ipynb #b8701245
 def error_response(e: APIError) -> JSONResponse:
@@ -126,8 +123,8 @@ class ServerState:
     "The server's serving object once loaded, or the reason there is none yet."
     def __init__(self, admission: Admission | None = None):
         self.serving: OpenAIServing | None = None; self.problem = "model is loading"
-        self.telemetry: Telemetry | None = None
         self.admission = admission or Admission()
+        self.on_load: list[Callable[[OpenAIServing], None]] = []  # extensions' hooks, run once the model is loaded
 
     def ready(self) -> OpenAIServing:
         "The serving object, or a 503 APIError saying why not."
@@ -139,7 +136,7 @@ def load_in_background(state: ServerState, loader: Callable[[], OpenAIServing]) 
     def load():
         try:
             serving = loader()
-            state.telemetry = attach_telemetry(serving)
+            for hook in state.on_load: hook(serving)
             state.serving, state.problem = serving, None
         except Exception as e: state.problem = f"model failed to load: {type(e).__name__}: {e}"
     t = threading.Thread(target=load, name="ruvon-loader", daemon=True)
@@ -147,8 +144,9 @@ def load_in_background(state: ServerState, loader: Callable[[], OpenAIServing]) 
     return t
 
 # %% ../nbs/04c_server.ipynb #9efcd010
-def build_app(loader: Callable[[], OpenAIServing], admission: Admission | None = None) -> FastAPI:
-    "The OpenAI-compatible FastAPI app; `loader` builds the serving object (run in a thread at startup)."
+def build_app(loader: Callable[[], OpenAIServing], admission: Admission | None = None,
+              extensions: Sequence[Callable[[FastAPI, ServerState], None]] = ()) -> FastAPI:
+    "The OpenAI-compatible FastAPI app; `loader` builds the serving object (run in a thread at startup); each extension adds to it."
     state = ServerState(admission)
 
     @asynccontextmanager
@@ -162,6 +160,7 @@ def build_app(loader: Callable[[], OpenAIServing], admission: Admission | None =
     app.state.ruvon = state
     install_error_handlers(app)
     add_routes(app, state)
+    for extend in extensions: extend(app, state)
     return app
 
 # %% ../nbs/04c_server.ipynb #2a495ee3
@@ -195,7 +194,6 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         return await respond(s, s.plan_chat(req), req.stream, bool(req.stream_options and req.stream_options.include_usage), state.admission)
 
     add_token_routes(app, state)
-    add_telemetry_routes(app, state)
 
 # %% ../nbs/04c_server.ipynb #5d094c1b
 def add_token_routes(app: FastAPI, state: ServerState) -> None:
@@ -212,30 +210,6 @@ def add_token_routes(app: FastAPI, state: ServerState) -> None:
         if req.model is not None: s.check_model(req.model)
         if any(not 0 <= t < s.tokenizer.vocab_size for t in req.tokens): raise APIError("token id out of range", param="tokens")
         return {"prompt": s.tokenizer.decode(req.tokens)}
-
-# %% ../nbs/04c_server.ipynb #c7ac7d11
-def attach_telemetry(serving: OpenAIServing) -> Telemetry:
-    "The engine's `Telemetry`: its own if it has one, else a new one, attached as its observer."
-    engine = serving.engine
-    if isinstance(engine.observer, Telemetry): return engine.observer
-    telemetry = Telemetry(serving.model_name, serving.max_model_len)
-    engine.observer = telemetry  # an engine without steps (Part 4b's) reports nothing to it
-    return telemetry
-
-def loaded_telemetry(state: ServerState) -> Telemetry:
-    if state.telemetry is None: raise APIError(f"server not ready: {state.problem}", status=503, type="service_unavailable")
-    return state.telemetry
-
-# %% ../nbs/04c_server.ipynb #27b751d0
-def add_telemetry_routes(app: FastAPI, state: ServerState) -> None:
-    @app.get("/metrics")
-    def metrics(): return Response(loaded_telemetry(state).metrics.text(), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/dashboard", response_class=HTMLResponse)
-    def dashboard(): return DASHBOARD_HTML
-
-    @app.get("/dashboard/data")
-    def dashboard_data(): return loaded_telemetry(state).snapshot()
 
 # %% ../nbs/04c_server.ipynb #7932d1a3
 def serving_for(model_id: str, served_name: str | None = None, engine: Callable = SerialEngine, **load_kwargs) -> Callable[[], OpenAIServing]:

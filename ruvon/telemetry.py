@@ -17,14 +17,21 @@ from typing import Callable, TextIO
 import torch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
 from .engine import EngineObserver, StepStats
+from .protocol import APIError
+from .server import ServerState
+from .serving import OpenAIServing
 from .stats import summarize, time_per_output_token
 
 # %% auto #0
 __all__ = ['TTFT_BUCKETS', 'ITL_BUCKETS', 'REQUEST_LATENCY_BUCKETS', 'FINISH_REASONS', 'REQUEST_LOG', 'DASHBOARD_CSS',
            'DASHBOARD_BODY', 'DASHBOARD_JS', 'DASHBOARD_HTML', 'RequestTimes', 'RequestStats', 'StepEvents',
            'request_stats', 'RequestTracker', 'buckets_1_2_5', 'PrometheusMetrics', 'record', 'log_requests', 'Window',
-           'snapshot', 'Telemetry']
+           'snapshot', 'Telemetry', 'attach_telemetry', 'loaded_telemetry', 'serve_telemetry']
 
 # %% ../nbs/11_telemetry.ipynb #f48eb235
 @dataclass
@@ -310,3 +317,32 @@ DASHBOARD_HTML = f"""<!doctype html>
 <title>ruvon dashboard</title><style>{DASHBOARD_CSS}</style></head>
 <body>{DASHBOARD_BODY}<script>{DASHBOARD_JS}</script></body></html>
 """
+
+# %% ../nbs/11_telemetry.ipynb #c7ac7d11
+def attach_telemetry(serving: OpenAIServing) -> Telemetry:
+    "The engine's `Telemetry`: its own if it has one, else a new one, attached as its observer."
+    engine = serving.engine
+    if isinstance(engine.observer, Telemetry): return engine.observer
+    telemetry = Telemetry(serving.model_name, serving.max_model_len)
+    engine.observer = telemetry  # an engine without steps (Part 4b's) reports nothing to it
+    return telemetry
+
+def loaded_telemetry(app: FastAPI, state: ServerState) -> Telemetry:
+    "The app's `Telemetry`, or a 503 while the model loads."
+    if app.state.telemetry is None: raise APIError(f"server not ready: {state.problem}", status=503, type="service_unavailable")
+    return app.state.telemetry
+
+# %% ../nbs/11_telemetry.ipynb #27b751d0
+def serve_telemetry(app: FastAPI, state: ServerState) -> None:
+    "A Part 4c server extension: a `Telemetry` on the engine once it is loaded; /metrics, /dashboard and its data."
+    app.state.telemetry = None
+    state.on_load.append(lambda serving: setattr(app.state, "telemetry", attach_telemetry(serving)))
+
+    @app.get("/metrics")
+    def metrics(): return Response(loaded_telemetry(app, state).metrics.text(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/dashboard", response_class=HTMLResponse)
+    def dashboard(): return DASHBOARD_HTML
+
+    @app.get("/dashboard/data")
+    def dashboard_data(): return loaded_telemetry(app, state).snapshot()
