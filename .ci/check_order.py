@@ -75,13 +75,15 @@ def imported_modules(src: str, lib: str, package: str = "", reexports: dict[str,
 
 
 def package_reexports(root: Path, lib: str) -> dict[str, str]:
-    "Names `lib/__init__.py` re-exports, and the module each comes from (`from .engine import LLM`: LLM -> ruvon.engine)."
+    "Names `lib/__init__.py` re-exports, and the module each comes from (`from .engine import LLM` or a lazy `_LAZY = {'LLM': 'engine'}`: LLM -> ruvon.engine)."
     init = root / lib / "__init__.py"
     if not init.exists(): return {}
     out = {}
     for node in ast.walk(ast.parse(init.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
             out |= {a.asname or a.name: f"{lib}.{node.module}" for a in node.names}
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_LAZY" for t in node.targets):
+            out |= {name: f"{lib}.{module}" for name, module in ast.literal_eval(node.value).items()}  # PEP 562 lazy names
     return out
 
 

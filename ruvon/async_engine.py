@@ -45,10 +45,12 @@ class AsyncLLMEngine:
         self.worker.start()
 
     def health(self) -> str | None:
+        "None while the worker can serve; otherwise why not."
         if self.error: return f"generation loop died: {self.error}"
         return None if self.worker.is_alive() else "generation loop is not running"
 
     async def generate(self, prompts: list[list[int]], params: SamplingParams) -> AsyncIterator[ChoiceDelta]:
+        "Every choice's deltas of every prompt (choice p·n + i); leaving early aborts the request."
         if problem := self.health(): raise EngineDeadError(problem)
         (deltas, put), rid = channel(), uuid.uuid4().hex
         rids = [rid] if len(prompts) == 1 else [f"{rid}-{p}" for p in range(len(prompts))]
@@ -94,13 +96,14 @@ def _drain_inbox(self: AsyncLLMEngine, block: bool) -> None:
         except queue.Empty: return
 
 def _add(self: AsyncLLMEngine, rids: list[str], prompts: list[list[int]], params: SamplingParams, put: Callable, arrival: float) -> None:
-    "Add a server request's prompts to the engine together; a refused prompt refuses the whole request."
+    "Add a server request's prompts to the engine together; a refused prompt refuses the whole request, before any is added."
     client = Client(put, {})
     try:
+        for prompt_ids in prompts: self.engine.check_prompt(prompt_ids)
         for p, (rid, prompt_ids) in enumerate(zip(rids, prompts)):
             self.engine.add_request(rid, prompt_ids, params, arrival, first_index=p * params.n)
             client.left[rid], self.clients[rid] = params.n, client
-    except RequestRejected as e:
+    except Exception as e:  # the request's failure alone: a RequestRejected, or a bug, which the server answers with a 500
         self._drop(client)
         put(e); put(DONE)
 

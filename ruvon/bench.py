@@ -67,7 +67,7 @@ def check_context(input_len: int, output_len: int, n_positions: int) -> None:
     "Refuse workloads whose longest prompt plus output would not fit the context."
     if input_len + output_len > n_positions:
         raise ValueError(f"input length {input_len} + output length {output_len} = {input_len + output_len} tokens "
-                         f"exceed the model's {n_positions}-token context")
+                         f"exceed the context of {n_positions} tokens (max_model_len, --max-model-len)")
 
 # %% ../nbs/bench.ipynb #98d176e2
 @dataclass(frozen=True)
@@ -288,7 +288,7 @@ def hf_paged_model(model: GPT2):
 def hf_cb_limits(kv_capacity_tokens: int, config: EngineConfig, device: torch.device) -> dict:
     "Continuous-batching limits matching ruvon's: the same KV memory rule and the same per-step budgets."
     limits = {"page_size": HF_PAGE_SIZE, "max_batch_tokens": config.max_num_batched_tokens, "max_requests_per_batch": config.max_num_seqs}
-    if device.type == "cuda" and config.kv_cache_memory is None:  # the same share of free memory, which HF divides itself
+    if device.type == "cuda" and config.kv_cache_memory is None:  # the same share of the GPU, which HF divides itself
         limits["max_memory_percent"] = config.gpu_memory_utilization
     else: limits["num_blocks"] = math.ceil(kv_capacity_tokens / HF_PAGE_SIZE)  # the same KV capacity in tokens
     return {**limits, "use_cuda_graph": False} if config.enforce_eager else limits

@@ -23,8 +23,8 @@ from .scheduler import Scheduler, Sequence, SequenceStatus
 from .tokenizer import GPT2Tokenizer
 
 # %% auto #0
-__all__ = ['StepStats', 'EngineObserver', 'argmax_decides', 'EngineRequest', 'LLMEngine', 'add_request', 'step', 'abort',
-           'CompletionOutput', 'RequestOutput', 'run_to_completion', 'LLM']
+__all__ = ['StepStats', 'EngineObserver', 'argmax_decides', 'EngineRequest', 'LLMEngine', 'check_request_prompt', 'add_request',
+           'step', 'abort', 'CompletionOutput', 'RequestOutput', 'run_to_completion', 'LLM']
 
 # %% ../nbs/08b_engine.ipynb #2f622bfc
 @dataclass
@@ -90,12 +90,16 @@ class LLMEngine:
     def has_unfinished_requests(self) -> bool: return bool(self.requests or self.pending)
 
 # %% ../nbs/08b_engine.ipynb #bcc91689
+def check_request_prompt(self: LLMEngine, prompt_ids: list[int]) -> None:
+    "Part 2's prompt rules against the served context, as a `RequestRejected` naming `prompt`."
+    try: check_prompt(prompt_ids, self.config.max_model_len, self.runner.model_config.vocab_size)
+    except ValueError as e: raise RequestRejected(f"{e} (max_model_len = {self.config.max_model_len})", "prompt") from None
+
 def add_request(self: LLMEngine, request_id: str, prompt_ids: list[int], params: SamplingParams, arrival: float | None = None,
                 first_index: int = 0) -> None:
     "Queue a request; its outputs come from later `step()` calls. `arrival`: its `time.monotonic()` (default: now)."
     if request_id in self.requests: raise ValueError(f"request {request_id!r} already exists")
-    try: check_prompt(prompt_ids, self.config.max_model_len, self.runner.model_config.vocab_size)
-    except ValueError as e: raise RequestRejected(str(e), "prompt") from None
+    self.check_prompt(prompt_ids)
     if self.observer: self.observer.on_arrival(request_id, len(prompt_ids), time.monotonic() if arrival is None else arrival)
     if params.max_tokens == 0 and params.prompt_logprobs is None:  # nothing to compute
         self.pending += [(request_id, ChoiceDelta(first_index + i, "", [], "length")) for i in range(params.n)]
@@ -111,7 +115,7 @@ def _add_sequence(self: LLMEngine, req: EngineRequest, index: int, seq: Sequence
     req.unfinished.add(index)
     self.owner[seq.seq_id] = (req, index)
 
-LLMEngine.add_request, LLMEngine._add_sequence = add_request, _add_sequence
+LLMEngine.check_prompt, LLMEngine.add_request, LLMEngine._add_sequence = check_request_prompt, add_request, _add_sequence
 
 # %% ../nbs/08b_engine.ipynb #1bb57df0
 @torch.no_grad()

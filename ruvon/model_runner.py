@@ -97,9 +97,11 @@ def default_decode_mode(config: EngineConfig, device: torch.device, kernels: Pag
     if device.type != "cuda" or kernels is not TRITON_KERNELS: return "eager"
     return "padded" if config.enforce_eager else "graphs"
 
-def check_decode_mode(mode: str, device: torch.device) -> str:
+def check_decode_mode(mode: str, config: EngineConfig, device: torch.device) -> str:
+    "`mode` if it is one of `DECODE_MODES` and can run here under `config`; else a ValueError."
     if mode not in DECODE_MODES: raise ValueError(f"decode_mode must be one of {', '.join(DECODE_MODES)}, got {mode!r}")
     if mode == "graphs" and device.type != "cuda": raise ValueError("decode_mode 'graphs' (CUDA graphs) needs a CUDA device")
+    if mode == "graphs" and config.enforce_eager: raise ValueError("decode_mode 'graphs' contradicts enforce_eager (--enforce-eager)")
     return mode
 
 # %% ../nbs/08_model_runner.ipynb #e3a9969f
@@ -111,7 +113,7 @@ class ModelRunner:
         self.attention_backend = resolve_attention_backend(config.attention_backend, w.device, w.dtype)  # Part 9: prompts
         self.attention = ATTENTION_BACKENDS[self.attention_backend]
         self.kernels = paged_kernels(config.attention_backend, w.device)                                 # Part 12: K/V writes, decodes
-        self.decode_mode = check_decode_mode(decode_mode or default_decode_mode(config, w.device, self.kernels), w.device)
+        self.decode_mode = check_decode_mode(decode_mode or default_decode_mode(config, w.device, self.kernels), config, w.device)
         on_triton = w.device.type == "cuda" and self.kernels is TRITON_KERNELS
         self.model = fused_view(model) if on_triton else model                                           # Part 12b
         self.num_blocks = num_kv_blocks(kv_cache_budget(config, model), model.config, config.block_size, w.dtype, config.max_model_len)
@@ -125,6 +127,7 @@ class ModelRunner:
 @torch.no_grad()
 def execute(self: ModelRunner, batch: ModelInput) -> torch.Tensor:
     "Logits (rows, vocab) of `batch`: each sequence's last `num_logits` positions (default 1), in sequence order."
+    assert batch.num_seqs > 0, "a step computes at least one sequence"
     self.cache.copy_blocks(batch.copies)
     n = self.num_padded(batch)
     parts = [self.graphs.run(batch.token_ids[:n], batch.starts[:n], batch.block_tables[:n])] if n else []

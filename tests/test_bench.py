@@ -64,9 +64,9 @@ def test_latency_with_hf_baseline(tmp_path, standin_6l):
 @pytest.mark.parametrize("args, message", [
     (("throughput", "--num-prompts", 0), "num_prompts must be at least 1"),
     (("throughput", "--input-len-range", 16, 8), "is empty"),
-    (("throughput", "--input-len", 900, "--output-len", 200), "exceed the model's 1024-token context"),
+    (("throughput", "--input-len", 900, "--output-len", 200), "exceed the context of 1024 tokens (max_model_len"),
     (("throughput", "--baseline", "vllm"), "unknown baseline 'vllm'"),
-    (("latency", "--input-len", 1000, "--output-len", 100), "exceed the model's 1024-token context"),
+    (("latency", "--input-len", 1000, "--output-len", 100), "exceed the context of 1024 tokens (max_model_len"),
     (("latency", "--attention-backend", "xformers"), "attention_backend (--attention-backend) must be one of auto, eager, sdpa, flash, triton"),
     (("latency", "--attention-backend", "triton", "--device", "cpu"), "the triton attention backend needs a CUDA GPU"),
 ])

@@ -68,3 +68,10 @@ def test_baseline_only_shrinks(repo, capsys):
     notebook(repo / "nbs" / "01a_alpha.ipynb", "#| default_exp alpha", "#| export\ndef a(): return 1")
     assert check_order.main(args) == 1                                       # fixed, but still listed
     assert "FIXED, still listed: nbs/01a_alpha.ipynb imports ruvon.gamma" in capsys.readouterr().err
+
+
+def test_lazy_package_names_count(repo):
+    "`from ruvon import X` where `ruvon/__init__.py` loads X lazily (PEP 562 `_LAZY`) is an import of X's module."
+    (repo / "ruvon" / "__init__.py").write_text('_LAZY = {"g": "gamma"}\ndef __getattr__(name): ...\n')
+    notebook(repo / "nbs" / "01b_beta.ipynb", "#| default_exp beta", "from ruvon import g  # lazy: forward to Part 2")
+    assert "nbs/01b_beta.ipynb imports ruvon.gamma (nbs/02_gamma.ipynb)" in [str(f) for f in check_order.forward_imports(repo)]

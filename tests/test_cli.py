@@ -58,7 +58,7 @@ def test_dummy_weights_generate():
     (("serve", "STANDIN", "--max-model-len", "0"), "max_model_len (--max-model-len) must be an integer of at least 2, got 0"),
     (("serve", "STANDIN", "--max-model-len", "4096", "--max-num-batched-tokens", "4096"), "must be at most the model's context length (n_positions = 1024)"),
     (("serve", "STANDIN", "--attention-backend", "flsh"), "attention_backend (--attention-backend) must be one of"),
-    (("bench", "latency", "STANDIN", "--max-model-len", "8", "--input-len", "8", "--output-len", "4"), "exceed the model's 8-token context"),
+    (("bench", "latency", "STANDIN", "--max-model-len", "8", "--input-len", "8", "--output-len", "4"), "exceed the context of 8 tokens (max_model_len, --max-model-len)"),
 ])
 def test_bad_input_is_one_line(standin_2l, args, message):
     r = ruvon(*[standin_2l if a == "STANDIN" else a for a in args])

@@ -194,3 +194,17 @@ def test_logprobs_bad_values(server):
         assert r.status_code == 400 and r.json()["error"]["param"] == "logprobs"
     r = httpx.post(f"{server}/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})
     assert r.status_code == 400 and r.json()["error"]["param"] == "top_logprobs"
+
+
+def test_short_context_serves_on_a_small_kv_pool(standin_2l, ruvon_server):
+    "`--max-model-len 256` with a pool of 300 tokens' KV (less than one 1,024-token context) starts and serves 256-token contexts."
+    from ruvon.kv_cache import kv_cache_bytes_per_token
+    from ruvon.loading import load_config
+    pool = 300 * kv_cache_bytes_per_token(load_config(str(standin_2l)), torch.float32)
+    url = ruvon_server(standin_2l, "--max-model-len", "256", "--kv-cache-memory", str(pool))[1]
+    assert httpx.get(f"{url}/v1/models").json()["data"][0]["max_model_len"] == 256
+    ok = httpx.post(f"{url}/v1/completions", json={"model": MODEL, "prompt": "ROMEO:", "max_tokens": 250, "temperature": 0, "ignore_eos": True}, timeout=120)
+    assert ok.status_code == 200 and ok.json()["usage"]["total_tokens"] == 253
+    too_long = httpx.post(f"{url}/v1/completions", json={"model": MODEL, "prompt": "ROMEO:", "max_tokens": 254})
+    assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "context_length_exceeded"
+    assert "maximum context length is 256 tokens" in too_long.json()["error"]["message"]
