@@ -96,7 +96,7 @@ def _decode(ids):
 @pytest.mark.parametrize("options, message", [
     (dict(block_size=0), "block_size (--block-size) must be an integer of at least 1, got 0"),
     (dict(attention_backend="flsh"), "attention_backend (--attention-backend) must be one of"),
-    (dict(max_model_len=0), "max_model_len (--max-model-len) must be an integer of at least 2, got 0"),
+    (dict(max_model_len=0), "max_model_len (--max-model-len) must be an integer of at least 2"),
     (dict(max_model_len=2048, max_num_batched_tokens=2048), "max_model_len (--max-model-len) must be at most the model's context length (n_positions = 1024), got 2048"),
     (dict(gpu_memory_utilization=0), "gpu_memory_utilization (--gpu-memory-utilization) must be in (0, 1]"),
 ])
