@@ -100,6 +100,8 @@ def add_request(self: LLMEngine, request_id: str, prompt_ids: list[int], params:
     "Queue a request; its outputs come from later `step()` calls. `arrival`: its `time.monotonic()` (default: now)."
     if request_id in self.requests: raise ValueError(f"request {request_id!r} already exists")
     self.check_prompt(prompt_ids)
+    try: params.check_vocab(self.runner.model_config.vocab_size)
+    except ValueError as e: raise RequestRejected(str(e), "logit_bias") from None
     if self.observer: self.observer.on_arrival(request_id, len(prompt_ids), time.monotonic() if arrival is None else arrival)
     if params.max_tokens == 0 and params.prompt_logprobs is None:  # nothing to compute
         self.pending += [(request_id, ChoiceDelta(first_index + i, "", [], "length")) for i in range(params.n)]

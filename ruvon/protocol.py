@@ -58,7 +58,7 @@ class SamplingRequest(BaseModel):
 
 # %% ../nbs/04a_protocol.ipynb #fb4967f9
 _PARAM_NAMES = ("n", "max_tokens", "temperature", "top_p", "top_k", "min_p", "presence_penalty",
-                "frequency_penalty", "repetition_penalty", "logit_bias", "stop", "logprobs", "prompt_logprobs")
+                "frequency_penalty", "repetition_penalty", "logit_bias", "seed", "stop", "logprobs", "prompt_logprobs")
 
 def sampling_params(req: SamplingRequest, max_tokens: int, extra_stop: list[str] = (), logprobs: int | None = None,
                     prompt_logprobs: int | None = None) -> SamplingParams:

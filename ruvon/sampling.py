@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import torch
 
 # %% auto #0
-__all__ = ['NEG_INF', 'SamplingParams', 'apply_logit_bias', 'apply_penalties', 'top_k_filter', 'top_p_filter', 'min_p_filter',
-           'Sampler', 'processed', 'sample_token', 'StopChecker']
+__all__ = ['GREEDY_BELOW', 'SEED_RANGE', 'NEG_INF', 'FLOAT32_MAX', 'SamplingParams', 'apply_logit_bias', 'apply_penalties',
+           'top_k_filter', 'top_p_filter', 'min_p_filter', 'Sampler', 'processed', 'sample_token', 'StopChecker']
 
 # %% ../nbs/05_sampling.ipynb #15cad51b
 @dataclass
@@ -41,9 +41,16 @@ class SamplingParams:
             if not check(self): raise ValueError(message.format(p=self))
 
     @property
-    def is_greedy(self) -> bool: return self.temperature == 0
+    def is_greedy(self) -> bool: return self.temperature < GREEDY_BELOW
+
+    def check_vocab(self, vocab_size: int) -> None:
+        "Refuse `logit_bias` token ids the model's vocabulary does not have."
+        if any(t >= vocab_size for t in self.logit_bias): raise ValueError(f"logit_bias token ids must be below the vocabulary size {vocab_size}")
 
 # %% ../nbs/05_sampling.ipynb #10138530
+GREEDY_BELOW = 1e-5  # as vLLM: a temperature this small is greedy (dividing logits by it would overflow float32)
+SEED_RANGE = (-(2**63), 2**63)  # what a torch.Generator takes, with room for the choice index added to it
+
 _CHECKS = [
     (lambda p: p.n >= 1, "n must be at least 1, got {p.n}"),
     (lambda p: p.max_tokens >= 0, "max_tokens must be at least 0, got {p.max_tokens}"),
@@ -55,6 +62,8 @@ _CHECKS = [
     (lambda p: -2 <= p.frequency_penalty <= 2, "frequency_penalty must be in [-2, 2], got {p.frequency_penalty}"),
     (lambda p: p.repetition_penalty > 0, "repetition_penalty must be > 0, got {p.repetition_penalty}"),
     (lambda p: all(-100 <= v <= 100 for v in p.logit_bias.values()), "logit_bias values must be in [-100, 100]"),
+    (lambda p: all(t >= 0 for t in p.logit_bias), "logit_bias token ids must be at least 0"),
+    (lambda p: p.seed is None or SEED_RANGE[0] <= p.seed < SEED_RANGE[1], "seed must be in [-2**63, 2**63), got {p.seed}"),
     (lambda p: all(isinstance(s, str) and s for s in p.stop), "stop strings must be non-empty strings"),
     (lambda p: p.logprobs is None or 0 <= p.logprobs <= 20, "logprobs must be in [0, 20], got {p.logprobs}"),
     (lambda p: p.prompt_logprobs is None or 0 <= p.prompt_logprobs <= 20, "prompt_logprobs must be in [0, 20], got {p.prompt_logprobs}"),
@@ -88,12 +97,12 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     return logits.masked_fill(logits < kth, NEG_INF)
 
 def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
-    "Keep the smallest set of likeliest tokens whose probability mass reaches `p`."
+    "Keep the smallest set of likeliest tokens whose probability mass reaches `p` (the likeliest always)."
     if p >= 1.0: return logits
     probs, order = logits.softmax(-1).sort(descending=True)
-    mass_before = probs.cumsum(-1) - probs  # mass of strictly likelier tokens
-    drop = torch.zeros_like(logits, dtype=torch.bool).scatter(0, order, mass_before >= p)
-    return logits.masked_fill(drop, NEG_INF)
+    drop_sorted = probs.cumsum(-1) - probs >= p  # mass of strictly likelier tokens reaches p
+    drop_sorted[0] = False                       # however small p is, and however the cumulative sum rounds
+    return logits.masked_fill(torch.zeros_like(logits, dtype=torch.bool).scatter(0, order, drop_sorted), NEG_INF)
 
 def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
     "Keep tokens whose probability is at least `min_p` times the top token's."
@@ -124,8 +133,10 @@ def processed(self: Sampler, logits: torch.Tensor) -> torch.Tensor:
     p, logits = self.params, logits.float()
     logits = apply_penalties(apply_logit_bias(logits, p.logit_bias), self.prompt_ids, self.output_ids, p)
     if p.is_greedy: return logits
-    logits = logits / p.temperature
+    logits = (logits / p.temperature).clamp(-FLOAT32_MAX, FLOAT32_MAX)  # a tiny penalty or temperature overflows: keep it finite
     return min_p_filter(top_p_filter(top_k_filter(logits, p.top_k), p.top_p), p.min_p)
+
+FLOAT32_MAX = torch.finfo(torch.float32).max
 
 def sample_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
     "Argmax when greedy, else one draw from softmax(logits) with `generator`."

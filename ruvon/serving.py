@@ -117,7 +117,13 @@ def _check_context(self: OpenAIServing, prompt_len: int, max_tokens: int) -> Non
                        f"{prompt_len + max_tokens} tokens ({prompt_len} in the prompt, {max_tokens} for the completion). "
                        "Please reduce the length of the prompt or max_tokens.", param="max_tokens", code="context_length_exceeded")
 
-OpenAIServing.prompt_ids, OpenAIServing.check_context = _prompt_ids, _check_context
+def _in_vocab(self: OpenAIServing, params: SamplingParams) -> SamplingParams:
+    "`params`, if its `logit_bias` names only tokens of the vocabulary (else a 400 naming `logit_bias`)."
+    try: params.check_vocab(self.tokenizer.vocab_size)
+    except ValueError as e: raise APIError(str(e), param="logit_bias") from None
+    return params
+
+OpenAIServing.prompt_ids, OpenAIServing.check_context, OpenAIServing.in_vocab = _prompt_ids, _check_context, _in_vocab
 
 # %% ../nbs/04b_serving.ipynb #539a155c
 def plan_completion(self: OpenAIServing, req: CompletionRequest) -> Plan:
@@ -127,7 +133,7 @@ def plan_completion(self: OpenAIServing, req: CompletionRequest) -> Plan:
     if req.best_of not in (None, req.n): raise APIError("best_of must equal n (server-side best-of is not supported)", param="best_of")
     max_tokens = 16 if req.max_tokens is None else req.max_tokens
     prompt_lps = req.logprobs if req.echo else None  # echo + logprobs: the prompt's tokens get logprobs too
-    params, prompts = sampling_params(req, max_tokens, logprobs=req.logprobs, prompt_logprobs=prompt_lps), self.prompt_ids(req.prompt)
+    params, prompts = self.in_vocab(sampling_params(req, max_tokens, logprobs=req.logprobs, prompt_logprobs=prompt_lps)), self.prompt_ids(req.prompt)
     for p in prompts: self.check_context(len(p), max_tokens)
     return Plan(prompts, params, echo=req.echo)
 
@@ -140,7 +146,7 @@ def plan_chat(self: OpenAIServing, req: ChatCompletionRequest) -> Plan:
     max_tokens = self.max_model_len - len(prompt) if requested is None else requested
     self.check_context(len(prompt), max_tokens)
     logprobs = (req.top_logprobs or 0) if req.logprobs else None
-    return Plan([prompt], sampling_params(req, max_tokens, extra_stop=[CHAT_STOP], logprobs=logprobs), chat=True)
+    return Plan([prompt], self.in_vocab(sampling_params(req, max_tokens, extra_stop=[CHAT_STOP], logprobs=logprobs)), chat=True)
 
 OpenAIServing.plan_completion, OpenAIServing.plan_chat = plan_completion, plan_chat
 

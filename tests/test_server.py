@@ -1,5 +1,6 @@
 """A real `ruvon serve` process driven by the official openai SDK (sync and async) and by raw HTTP."""
 import asyncio
+import json
 import time
 
 import httpx
@@ -208,3 +209,36 @@ def test_short_context_serves_on_a_small_kv_pool(standin_2l, ruvon_server):
     too_long = httpx.post(f"{url}/v1/completions", json={"model": MODEL, "prompt": "ROMEO:", "max_tokens": 254})
     assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "context_length_exceeded"
     assert "maximum context length is 256 tokens" in too_long.json()["error"]["message"]
+
+
+BAD_FOR_EVERYONE_BEFORE = [  # issue #12: each of these once ended every stream in flight with the attacker's error
+    ({"logit_bias": {"60000": -100}}, 400, "logit_bias"),
+    ({"seed": 18446744073709551616}, 400, "seed"),
+    ({"temperature": 1e-300}, 200, None),
+    ({"top_p": 1e-300}, 200, None),
+    ({"repetition_penalty": 1e-300}, 200, None),
+]
+
+
+def test_extreme_parameters_hurt_no_other_request(server):
+    "Three streams run while each extreme request is sent: it gets a clean 400 or tokens, and the streams all finish normally."
+    async def victim(http):
+        body = {"model": MODEL, "prompt": "ROMEO:", "max_tokens": 40, "temperature": 0, "ignore_eos": True, "stream": True}
+        async with http.stream("POST", f"{server}/v1/completions", json=body) as r:
+            events = [line async for line in r.aiter_lines() if line.startswith("data: ")]
+        return r.status_code, events
+    async def run():
+        async with httpx.AsyncClient(timeout=120) as http:
+            victims = [asyncio.create_task(victim(http)) for _ in range(3)]
+            await asyncio.sleep(0.5)
+            answers = [await http.post(f"{server}/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 4, **extra})
+                       for extra, _, _ in BAD_FOR_EVERYONE_BEFORE]
+            return answers, await asyncio.gather(*victims)
+    answers, victims = asyncio.run(run())
+    for r, (extra, status, param) in zip(answers, BAD_FOR_EVERYONE_BEFORE):
+        assert r.status_code == status, (extra, r.text)
+        if param: assert r.json()["error"]["param"] == param, r.text
+        else: assert r.json()["usage"]["completion_tokens"] == 4
+    for status, events in victims:
+        assert status == 200 and events[-1] == "data: [DONE]" and not any('"error"' in e for e in events)
+        assert json.loads(events[-2][6:])["choices"][0]["finish_reason"] == "length"
