@@ -102,6 +102,8 @@ def add_request(self: LLMEngine, request_id: str, prompt_ids: list[int], params:
     self.check_prompt(prompt_ids)
     try: params.check_vocab(self.runner.model_config.vocab_size)
     except ValueError as e: raise RequestRejected(str(e), "logit_bias") from None
+    if params.n > self.config.max_num_seqs:  # a request's choices are forked into the running batch together
+        raise RequestRejected(f"n ({params.n}) must be at most max_num_seqs ({self.config.max_num_seqs}, --max-num-seqs)", "n")
     if self.observer: self.observer.on_arrival(request_id, len(prompt_ids), time.monotonic() if arrival is None else arrival)
     if params.max_tokens == 0 and params.prompt_logprobs is None:  # nothing to compute
         self.pending += [(request_id, ChoiceDelta(first_index + i, "", [], "length")) for i in range(params.n)]

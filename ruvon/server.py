@@ -17,14 +17,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .protocol import APIError, ChatCompletionRequest, CompletionRequest
 from .serving import OpenAIServing, Plan, SerialEngine
 
 # %% auto #0
-__all__ = ['error_response', 'validation_error', 'install_error_handlers', 'Admission', 'Ticket', 'within_deadline', 'stream',
-           'sse', 'respond', 'ServerState', 'load_in_background', 'build_app', 'TokenizeRequest', 'DetokenizeRequest',
-           'add_routes', 'add_token_routes', 'serving_for']
+__all__ = ['error_response', 'validation_error', 'http_error', 'install_error_handlers', 'Admission', 'Ticket', 'within_deadline',
+           'stream', 'sse', 'respond', 'ServerState', 'load_in_background', 'build_app', 'TokenizeRequest',
+           'DetokenizeRequest', 'add_routes', 'add_token_routes', 'serving_for']
 
 # %% ../nbs/04c_server.ipynb #b8701245
 def error_response(e: APIError) -> JSONResponse:
@@ -38,10 +39,16 @@ def validation_error(exc: RequestValidationError) -> APIError:
     where = ".".join(loc)
     return APIError(f"{where + ': ' if where else ''}{err.get('msg')}", param=loc[0] if loc else None)
 
+def http_error(exc: StarletteHTTPException) -> APIError:
+    "Starlette's own errors (404 for an unknown route, 405 for a wrong method) in OpenAI's error shape."
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    return APIError(str(exc.detail), status=exc.status_code, code=code, headers=dict(exc.headers or {}))
+
 def install_error_handlers(app: FastAPI) -> None:
     "400 for validation errors, the APIError's status for serving errors, 500 (and keep serving) for bugs."
     app.exception_handler(APIError)(lambda request, e: error_response(e))
     app.exception_handler(RequestValidationError)(lambda request, e: error_response(validation_error(e)))
+    app.exception_handler(StarletteHTTPException)(lambda request, e: error_response(http_error(e)))  # unknown routes, wrong methods
     app.exception_handler(Exception)(lambda request, e: error_response(APIError(f"internal error: {type(e).__name__}: {e}", 500, "internal_server_error")))
 
 # %% ../nbs/04c_server.ipynb #4bac6b59
@@ -201,7 +208,8 @@ def add_token_routes(app: FastAPI, state: ServerState) -> None:
     def tokenize(req: TokenizeRequest):
         s = state.ready()
         if req.model is not None: s.check_model(req.model)
-        tokens = s.tokenizer.encode(req.prompt)
+        try: tokens = s.tokenizer.encode(req.prompt)
+        except ValueError as e: raise APIError(str(e), param="prompt") from None
         return {"tokens": tokens, "count": len(tokens), "max_model_len": s.max_model_len}
 
     @app.post("/detokenize")

@@ -100,15 +100,15 @@ class OpenAIServing:
             raise APIError(f"The model `{name}` does not exist. This server serves `{self.model_name}`.", status=404, param="model", code="model_not_found")
 
 # %% ../nbs/04b_serving.ipynb #1c05087e
-def _prompt_ids(self: OpenAIServing, prompt) -> list[list[int]]:
-    "Normalise the four prompt shapes to lists of token ids, refusing what Part 2's `check_prompt` refuses."
+def _prompt_ids(self: OpenAIServing, prompt, param: str = "prompt") -> list[list[int]]:
+    "Normalise the four prompt shapes to lists of token ids, refusing what Part 2's `check_prompt` refuses (400s naming `param`)."
     if isinstance(prompt, str): prompt = [prompt]
-    if not prompt: raise APIError("prompt must not be an empty list", param="prompt")
+    if not prompt: raise APIError(f"{param} must not be an empty list", param=param)
     if all(isinstance(p, int) for p in prompt): prompt = [prompt]
-    ids = [self.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompt]
-    for p in ids:  # Part 2's prompt rules, as 400s
-        try: check_prompt(p, self.max_model_len, self.tokenizer.vocab_size)
-        except ValueError as e: raise APIError(str(e), param="prompt") from None
+    try:
+        ids = [self.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompt]  # invalid Unicode: ValueError
+        for p in ids: check_prompt(p, self.max_model_len, self.tokenizer.vocab_size)
+    except ValueError as e: raise APIError(str(e), param=param) from None
     return ids
 
 def _check_context(self: OpenAIServing, prompt_len: int, max_tokens: int) -> None:
@@ -141,7 +141,7 @@ def plan_chat(self: OpenAIServing, req: ChatCompletionRequest) -> Plan:
     "Validate a chat request; the transcript template of Part 4a becomes the prompt."
     self.check_model(req.model)
     if req.top_logprobs is not None and not req.logprobs: raise APIError("top_logprobs requires logprobs to be true", param="top_logprobs")
-    prompt = self.prompt_ids(render_chat(req.messages))[0]
+    prompt = self.prompt_ids(render_chat(req.messages), param="messages")[0]
     requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     max_tokens = self.max_model_len - len(prompt) if requested is None else requested
     self.check_context(len(prompt), max_tokens)

@@ -13,7 +13,7 @@ import regex
 
 # %% auto #0
 __all__ = ['GPT2_SPLIT_PATTERN', 'EOS_TOKEN', 'bytes_to_unicode', 'split_words', 'bpe_merge', 'read_merges', 'GPT2Tokenizer',
-           'encode_python', 'encode', 'token_bytes', 'decode', 'tokenizer_from_files']
+           'encode_python', 'encode', 'check_unicode', 'token_bytes', 'decode', 'tokenizer_from_files']
 
 # %% ../nbs/01a_tokenizer.ipynb #9545ef8f
 @lru_cache
@@ -96,9 +96,15 @@ def encode_python(self: GPT2Tokenizer, text: str) -> list[int]:
     return ids
 
 def encode(self: GPT2Tokenizer, text: str) -> list[int]:
-    "Encode `text` to token ids with this tokenizer's backend."
+    "Encode `text` to token ids with this tokenizer's backend; text that is not valid Unicode is a ValueError."
     if not isinstance(text, str): raise TypeError(f"encode expects a str, got {type(text).__name__}")
+    check_unicode(text)
     return self._fast.encode(text).ids if self._fast is not None else self.encode_python(text)
+
+def check_unicode(text: str) -> None:
+    "Refuse a lone surrogate (half of a UTF-16 pair, like JSON's `\\ud800`): it has no UTF-8 bytes to tokenize."
+    try: text.encode("utf-8")
+    except UnicodeEncodeError as e: raise ValueError(f"the text is not valid Unicode: a lone surrogate U+{ord(text[e.start]):04X} at character {e.start}") from None
 
 GPT2Tokenizer._encode_chunk, GPT2Tokenizer.encode_python, GPT2Tokenizer.encode = _encode_chunk, encode_python, encode
 

@@ -242,3 +242,20 @@ def test_extreme_parameters_hurt_no_other_request(server):
     for status, events in victims:
         assert status == 200 and events[-1] == "data: [DONE]" and not any('"error"' in e for e in events)
         assert json.loads(events[-2][6:])["choices"][0]["finish_reason"] == "length"
+
+
+def test_lone_surrogates_unknown_routes_and_huge_n_are_clean_errors(server):
+    "A lone surrogate is a 400 naming its field; unknown routes and wrong methods answer in OpenAI's shape; n beyond the batch is a 400."
+    def post(path, body):
+        return httpx.post(f"{server}{path}", content=json.dumps(body), headers={"content-type": "application/json"}, timeout=60)
+    for path, body, param in [("/v1/completions", {"model": MODEL, "prompt": "Hi \ud800"}, "prompt"),
+                              ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "\ud800"}]}, "messages"),
+                              ("/tokenize", {"prompt": "\udfff"}, "prompt")]:
+        r = post(path, body)
+        assert r.status_code == 400 and r.json()["error"]["param"] == param and "lone surrogate" in r.json()["error"]["message"], r.text
+    missing, wrong = httpx.get(f"{server}/v1/nothing"), httpx.get(f"{server}/v1/completions")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed" and "POST" in wrong.headers["allow"]
+    r = post("/v1/completions", {"model": MODEL, "prompt": "Hi", "max_tokens": 1, "n": 100000})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "n", r.text
+    assert post("/v1/completions", {"model": MODEL, "prompt": "Hi", "max_tokens": 2}).status_code == 200
