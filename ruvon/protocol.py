@@ -15,8 +15,8 @@ from .sampling import SamplingParams
 
 # %% auto #0
 __all__ = ['CHAT_STOP', 'APIError', 'StreamOptions', 'SamplingRequest', 'sampling_params', 'CompletionRequest', 'ChatMessage',
-           'ChatCompletionRequest', 'render_chat', 'new_id', 'envelope', 'usage', 'completion_choice', 'chat_choice',
-           'chat_chunk_choice']
+           'ChatCompletionRequest', 'render_chat', 'check_supported', 'new_id', 'envelope', 'usage',
+           'completion_choice', 'chat_choice', 'chat_chunk_choice']
 
 # %% ../nbs/04a_protocol.ipynb #65b02374
 class APIError(Exception):
@@ -84,9 +84,17 @@ class CompletionRequest(SamplingRequest):
     best_of: Optional[int] = None
 
 class ChatMessage(BaseModel):
+    "One message: its text, or OpenAI's list of content parts (text parts only: a text model reads no images)."
     model_config = ConfigDict(extra="allow")
-    role: Literal["system", "user", "assistant"]
-    content: str
+    role: Literal["system", "developer", "user", "assistant"]
+    content: Union[str, list[dict]]
+
+    def text(self) -> str:
+        "The message's text; a part of another type than text is a 400 naming it."
+        if isinstance(self.content, str): return self.content
+        other = sorted({str(p.get("type")) for p in self.content if p.get("type") != "text" or not isinstance(p.get("text"), str)})
+        if other: raise APIError(f"content parts of type {', '.join(other)} are not supported: this server reads text parts only", param="messages")
+        return "".join(p["text"] for p in self.content)
 
 class ChatCompletionRequest(SamplingRequest):
     "POST /v1/chat/completions"
@@ -97,12 +105,21 @@ class ChatCompletionRequest(SamplingRequest):
 
 # %% ../nbs/04a_protocol.ipynb #84b066cb
 CHAT_STOP = "\nUser:"
-_SPEAKERS = {"user": "User", "assistant": "Assistant"}
+_SPEAKERS = {"user": "User", "assistant": "Assistant"}  # system and developer messages (OpenAI's newer name) are plain paragraphs
 
 def render_chat(messages: list[ChatMessage]) -> str:
     "The transcript prompt for `messages`, ending with 'Assistant:' for the model to continue."
-    parts = [f"{m.content}\n\n" if m.role == "system" else f"{_SPEAKERS[m.role]}: {m.content}\n" for m in messages]
+    parts = [f"{m.text()}\n\n" if m.role in ("system", "developer") else f"{_SPEAKERS[m.role]}: {m.text()}\n" for m in messages]
     return "".join(parts) + "Assistant:"
+
+# %% ../nbs/04a_protocol.ipynb #c3d6bf05
+_UNSUPPORTED = {"response_format": lambda v: v not in (None, {"type": "text"}), "tools": bool, "functions": bool,
+                "tool_choice": lambda v: v not in (None, "none"), "function_call": lambda v: v not in (None, "none")}
+
+def check_supported(req: SamplingRequest) -> None:
+    "A 400 naming the first requested option this server does not implement (structured output, tools)."
+    for name, requested in _UNSUPPORTED.items():
+        if requested((req.model_extra or {}).get(name)): raise APIError(f"{name} is not supported by this server", param=name)
 
 # %% ../nbs/04a_protocol.ipynb #9abc899f
 def new_id(prefix: str) -> str:

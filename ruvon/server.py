@@ -25,11 +25,13 @@ from .serving import OpenAIServing, Plan, SerialEngine
 # %% auto #0
 __all__ = ['error_response', 'validation_error', 'http_error', 'install_error_handlers', 'Admission', 'Ticket', 'within_deadline',
            'stream', 'sse', 'respond', 'ServerState', 'load_in_background', 'build_app', 'TokenizeRequest',
-           'DetokenizeRequest', 'add_routes', 'add_token_routes', 'serving_for']
+           'DetokenizeRequest', 'model_card', 'add_routes', 'add_token_routes', 'serving_for']
 
 # %% ../nbs/04c_server.ipynb #b8701245
 def error_response(e: APIError) -> JSONResponse:
-    return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
+    "OpenAI's error body with the error's status; a 5xx also closes the connection, so a client's next request starts clean."
+    headers = {**(e.headers or {}), **({"Connection": "close"} if e.status >= 500 else {})}
+    return JSONResponse(e.body(), status_code=e.status, headers=headers)
 
 def validation_error(exc: RequestValidationError) -> APIError:
     "The first pydantic error as a 400 APIError naming the field."
@@ -179,6 +181,10 @@ class DetokenizeRequest(BaseModel):
     tokens: list[int]
     model: str | None = None
 
+def model_card(s: OpenAIServing) -> dict:
+    "The served model as OpenAI's `/v1/models` lists it, with vLLM's `max_model_len`."
+    return {"id": s.model_name, "object": "model", "created": int(time.time()), "owned_by": "ruvon", "max_model_len": s.max_model_len}
+
 def add_routes(app: FastAPI, state: ServerState) -> None:
     @app.get("/health")
     def health():
@@ -188,7 +194,13 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
     @app.get("/v1/models")
     def models():
         s = state.ready()
-        return {"object": "list", "data": [{"id": s.model_name, "object": "model", "created": int(time.time()), "owned_by": "ruvon", "max_model_len": s.max_model_len}]}
+        return {"object": "list", "data": [model_card(s)]}
+
+    @app.get("/v1/models/{model_id:path}")
+    def model(model_id: str):
+        s = state.ready()
+        s.check_model(model_id)
+        return model_card(s)
 
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest):

@@ -18,7 +18,7 @@ from .logprobs import TokenLogprob, chat_logprobs, completion_logprobs, prompt_l
 from .model import GPT2
 from .outputs import DONE, ChoiceDelta, ChoiceState, Engine, EngineDeadError, RequestRejected, channel, receive
 from .protocol import (CHAT_STOP, APIError, ChatCompletionRequest, CompletionRequest, chat_choice, chat_chunk_choice,
-                            completion_choice, envelope, new_id, render_chat, sampling_params, usage)
+                            check_supported, completion_choice, envelope, new_id, render_chat, sampling_params, usage)
 from .sampling import SamplingParams
 from .tokenizer import GPT2Tokenizer
 
@@ -129,6 +129,7 @@ OpenAIServing.prompt_ids, OpenAIServing.check_context, OpenAIServing.in_vocab = 
 def plan_completion(self: OpenAIServing, req: CompletionRequest) -> Plan:
     "Validate a completion request completely, before any generation."
     self.check_model(req.model)
+    check_supported(req)
     if req.suffix is not None: raise APIError("suffix is not supported by this server", param="suffix")
     if req.best_of not in (None, req.n): raise APIError("best_of must equal n (server-side best-of is not supported)", param="best_of")
     max_tokens = 16 if req.max_tokens is None else req.max_tokens
@@ -140,6 +141,7 @@ def plan_completion(self: OpenAIServing, req: CompletionRequest) -> Plan:
 def plan_chat(self: OpenAIServing, req: ChatCompletionRequest) -> Plan:
     "Validate a chat request; the transcript template of Part 4a becomes the prompt."
     self.check_model(req.model)
+    check_supported(req)
     if req.top_logprobs is not None and not req.logprobs: raise APIError("top_logprobs requires logprobs to be true", param="top_logprobs")
     prompt = self.prompt_ids(render_chat(req.messages), param="messages")[0]
     requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
@@ -200,7 +202,8 @@ async def stream(self: OpenAIServing, plan: Plan, include_usage: bool = False) -
     kind = ("chatcmpl", "chat.completion.chunk") if plan.chat else ("cmpl", "text_completion")
     rid, opened, num_tokens, offsets, costs = new_id(kind[0]), set(), 0, {}, []
     wants = plan.params.logprobs is not None
-    chunk = lambda choices, u=None: envelope(rid, kind[1], self.model_name, choices, u)
+    usage_key = lambda u: {"usage": u} if include_usage else {}  # with include_usage, OpenAI sends usage: null until the last chunk
+    chunk = lambda choices, u=None: {**envelope(rid, kind[1], self.model_name, choices), **usage_key(u)}
     async for d in self.run_plan(plan):
         num_tokens += len(d.token_ids)
         if d.cost_usd is not None: costs.append(d.cost_usd)

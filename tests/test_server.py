@@ -259,3 +259,24 @@ def test_lone_surrogates_unknown_routes_and_huge_n_are_clean_errors(server):
     r = post("/v1/completions", {"model": MODEL, "prompt": "Hi", "max_tokens": 1, "n": 100000})
     assert r.status_code == 400 and r.json()["error"]["param"] == "n", r.text
     assert post("/v1/completions", {"model": MODEL, "prompt": "Hi", "max_tokens": 2}).status_code == 200
+
+
+def test_openai_shapes_of_today(client, server):
+    "The developer role and text content parts are read; images, tools and JSON mode are refused by name; /v1/models/{id}; usage: null until the last chunk."
+    r = client.chat.completions.create(model=MODEL, max_tokens=5, temperature=0, messages=[
+        {"role": "developer", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "What is "}, {"type": "text", "text": "a table?"}]}])
+    same = client.chat.completions.create(model=MODEL, max_tokens=5, temperature=0, messages=[
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is a table?"}])
+    assert r.choices[0].message.content == same.choices[0].message.content
+    for extra, param in [({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]}, "messages"),
+                         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+                         ({"response_format": {"type": "json_object"}}, "response_format")]:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, **extra}
+        bad = httpx.post(f"{server}/v1/chat/completions", json=body)
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == param, bad.text
+    assert client.models.retrieve(MODEL).id == MODEL
+    with pytest.raises(openai.NotFoundError): client.models.retrieve("gpt-4")
+    body = {"model": MODEL, "prompt": "Hi", "max_tokens": 3, "stream": True, "stream_options": {"include_usage": True}}
+    with httpx.stream("POST", f"{server}/v1/completions", json=body, timeout=60) as s:
+        chunks = [json.loads(line[6:]) for line in s.iter_lines() if line.startswith("data: {")]
+    assert all("usage" in c for c in chunks) and all(c["usage"] is None for c in chunks[:-1]) and chunks[-1]["usage"]["completion_tokens"] == 3
