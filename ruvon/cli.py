@@ -9,6 +9,7 @@ import json
 import sys
 import functools
 import inspect
+import os
 from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Annotated, Callable, Optional
@@ -25,8 +26,8 @@ __all__ = ['app', 'THROUGHPUT_DEFAULTS', 'LATENCY_DEFAULTS', 'LOADTEST_DEFAULTS'
            'WEIGHT_BITS', 'bench_app', 'ModelArg', 'DtypeOpt', 'DeviceOpt', 'LoadFormatOpt', 'BaselineOpt', 'JsonOpt',
            'SPEEDUP_LABELS', 'DEFAULT_CONCURRENCY', 'main', 'user_error_types', 'user_errors', 'require',
            'engine_option', 'engine_options', 'generate', 'text_printer', 'print_stats', 'model_info', 'info', 'serve',
-           'run_until_drained', 'length_range', 'run_bench', 'metric_rows', 'bench_table', 'throughput', 'latency',
-           'spread_values', 'SweepCommand', 'check_outputs', 'loadtest']
+           'exit_with', 'run_until_drained', 'length_range', 'run_bench', 'metric_rows', 'bench_table', 'throughput',
+           'latency', 'spread_values', 'SweepCommand', 'check_outputs', 'loadtest']
 
 # %% ../nbs/cli.ipynb #ad0f2ff4
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -215,11 +216,16 @@ def serve(
     name = served_model_name or model
     engine = lambda m, t: AsyncLLMEngine(m, t, config, observer=CostTelemetry(name, config.max_model_len, gpu_cost_per_hour))
     app_ = build_app(serving_for(model, served_model_name, engine, dtype=dtype, device=device, load_format=load_format), admission,
-                     extensions=[serve_telemetry])  # Part 11: /metrics and the dashboard
+                     extensions=[serve_telemetry], on_load_failure=exit_with)  # Part 11: /metrics and the dashboard
     log_requests()  # Part 11: one JSON line per finished request, on stderr
     run_until_drained(app_, admission, host, port, drain_timeout)
 
 # %% ../nbs/cli.ipynb #4eb830e9
+def exit_with(reason: str) -> None:
+    "A model that failed to load: say why on stderr and end the process with status 1 (nothing is in flight yet)."
+    print(f"error: {reason}", file=sys.stderr, flush=True)
+    os._exit(1)
+
 def run_until_drained(app_, admission, host: str, port: int, drain_timeout: float) -> None:
     "Run uvicorn; on SIGTERM/SIGINT refuse new requests at once, let those in flight finish (up to `drain_timeout` s), exit."
     import signal

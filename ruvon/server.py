@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -14,7 +15,7 @@ from typing import AsyncIterator, Callable, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,8 +25,9 @@ from .serving import OpenAIServing, Plan, SerialEngine
 
 # %% auto #0
 __all__ = ['error_response', 'validation_error', 'http_error', 'install_error_handlers', 'Admission', 'Ticket', 'within_deadline',
-           'stream', 'sse', 'respond', 'ServerState', 'load_in_background', 'build_app', 'TokenizeRequest',
-           'DetokenizeRequest', 'model_card', 'add_routes', 'add_token_routes', 'serving_for']
+           'stream', 'sse', 'ClientGone', 'unless_disconnected', 'respond', 'ServerState', 'load_in_background',
+           'build_app', 'TokenizeRequest', 'DetokenizeRequest', 'model_card', 'add_routes', 'add_token_routes',
+           'serving_for']
 
 # %% ../nbs/04c_server.ipynb #b8701245
 def error_response(e: APIError) -> JSONResponse:
@@ -117,12 +119,29 @@ async def sse(chunks: AsyncIterator[dict]) -> AsyncIterator[str]:
     except Exception as e: yield f"data: {json.dumps(APIError(f'internal error: {e}', 500, 'internal_server_error').body())}\n\n"
     yield "data: [DONE]\n\n"
 
-async def respond(serving: OpenAIServing, plan: Plan, stream: bool, include_usage: bool, admission: Admission | None = None):
+class ClientGone(Exception):
+    "The client closed its connection before its response was ready."
+
+async def unless_disconnected(request: Request | None, work, poll_s: float = 0.1):
+    "Await `work` (a coroutine); if `request`'s client disconnects first, cancel the work and raise `ClientGone`."
+    if request is None: return await work
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        if await request.is_disconnected():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError): await task
+            raise ClientGone
+        await asyncio.wait({task}, timeout=poll_s)
+    return task.result()
+
+async def respond(serving: OpenAIServing, plan: Plan, stream: bool, include_usage: bool, admission: Admission | None = None,
+                  request: Request | None = None):
     "A JSON response, or an SSE stream, for a validated plan — admitted first (429/503 before any work), within the deadline."
     admission = admission or Admission()
     ticket = admission.enter()
     if not stream:
-        try: return JSONResponse(await ticket.within_deadline(serving.complete(plan)))
+        try: return JSONResponse(await ticket.within_deadline(unless_disconnected(request, serving.complete(plan))))
+        except ClientGone: return Response(status_code=499)  # nobody reads it: nginx's "client closed request"
         finally: ticket.release()
     return StreamingResponse(sse(ticket.stream(serving.stream(plan, include_usage))), media_type="text/event-stream",
                              background=BackgroundTask(ticket.release))  # released twice is fine: whichever comes first
@@ -141,26 +160,30 @@ class ServerState:
         if problem: raise APIError(f"server not ready: {problem}", status=503, type="service_unavailable")
         return self.serving
 
-def load_in_background(state: ServerState, loader: Callable[[], OpenAIServing]) -> threading.Thread:
+def load_in_background(state: ServerState, loader: Callable[[], OpenAIServing],
+                       on_failure: Callable[[str], None] | None = None) -> threading.Thread:
+    "Run `loader` in a thread; a failure becomes the state's problem (its type only: messages may hold paths) and goes to `on_failure`."
     def load():
         try:
             serving = loader()
             for hook in state.on_load: hook(serving)
             state.serving, state.problem = serving, None
-        except Exception as e: state.problem = f"model failed to load: {type(e).__name__}: {e}"
+        except Exception as e:
+            state.problem = f"model failed to load ({type(e).__name__}; the server's log says why)"
+            if on_failure: on_failure(f"model failed to load: {type(e).__name__}: {e}")
     t = threading.Thread(target=load, name="ruvon-loader", daemon=True)
     t.start()
     return t
 
 # %% ../nbs/04c_server.ipynb #9efcd010
 def build_app(loader: Callable[[], OpenAIServing], admission: Admission | None = None,
-              extensions: Sequence[Callable[[FastAPI, ServerState], None]] = ()) -> FastAPI:
+              extensions: Sequence[Callable[[FastAPI, ServerState], None]] = (), on_load_failure: Callable[[str], None] | None = None) -> FastAPI:
     "The OpenAI-compatible FastAPI app; `loader` builds the serving object (run in a thread at startup); each extension adds to it."
     state = ServerState(admission)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.loader_thread = load_in_background(state, loader)
+        app.state.loader_thread = load_in_background(state, loader, on_load_failure)
         yield
         state.admission.draining = True
         if state.serving is not None: state.serving.engine.shutdown(timeout=10)
@@ -203,14 +226,14 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         return model_card(s)
 
     @app.post("/v1/completions")
-    async def completions(req: CompletionRequest):
+    async def completions(req: CompletionRequest, request: Request):
         s = state.ready()
-        return await respond(s, s.plan_completion(req), req.stream, bool(req.stream_options and req.stream_options.include_usage), state.admission)
+        return await respond(s, s.plan_completion(req), req.stream, bool(req.stream_options and req.stream_options.include_usage), state.admission, request)
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(req: ChatCompletionRequest):
+    async def chat_completions(req: ChatCompletionRequest, request: Request):
         s = state.ready()
-        return await respond(s, s.plan_chat(req), req.stream, bool(req.stream_options and req.stream_options.include_usage), state.admission)
+        return await respond(s, s.plan_chat(req), req.stream, bool(req.stream_options and req.stream_options.include_usage), state.admission, request)
 
     add_token_routes(app, state)
 

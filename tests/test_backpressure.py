@@ -142,3 +142,12 @@ def test_requests_are_priced(standin_2l, ruvon_server):
     assert m["ruvon:cost_per_million_output_tokens_dollars"] > 0
     panel = httpx.get(f"{url}/dashboard/data", timeout=10).json()["cost"]
     assert panel["usd_per_hour"] == 3.6 and panel["usd_per_1k_output_tokens"] > 0
+
+
+def test_disconnect_cancels_a_whole_response_too(bounded):
+    "A non-streamed request whose client leaves is cancelled as a stream is: its blocks and its admission slot come back."
+    body = {"model": MODEL, "prompt": "A long story:", "max_tokens": 900, "temperature": 0, "ignore_eos": True}
+    before = metrics(bounded)["ruvon:generation_tokens_total"]
+    with pytest.raises(httpx.ReadTimeout): httpx.post(f"{bounded}/v1/completions", json=body, timeout=1.5)  # the client gives up
+    wait_idle(bounded, timeout=10)                                           # long before 900 tokens could have been made
+    assert metrics(bounded)["ruvon:generation_tokens_total"] - before < 900

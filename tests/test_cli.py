@@ -78,3 +78,13 @@ def test_info_json():
     facts = json.loads(r.stdout)
     assert facts["parameters"] == 1_557_611_200 and facts["n_layer"] == 48 and facts["weights_available"] is False
     assert facts["kv_cache_bytes_per_token"]["float16/bfloat16"] == 2 * 48 * 1600 * 2
+
+
+def test_serve_exits_when_the_model_cannot_load(standin_2l):
+    "A KV budget too small for one context: `ruvon serve` says why and exits 1, instead of answering 503 forever."
+    import socket
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    exe = os.path.join(os.path.dirname(sys.executable), "ruvon")
+    r = subprocess.run([exe, "serve", str(standin_2l), "--device", "cpu", "--port", str(port), "--kv-cache-memory", "1000"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "error: model failed to load" in r.stderr and "one 1024-token sequence needs" in r.stderr, r.stderr
