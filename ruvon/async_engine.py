@@ -34,8 +34,9 @@ class Client:
 class AsyncLLMEngine:
     "Part 4's Engine interface over LLMEngine: a worker thread steps the batch; requests join via an inbox."
     def __init__(self, model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig = EngineConfig(),
-                 observer: EngineObserver | None = None, decode_mode: str | None = None):
+                 observer: EngineObserver | None = None, decode_mode: str | None = None, stall_timeout_s: float = 60.0):
         self.engine = LLMEngine(model, tokenizer, config, observer, decode_mode)
+        self.stall_timeout_s, self.last_progress = stall_timeout_s, time.monotonic()  # the heartbeat: see `health`
         self.max_model_len = self.engine.config.max_model_len
         self.inbox: queue.Queue = queue.Queue()
         self.clients: dict[str, Client] = {}  # engine request id -> its client (shared by a request's prompts)
@@ -45,9 +46,13 @@ class AsyncLLMEngine:
         self.worker.start()
 
     def health(self) -> str | None:
-        "None while the worker can serve; otherwise why not."
+        "None while the worker can serve; otherwise why not (dead, stopped, or stalled with requests waiting)."
         if self.error: return f"generation loop died: {self.error}"
-        return None if self.worker.is_alive() else "generation loop is not running"
+        if not self.worker.is_alive(): return "generation loop is not running"
+        stalled = time.monotonic() - self.last_progress
+        if self.clients and stalled > self.stall_timeout_s:
+            return f"generation loop stalled: no step has finished for {stalled:.0f} s while {len(self.clients)} requests wait"
+        return None
 
     async def generate(self, prompts: list[list[int]], params: SamplingParams) -> AsyncIterator[ChoiceDelta]:
         "Every choice's deltas of every prompt (choice p·n + i); leaving early aborts the request."
@@ -78,6 +83,7 @@ def _loop(self: AsyncLLMEngine) -> None:
     try:
         while not self._stopping:
             self._drain_inbox(block=not self.engine.has_unfinished_requests())
+            self.last_progress = time.monotonic()  # alive: a step starts now, or the loop waits for work
             if self.engine.has_unfinished_requests() and not self._stopping: self._step()
     except BaseException as e:
         self.error = f"{type(e).__name__}: {e}"

@@ -198,6 +198,7 @@ def serve(
     request_timeout: Optional[float] = typer.Option(None, help="Seconds a request may run before it is cancelled with 408 (default: none)."),
     drain_timeout: float = typer.Option(30.0, help="On SIGTERM, seconds to let requests in flight finish before exiting."),
     gpu_cost_per_hour: float = typer.Option(GPU_COST_PER_HOUR, help="US$ per GPU-hour, to price requests (Part 19)."),
+    max_request_bytes: int = typer.Option(8 << 20, help="Largest request body accepted; a larger one gets 413."),
     engine_config: EngineConfig = None,  # the engine options, added by `engine_options`
 ):
     "Serve MODEL over an OpenAI-compatible HTTP API."
@@ -210,13 +211,14 @@ def serve(
         require(0 < port < 65536, f"--port must be in 1..65535, got {port}")
         require(max_queue is None or max_queue >= 0, f"--max-queue must be at least 0, got {max_queue}")
         require(drain_timeout >= 0, f"--drain-timeout must be at least 0, got {drain_timeout}")
+        require(max_request_bytes >= 1024, f"--max-request-bytes must be at least 1024, got {max_request_bytes}")
         config = engine_config.for_model(load_config(model).n_positions)  # fail fast, before loading or binding the port
         admission = Admission(None if max_queue is None else config.max_num_seqs + max_queue, request_timeout)
         CostMeter(gpu_cost_per_hour)  # checks the price
     name = served_model_name or model
     engine = lambda m, t: AsyncLLMEngine(m, t, config, observer=CostTelemetry(name, config.max_model_len, gpu_cost_per_hour))
     app_ = build_app(serving_for(model, served_model_name, engine, dtype=dtype, device=device, load_format=load_format), admission,
-                     extensions=[serve_telemetry], on_load_failure=exit_with)  # Part 11: /metrics and the dashboard
+                     extensions=[serve_telemetry], on_load_failure=exit_with, max_request_bytes=max_request_bytes)  # Part 11: /metrics and the dashboard
     log_requests()  # Part 11: one JSON line per finished request, on stderr
     run_until_drained(app_, admission, host, port, drain_timeout)
 

@@ -18,16 +18,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .protocol import APIError, ChatCompletionRequest, CompletionRequest
 from .serving import OpenAIServing, Plan, SerialEngine
 
 # %% auto #0
-__all__ = ['error_response', 'validation_error', 'http_error', 'install_error_handlers', 'Admission', 'Ticket', 'within_deadline',
-           'stream', 'sse', 'ClientGone', 'unless_disconnected', 'respond', 'ServerState', 'load_in_background',
-           'build_app', 'TokenizeRequest', 'DetokenizeRequest', 'model_card', 'add_routes', 'add_token_routes',
-           'serving_for']
+__all__ = ['DEFAULT_MAX_REQUEST_BYTES', 'error_response', 'validation_error', 'http_error', 'install_error_handlers', 'Admission',
+           'Ticket', 'within_deadline', 'stream', 'sse', 'ClientGone', 'unless_disconnected', 'respond', 'BodyLimit',
+           'ServerState', 'load_in_background', 'build_app', 'TokenizeRequest', 'DetokenizeRequest', 'model_card',
+           'add_routes', 'add_token_routes', 'serving_for']
 
 # %% ../nbs/04c_server.ipynb #b8701245
 def error_response(e: APIError) -> JSONResponse:
@@ -146,6 +148,37 @@ async def respond(serving: OpenAIServing, plan: Plan, stream: bool, include_usag
     return StreamingResponse(sse(ticket.stream(serving.stream(plan, include_usage))), media_type="text/event-stream",
                              background=BackgroundTask(ticket.release))  # released twice is fine: whichever comes first
 
+# %% ../nbs/04c_server.ipynb #67224216
+DEFAULT_MAX_REQUEST_BYTES = 8 << 20
+
+class BodyLimit:
+    "ASGI middleware: a request body over `max_bytes` gets a 413 before it is read whole."
+    def __init__(self, app, max_bytes: int): self.app, self.max_bytes = app, max_bytes
+
+    def _too_large(self) -> APIError:
+        return APIError(f"the request body exceeds {self.max_bytes:,} bytes", status=413, code="request_too_large")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http": return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await error_response(self._too_large())(scope, receive, send)
+        seen, refused = 0, False
+        async def counted():  # a body sent in chunks: count as it arrives
+            nonlocal seen, refused
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes and not refused:
+                refused = True
+                await error_response(self._too_large())(scope, receive, send)
+                return {"type": "http.disconnect"}  # the app stops reading; whatever it answers is dropped below
+            return message
+        async def unless_refused(message):
+            if not refused: await send(message)
+        try: await self.app(scope, counted, unless_refused)
+        except ClientDisconnect:  # the app saw the disconnect we handed it after refusing; anything else is real
+            if not refused: raise
+
 # %% ../nbs/04c_server.ipynb #30df30e3
 class ServerState:
     "The server's serving object once loaded, or the reason there is none yet."
@@ -177,7 +210,8 @@ def load_in_background(state: ServerState, loader: Callable[[], OpenAIServing],
 
 # %% ../nbs/04c_server.ipynb #9efcd010
 def build_app(loader: Callable[[], OpenAIServing], admission: Admission | None = None,
-              extensions: Sequence[Callable[[FastAPI, ServerState], None]] = (), on_load_failure: Callable[[str], None] | None = None) -> FastAPI:
+              extensions: Sequence[Callable[[FastAPI, ServerState], None]] = (), on_load_failure: Callable[[str], None] | None = None,
+              max_request_bytes: int | None = DEFAULT_MAX_REQUEST_BYTES) -> FastAPI:
     "The OpenAI-compatible FastAPI app; `loader` builds the serving object (run in a thread at startup); each extension adds to it."
     state = ServerState(admission)
 
@@ -190,6 +224,7 @@ def build_app(loader: Callable[[], OpenAIServing], admission: Admission | None =
 
     app = FastAPI(title="ruvon", version="0.1", lifespan=lifespan)
     app.state.ruvon = state
+    if max_request_bytes is not None: app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
     install_error_handlers(app)
     add_routes(app, state)
     for extend in extensions: extend(app, state)
@@ -228,12 +263,14 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest, request: Request):
         s = state.ready()
-        return await respond(s, s.plan_completion(req), req.stream, bool(req.stream_options and req.stream_options.include_usage), state.admission, request)
+        plan = await run_in_threadpool(s.plan_completion, req)  # tokenizing a long prompt must not hold up other connections
+        return await respond(s, plan, req.stream, bool(req.stream_options and req.stream_options.include_usage), state.admission, request)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatCompletionRequest, request: Request):
         s = state.ready()
-        return await respond(s, s.plan_chat(req), req.stream, bool(req.stream_options and req.stream_options.include_usage), state.admission, request)
+        plan = await run_in_threadpool(s.plan_chat, req)
+        return await respond(s, plan, req.stream, bool(req.stream_options and req.stream_options.include_usage), state.admission, request)
 
     add_token_routes(app, state)
 

@@ -94,6 +94,8 @@ class OpenAIServing:
     def __init__(self, engine: Engine, tokenizer: GPT2Tokenizer, model_name: str):
         self.engine, self.tokenizer, self.model_name = engine, tokenizer, model_name
         self.max_model_len = engine.max_model_len
+        longest_token = max(len(tokenizer.token_bytes(i)) for i in range(tokenizer.vocab_size))  # bytes; a character is at least one
+        self.max_prompt_chars = self.max_model_len * longest_token  # any longer text has more tokens than the context holds
 
     def check_model(self, name: str) -> None:
         if name != self.model_name:
@@ -105,6 +107,9 @@ def _prompt_ids(self: OpenAIServing, prompt, param: str = "prompt") -> list[list
     if isinstance(prompt, str): prompt = [prompt]
     if not prompt: raise APIError(f"{param} must not be an empty list", param=param)
     if all(isinstance(p, int) for p in prompt): prompt = [prompt]
+    if any(isinstance(p, str) and len(p) > self.max_prompt_chars for p in prompt):  # refused without tokenizing megabytes
+        raise APIError(f"This model's maximum context length is {self.max_model_len} tokens; a prompt of more than "
+                       f"{self.max_prompt_chars:,} characters cannot fit it", param=param, code="context_length_exceeded")
     try:
         ids = [self.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompt]  # invalid Unicode: ValueError
         for p in ids: check_prompt(p, self.max_model_len, self.tokenizer.vocab_size)

@@ -280,3 +280,19 @@ def test_openai_shapes_of_today(client, server):
     with httpx.stream("POST", f"{server}/v1/completions", json=body, timeout=60) as s:
         chunks = [json.loads(line[6:]) for line in s.iter_lines() if line.startswith("data: {")]
     assert all("usage" in c for c in chunks) and all(c["usage"] is None for c in chunks[:-1]) and chunks[-1]["usage"]["completion_tokens"] == 3
+
+
+def test_huge_bodies_and_prompts_are_refused_fast(server):
+    "A body over --max-request-bytes is a 413; a prompt too long to fit is refused before it is tokenized, and /health stays quick."
+    big = httpx.post(f"{server}/v1/completions", content=b'{"model": "standin", "prompt": "' + b"x" * (9 << 20) + b'"}',
+                     headers={"content-type": "application/json"}, timeout=60)
+    assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+    async def run():
+        async with httpx.AsyncClient(timeout=60) as http:
+            long = asyncio.create_task(http.post(f"{server}/v1/completions", json={"model": MODEL, "prompt": "hello " * 1_000_000}))
+            await asyncio.sleep(0.05)
+            t0 = time.perf_counter(); health = await http.get(f"{server}/health"); health_s = time.perf_counter() - t0
+            return await long, health, health_s
+    long, health, health_s = asyncio.run(run())
+    assert long.status_code == 400 and long.json()["error"]["code"] == "context_length_exceeded", long.text
+    assert health.status_code == 200 and health_s < 1.0
