@@ -26,8 +26,8 @@ __all__ = ['app', 'THROUGHPUT_DEFAULTS', 'LATENCY_DEFAULTS', 'LOADTEST_DEFAULTS'
            'WEIGHT_BITS', 'bench_app', 'ModelArg', 'DtypeOpt', 'DeviceOpt', 'LoadFormatOpt', 'BaselineOpt', 'JsonOpt',
            'SPEEDUP_LABELS', 'DEFAULT_CONCURRENCY', 'main', 'user_error_types', 'user_errors', 'require',
            'engine_option', 'engine_options', 'generate', 'text_printer', 'print_stats', 'model_info', 'info', 'serve',
-           'exit_with', 'run_until_drained', 'length_range', 'run_bench', 'metric_rows', 'bench_table', 'throughput',
-           'latency', 'spread_values', 'SweepCommand', 'check_outputs', 'loadtest']
+           'exit_with', 'flag_list', 'run_until_drained', 'length_range', 'run_bench', 'metric_rows', 'bench_table',
+           'throughput', 'latency', 'spread_values', 'SweepCommand', 'check_outputs', 'loadtest']
 
 # %% ../nbs/cli.ipynb #ad0f2ff4
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -199,28 +199,41 @@ def serve(
     drain_timeout: float = typer.Option(30.0, help="On SIGTERM, seconds to let requests in flight finish before exiting."),
     gpu_cost_per_hour: float = typer.Option(GPU_COST_PER_HOUR, help="US$ per GPU-hour, to price requests (Part 19)."),
     max_request_bytes: int = typer.Option(8 << 20, help="Largest request body accepted; a larger one gets 413."),
+    api_key: Optional[str] = typer.Option(None, envvar="RUVON_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1/*, the token routes and the dashboard (/health and /metrics stay open)."),
+    allowed_origins: Optional[str] = typer.Option(None, help='CORS origins, as a JSON list (vLLM\'s form, e.g. \'["https://a.example"]\') or comma-separated [default: CORS off].'),
+    allowed_methods: str = typer.Option('["*"]', help="CORS methods, when --allowed-origins is given."),
+    allowed_headers: str = typer.Option('["*"]', help="CORS headers, when --allowed-origins is given."),
+    allow_credentials: bool = typer.Option(False, "--allow-credentials", help="CORS: allow credentials."),
+    ssl_keyfile: Optional[str] = typer.Option(None, help="TLS private key file (with --ssl-certfile): serve HTTPS."),
+    ssl_certfile: Optional[str] = typer.Option(None, help="TLS certificate file (with --ssl-keyfile)."),
+    root_path: str = typer.Option("", help="The path prefix a reverse proxy serves this app under."),
+    disable_fastapi_docs: bool = typer.Option(False, "--disable-fastapi-docs", help="No /docs or /redoc pages (their Swagger assets load from a CDN)."),
     engine_config: EngineConfig = None,  # the engine options, added by `engine_options`
 ):
     "Serve MODEL over an OpenAI-compatible HTTP API."
     from ruvon.async_engine import AsyncLLMEngine
     from ruvon.cost import CostMeter, CostTelemetry
     from ruvon.loading import load_config
-    from ruvon.server import Admission, build_app, serving_for
+    from ruvon.server import Admission, allow_cors, build_app, require_api_key, serving_for
     from ruvon.telemetry import log_requests, serve_telemetry
     with user_errors():
         require(0 < port < 65536, f"--port must be in 1..65535, got {port}")
         require(max_queue is None or max_queue >= 0, f"--max-queue must be at least 0, got {max_queue}")
         require(drain_timeout >= 0, f"--drain-timeout must be at least 0, got {drain_timeout}")
         require(max_request_bytes >= 1024, f"--max-request-bytes must be at least 1024, got {max_request_bytes}")
+        require((ssl_keyfile is None) == (ssl_certfile is None), "give --ssl-keyfile and --ssl-certfile together")
+        guards = [require_api_key(api_key)] if api_key is not None else []
+        if allowed_origins: guards.append(allow_cors(flag_list(allowed_origins), flag_list(allowed_methods), flag_list(allowed_headers), allow_credentials))
         config = engine_config.for_model(load_config(model).n_positions)  # fail fast, before loading or binding the port
         admission = Admission(None if max_queue is None else config.max_num_seqs + max_queue, request_timeout)
         CostMeter(gpu_cost_per_hour)  # checks the price
     name = served_model_name or model
     engine = lambda m, t: AsyncLLMEngine(m, t, config, observer=CostTelemetry(name, config.max_model_len, gpu_cost_per_hour))
     app_ = build_app(serving_for(model, served_model_name, engine, dtype=dtype, device=device, load_format=load_format), admission,
-                     extensions=[serve_telemetry], on_load_failure=exit_with, max_request_bytes=max_request_bytes)  # Part 11: /metrics and the dashboard
+                     extensions=[serve_telemetry, *guards], on_load_failure=exit_with, max_request_bytes=max_request_bytes,
+                     docs=not disable_fastapi_docs)  # Part 11: /metrics and the dashboard
     log_requests()  # Part 11: one JSON line per finished request, on stderr
-    run_until_drained(app_, admission, host, port, drain_timeout)
+    run_until_drained(app_, admission, host, port, drain_timeout, ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile, root_path=root_path)
 
 # %% ../nbs/cli.ipynb #4eb830e9
 def exit_with(reason: str) -> None:
@@ -228,11 +241,19 @@ def exit_with(reason: str) -> None:
     print(f"error: {reason}", file=sys.stderr, flush=True)
     os._exit(1)
 
-def run_until_drained(app_, admission, host: str, port: int, drain_timeout: float) -> None:
+def flag_list(value: str) -> list[str]:
+    "A list flag given as vLLM does (a JSON list) or comma-separated."
+    if value.strip().startswith("["):
+        items = json.loads(value)
+        require(isinstance(items, list) and all(isinstance(i, str) for i in items), f"expected a JSON list of strings, got {value}")
+        return items
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+def run_until_drained(app_, admission, host: str, port: int, drain_timeout: float, **uvicorn_options) -> None:
     "Run uvicorn; on SIGTERM/SIGINT refuse new requests at once, let those in flight finish (up to `drain_timeout` s), exit."
     import signal
     import uvicorn
-    server = uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="info", timeout_graceful_shutdown=drain_timeout))
+    server = uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="info", timeout_graceful_shutdown=drain_timeout, **uvicorn_options))
     stop = server.handle_exit
     def handle_exit(sig, frame):
         admission.draining = True

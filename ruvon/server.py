@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import threading
 import time
@@ -15,6 +16,7 @@ from typing import AsyncIterator, Callable, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
@@ -26,10 +28,11 @@ from .protocol import APIError, ChatCompletionRequest, CompletionRequest
 from .serving import OpenAIServing, Plan, SerialEngine
 
 # %% auto #0
-__all__ = ['DEFAULT_MAX_REQUEST_BYTES', 'error_response', 'validation_error', 'http_error', 'install_error_handlers', 'Admission',
-           'Ticket', 'within_deadline', 'stream', 'sse', 'ClientGone', 'unless_disconnected', 'respond', 'BodyLimit',
-           'ServerState', 'load_in_background', 'build_app', 'TokenizeRequest', 'DetokenizeRequest', 'model_card',
-           'add_routes', 'add_token_routes', 'serving_for']
+__all__ = ['DEFAULT_MAX_REQUEST_BYTES', 'KEY_COOKIE', 'error_response', 'validation_error', 'http_error',
+           'install_error_handlers', 'Admission', 'Ticket', 'within_deadline', 'stream', 'sse', 'ClientGone',
+           'unless_disconnected', 'respond', 'BodyLimit', 'ServerState', 'load_in_background', 'build_app',
+           'TokenizeRequest', 'DetokenizeRequest', 'model_card', 'add_routes', 'add_token_routes', 'serving_for',
+           'APIKeyCheck', 'require_api_key', 'allow_cors']
 
 # %% ../nbs/04c_server.ipynb #b8701245
 def error_response(e: APIError) -> JSONResponse:
@@ -211,7 +214,7 @@ def load_in_background(state: ServerState, loader: Callable[[], OpenAIServing],
 # %% ../nbs/04c_server.ipynb #9efcd010
 def build_app(loader: Callable[[], OpenAIServing], admission: Admission | None = None,
               extensions: Sequence[Callable[[FastAPI, ServerState], None]] = (), on_load_failure: Callable[[str], None] | None = None,
-              max_request_bytes: int | None = DEFAULT_MAX_REQUEST_BYTES) -> FastAPI:
+              max_request_bytes: int | None = DEFAULT_MAX_REQUEST_BYTES, docs: bool = True) -> FastAPI:
     "The OpenAI-compatible FastAPI app; `loader` builds the serving object (run in a thread at startup); each extension adds to it."
     state = ServerState(admission)
 
@@ -222,7 +225,7 @@ def build_app(loader: Callable[[], OpenAIServing], admission: Admission | None =
         state.admission.draining = True
         if state.serving is not None: state.serving.engine.shutdown(timeout=10)
 
-    app = FastAPI(title="ruvon", version="0.1", lifespan=lifespan)
+    app = FastAPI(title="ruvon", version="0.1", lifespan=lifespan, **({} if docs else {"docs_url": None, "redoc_url": None}))
     app.state.ruvon = state
     if max_request_bytes is not None: app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
     install_error_handlers(app)
@@ -299,3 +302,51 @@ def serving_for(model_id: str, served_name: str | None = None, engine: Callable 
         model, tokenizer = load_model(model_id, **load_kwargs), load_tokenizer(model_id)
         return OpenAIServing(engine(model, tokenizer), tokenizer, served_name or model_id)
     return load
+
+# %% ../nbs/04c_server.ipynb #3eb331fb
+KEY_COOKIE = "ruvon_api_key"
+
+def _needs_key(path: str) -> bool:
+    return path.startswith(("/v1/", "/dashboard")) or path in ("/tokenize", "/detokenize")
+
+def _given_key(scope) -> str:
+    "The key a request carries: its bearer token, else the dashboard's cookie, else (the dashboard page only) `?key=`."
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    if (auth := headers.get("authorization", "")).lower().startswith("bearer "): return auth[7:].strip()
+    cookies = dict(c.strip().split("=", 1) for c in headers.get("cookie", "").split(";") if "=" in c)
+    if KEY_COOKIE in cookies: return cookies[KEY_COOKIE]
+    query = dict(p.split("=", 1) for p in scope.get("query_string", b"").decode("latin-1").split("&") if "=" in p)
+    return query.get("key", "") if scope["path"] == "/dashboard" else ""
+
+# %% ../nbs/04c_server.ipynb #d03bf432
+class APIKeyCheck:
+    "ASGI middleware: requests to protected paths need the key (else a 401 in OpenAI's shape)."
+    def __init__(self, app, key: str): self.app, self.key = app, key.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not _needs_key(scope["path"]): return await self.app(scope, receive, send)
+        given = _given_key(scope)
+        if not hmac.compare_digest(given.encode(), self.key):
+            error = APIError("Incorrect or missing API key: send it as Authorization: Bearer <key>", status=401, code="invalid_api_key")
+            return await error_response(error)(scope, receive, send)
+        await self.app(scope, receive, self._with_cookie(scope, send, given))
+
+    def _with_cookie(self, scope, send, key: str):
+        "On the dashboard page, remember the key in an HTTP-only cookie for its data requests."
+        if scope["path"] != "/dashboard": return send
+        async def send_with_cookie(message):
+            if message["type"] == "http.response.start":
+                cookie = f"{KEY_COOKIE}={key}; Path=/dashboard; HttpOnly; SameSite=Strict".encode("latin-1")
+                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie)]}
+            await send(message)
+        return send_with_cookie
+
+def require_api_key(key: str) -> Callable[[FastAPI, ServerState], None]:
+    "A `build_app` extension: the OpenAI, token and dashboard routes need `key`."
+    if not key: raise ValueError("the API key must not be empty")
+    return lambda app, state: app.add_middleware(APIKeyCheck, key=key)
+
+def allow_cors(origins: list[str], methods: list[str] = ("*",), headers: list[str] = ("*",), credentials: bool = False) -> Callable[[FastAPI, ServerState], None]:
+    "A `build_app` extension: browsers on `origins` may call the API (preflights answered)."
+    return lambda app, state: app.add_middleware(CORSMiddleware, allow_origins=list(origins), allow_methods=list(methods),
+                                                 allow_headers=list(headers), allow_credentials=credentials)

@@ -296,3 +296,20 @@ def test_huge_bodies_and_prompts_are_refused_fast(server):
     long, health, health_s = asyncio.run(run())
     assert long.status_code == 400 and long.json()["error"]["code"] == "context_length_exceeded", long.text
     assert health.status_code == 200 and health_s < 1.0
+
+
+def test_api_key_guards_the_api_not_health_or_metrics(standin_2l, ruvon_server):
+    "--api-key: /v1/* needs the bearer token (constant-time check), /health and /metrics stay open, the dashboard takes ?key= once."
+    url = ruvon_server(standin_2l, "--api-key", "k3y", "--allowed-origins", '["https://app.example"]')[1]
+    assert httpx.get(f"{url}/v1/models").status_code == 401
+    assert httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer nope"}).json()["error"]["code"] == "invalid_api_key"
+    sdk = openai.OpenAI(base_url=f"{url}/v1", api_key="k3y", max_retries=0)
+    assert sdk.completions.create(model=MODEL, prompt="Hi", max_tokens=2).usage.completion_tokens == 2
+    with pytest.raises(openai.AuthenticationError): openai.OpenAI(base_url=f"{url}/v1", api_key="bad", max_retries=0).models.list()
+    assert httpx.get(f"{url}/health").status_code == 200 and httpx.get(f"{url}/metrics").status_code == 200
+    assert httpx.get(f"{url}/dashboard").status_code == 401
+    with httpx.Client(base_url=url) as browser:
+        assert browser.get("/dashboard", params={"key": "k3y"}).status_code == 200
+        assert browser.get("/dashboard/data").status_code == 200  # the cookie the page set
+    preflight = httpx.options(f"{url}/v1/completions", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == "https://app.example"
