@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from .config import EngineConfig
 from .engine import EngineObserver, LLMEngine
 from .model import GPT2
-from .outputs import DONE, ChoiceDelta, EngineDeadError, RequestRejected, channel, receive
+from .outputs import DONE, ChoiceDelta, EngineDeadError, RequestFailed, RequestRejected, channel, receive
 from .sampling import SamplingParams
 from .tokenizer import GPT2Tokenizer
 
@@ -126,7 +126,12 @@ def _step(self: AsyncLLMEngine) -> None:
         if (client := self.clients.get(rid)) is not None: self._deliver(client, rid, delta)
 
 def _deliver(self: AsyncLLMEngine, client: Client, rid: str, delta: ChoiceDelta) -> None:
-    "Send one delta; a prompt's last carries its cost; the request's last is followed by DONE."
+    "Send one delta; a prompt's last carries its cost; the request's last is followed by DONE; a failed one ends its request."
+    if delta.error is not None:  # the engine failed this request alone: its other prompts stop too
+        self._drop(client)
+        try: client.put(RequestFailed(delta.error)); client.put(DONE)
+        except RuntimeError: pass
+        return
     client.left[rid] -= delta.finish_reason is not None
     if client.left[rid] == 0:
         del client.left[rid], self.clients[rid]

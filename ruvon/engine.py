@@ -142,8 +142,17 @@ def _run(self: LLMEngine, plan) -> list[tuple[str, ChoiceDelta]]:
     at, outputs = 0, []
     for (seq, _, _), k in zip(plan.spans, counts):
         at += k
-        self._sample(seq, logits, range(at - k, at), argmax[at - 1], outputs)
+        try: self._sample(seq, logits, range(at - k, at), argmax[at - 1], outputs)
+        except Exception as e: self._fail(seq, e, outputs)  # this sequence's request alone: its batch mates go on
     return outputs
+
+def _fail(self: LLMEngine, seq: Sequence, error: Exception, out: list) -> None:
+    "End the request `seq` belongs to with `error`: its choices leave (their blocks freed), each with an error delta."
+    if seq.seq_id not in self.owner: return
+    req, why = self.owner[seq.seq_id][0], f"{type(error).__name__}: {error}"
+    for index in sorted(req.unfinished):
+        self._finish(req, index, "abort")
+        out.append((req.request_id, ChoiceDelta(req.first_index + index, "", [], "error", error=why)))
 
 def _model_input(self: LLMEngine, plan) -> tuple[ModelInput, list[int]]:
     "The plan as the runner's input, and each span's number of logits rows (all of a prompt for prompt logprobs, else 1)."
@@ -177,7 +186,7 @@ def _report(self: LLMEngine, start: float, computed: list[tuple[str, int]], outp
     self.observer.on_step(StepStats(start, time.monotonic() - start, computed, generated, finished,
                                     len(s.running), len(s.waiting), self.bm.usage, s.num_preemptions))
 
-LLMEngine.step, LLMEngine._run, LLMEngine._model_input = step, _run, _model_input
+LLMEngine.step, LLMEngine._run, LLMEngine._fail, LLMEngine._model_input = step, _run, _fail, _model_input
 LLMEngine._sample, LLMEngine._report = _sample, _report
 
 # %% ../nbs/08b_engine.ipynb #e84d045e

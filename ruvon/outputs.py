@@ -17,7 +17,8 @@ from .sampling import Sampler, SamplingParams, StopChecker
 from .tokenizer import GPT2Tokenizer
 
 # %% auto #0
-__all__ = ['DONE', 'ChoiceDelta', 'ChoiceState', 'channel', 'receive', 'RequestRejected', 'EngineDeadError', 'Engine']
+__all__ = ['DONE', 'ChoiceDelta', 'ChoiceState', 'channel', 'receive', 'RequestRejected', 'EngineDeadError', 'RequestFailed',
+           'Engine']
 
 # %% ../nbs/04_outputs.ipynb #22ab4615
 @dataclass
@@ -30,6 +31,7 @@ class ChoiceDelta:
     logprobs: list[TokenLogprob] | None = None                # of token_ids, when the request asks (Part 10)
     prompt_logprobs: list[TokenLogprob | None] | None = None  # of the prompt, once per prompt, when asked
     cost_usd: float | None = None                              # on a prompt's last delta, when the engine prices requests (Part 19)
+    error: str | None = None                                   # the engine failed this choice (finish_reason "error"): why
 
 class ChoiceState:
     "One choice's output side: its sampler, streaming detokenizer and stop-string checker."
@@ -71,6 +73,9 @@ class RequestRejected(ValueError):
 
 class EngineDeadError(RuntimeError):
     "The engine cannot serve (its generation loop died or was stopped); the message says why."
+
+class RequestFailed(RuntimeError):
+    "The engine failed this request (a bug, or an input it could not handle); the requests beside it go on."
 
 # %% ../nbs/04_outputs.ipynb #bda74921
 class Engine(Protocol):
