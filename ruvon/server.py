@@ -131,13 +131,15 @@ async def unless_disconnected(request: Request | None, work, poll_s: float = 0.1
     "Await `work` (a coroutine); if `request`'s client disconnects first, cancel the work and raise `ClientGone`."
     if request is None: return await work
     task = asyncio.ensure_future(work)
-    while not task.done():
-        if await request.is_disconnected():
+    try:
+        while not task.done():
+            if await request.is_disconnected(): raise ClientGone
+            await asyncio.wait({task}, timeout=poll_s)
+        return task.result()
+    finally:  # gone, or this wait itself cancelled (a deadline): the work must not run on
+        if not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError): await task
-            raise ClientGone
-        await asyncio.wait({task}, timeout=poll_s)
-    return task.result()
 
 async def respond(serving: OpenAIServing, plan: Plan, stream: bool, include_usage: bool, admission: Admission | None = None,
                   request: Request | None = None):
