@@ -194,7 +194,7 @@ def serve(
     dtype: str = typer.Option("auto", help="auto, float32, float16 or bfloat16."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
     load_format: str = typer.Option("auto", help="auto/safetensors, or dummy for random weights."),
-    max_queue: Optional[int] = typer.Option(None, help="Requests that may wait behind a full batch; beyond, 429 at once (default: no bound)."),
+    max_queue: Optional[int] = typer.Option(None, help="Requests that may wait beyond the running batch: at most --max-num-seqs + N in flight; beyond, 429 at once (default: no bound)."),
     request_timeout: Optional[float] = typer.Option(None, help="Seconds a request may run before it is cancelled with 408 (default: none)."),
     drain_timeout: float = typer.Option(30.0, help="On SIGTERM, seconds to let requests in flight finish before exiting."),
     gpu_cost_per_hour: float = typer.Option(GPU_COST_PER_HOUR, help="US$ per GPU-hour, to price requests (Part 19)."),

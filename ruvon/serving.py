@@ -116,11 +116,12 @@ def _prompt_ids(self: OpenAIServing, prompt, param: str = "prompt") -> list[list
     except ValueError as e: raise APIError(str(e), param=param) from None
     return ids
 
-def _check_context(self: OpenAIServing, prompt_len: int, max_tokens: int) -> None:
+def _check_context(self: OpenAIServing, prompt_len: int, max_tokens: int, param: str = "max_tokens") -> None:
+    "A 400 (naming `param`, the request's output-length field) when prompt plus output exceed the context."
     if prompt_len + max_tokens > self.max_model_len:
         raise APIError(f"This model's maximum context length is {self.max_model_len} tokens. However, you requested "
                        f"{prompt_len + max_tokens} tokens ({prompt_len} in the prompt, {max_tokens} for the completion). "
-                       "Please reduce the length of the prompt or max_tokens.", param="max_tokens", code="context_length_exceeded")
+                       f"Please reduce the length of the prompt or {param}.", param=param, code="context_length_exceeded")
 
 def _in_vocab(self: OpenAIServing, params: SamplingParams) -> SamplingParams:
     "`params`, if its `logit_bias` names only tokens of the vocabulary (else a 400 naming `logit_bias`)."
@@ -151,9 +152,12 @@ def plan_chat(self: OpenAIServing, req: ChatCompletionRequest) -> Plan:
     prompt = self.prompt_ids(render_chat(req.messages), param="messages")[0]
     requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     max_tokens = self.max_model_len - len(prompt) if requested is None else requested
-    self.check_context(len(prompt), max_tokens)
+    names = {"max_tokens": "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens", "logprobs": "top_logprobs"}
+    self.check_context(len(prompt), max_tokens, names["max_tokens"])
     logprobs = (req.top_logprobs or 0) if req.logprobs else None
-    return Plan([prompt], self.in_vocab(sampling_params(req, max_tokens, extra_stop=[CHAT_STOP], logprobs=logprobs)), chat=True)
+    try: params = sampling_params(req, max_tokens, extra_stop=[CHAT_STOP], logprobs=logprobs)
+    except APIError as e: e.param = names.get(e.param, e.param); raise  # the chat API's names for the same limits
+    return Plan([prompt], self.in_vocab(params), chat=True)
 
 OpenAIServing.plan_completion, OpenAIServing.plan_chat = plan_completion, plan_chat
 

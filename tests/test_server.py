@@ -313,3 +313,12 @@ def test_api_key_guards_the_api_not_health_or_metrics(standin_2l, ruvon_server):
         assert browser.get("/dashboard/data").status_code == 200  # the cookie the page set
     preflight = httpx.options(f"{url}/v1/completions", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
     assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_chat_errors_name_the_chat_fields(server):
+    "A chat request's limits are named as the chat API names them: top_logprobs, max_completion_tokens."
+    chat = lambda **extra: httpx.post(f"{server}/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], **extra})
+    assert chat(logprobs=True, top_logprobs=30).json()["error"]["param"] == "top_logprobs"
+    assert chat(max_completion_tokens=-1).json()["error"]["param"] == "max_completion_tokens"
+    assert chat(max_completion_tokens=5000).json()["error"]["param"] == "max_completion_tokens"
+    assert chat(max_tokens=5000).json()["error"]["param"] == "max_tokens"
