@@ -54,10 +54,10 @@ class AsyncLLMEngine:
             return f"generation loop stalled: no step has finished for {stalled:.0f} s while {len(self.clients)} requests wait"
         return None
 
-    async def generate(self, prompts: list[list[int]], params: SamplingParams) -> AsyncIterator[ChoiceDelta]:
-        "Every choice's deltas of every prompt (choice p·n + i); leaving early aborts the request."
+    async def generate(self, prompts: list[list[int]], params: SamplingParams, request_id: str | None = None) -> AsyncIterator[ChoiceDelta]:
+        "Every choice's deltas of every prompt (choice p·n + i), as engine request `request_id` (default: a new id); leaving early aborts it."
         if problem := self.health(): raise EngineDeadError(problem)
-        (deltas, put), rid = channel(), uuid.uuid4().hex
+        (deltas, put), rid = channel(), request_id or uuid.uuid4().hex
         rids = [rid] if len(prompts) == 1 else [f"{rid}-{p}" for p in range(len(prompts))]
         self.inbox.put(("add", rids, [list(p) for p in prompts], params, put, time.monotonic()))
         finished = False

@@ -94,7 +94,7 @@ def _finish(self: QueuedEngine, req: QueuedRequest) -> None:
 QueuedEngine._loop, QueuedEngine._serve, QueuedEngine._finish = _loop, _serve, _finish
 
 # %% ../nbs/06_request_queue.ipynb #f45ded86
-async def _generate(self: QueuedEngine, prompts: list[list[int]], params: SamplingParams) -> AsyncIterator[ChoiceDelta]:
+async def _generate(self: QueuedEngine, prompts: list[list[int]], params: SamplingParams, request_id: str | None = None) -> AsyncIterator[ChoiceDelta]:
     if problem := self.health(): raise EngineDeadError(problem)
     deltas, put = channel()
     req = QueuedRequest(next(self._ids), [list(p) for p in prompts], params, put)

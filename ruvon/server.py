@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import json
+import re
 import threading
 import time
+import uuid
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable, Sequence
 
@@ -29,10 +32,10 @@ from .serving import OpenAIServing, Plan, SerialEngine
 
 # %% auto #0
 __all__ = ['DEFAULT_MAX_REQUEST_BYTES', 'KEY_COOKIE', 'error_response', 'validation_error', 'http_error',
-           'install_error_handlers', 'Admission', 'Ticket', 'within_deadline', 'stream', 'sse', 'ClientGone',
-           'unless_disconnected', 'respond', 'BodyLimit', 'ServerState', 'load_in_background', 'build_app',
-           'TokenizeRequest', 'DetokenizeRequest', 'model_card', 'add_routes', 'add_token_routes', 'serving_for',
-           'APIKeyCheck', 'require_api_key', 'allow_cors']
+           'install_error_handlers', 'Admission', 'Ticket', 'within_deadline', 'stream', 'sse', 'client_request_id',
+           'ClientGone', 'unless_disconnected', 'respond', 'BodyLimit', 'ServerState', 'load_in_background',
+           'build_app', 'TokenizeRequest', 'DetokenizeRequest', 'model_card', 'add_routes', 'add_token_routes',
+           'serving_for', 'APIKeyCheck', 'require_api_key', 'allow_cors']
 
 # %% ../nbs/04c_server.ipynb #b8701245
 def error_response(e: APIError) -> JSONResponse:
@@ -124,6 +127,13 @@ async def sse(chunks: AsyncIterator[dict]) -> AsyncIterator[str]:
     except Exception as e: yield f"data: {json.dumps(APIError(f'internal error: {e}', 500, 'internal_server_error').body())}\n\n"
     yield "data: [DONE]\n\n"
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+def client_request_id(request: Request | None) -> str | None:
+    "The client's `X-Request-Id`, when it sent a sensible one (it becomes the response's id: cmpl-<id>)."
+    given = request.headers.get("x-request-id") if request is not None else None
+    return given if given and _REQUEST_ID.fullmatch(given) else None
+
 class ClientGone(Exception):
     "The client closed its connection before its response was ready."
 
@@ -146,11 +156,13 @@ async def respond(serving: OpenAIServing, plan: Plan, stream: bool, include_usag
     "A JSON response, or an SSE stream, for a validated plan — admitted first (429/503 before any work), within the deadline."
     admission = admission or Admission()
     ticket = admission.enter()
+    base = client_request_id(request) or uuid.uuid4().hex
+    plan, headers = dataclasses.replace(plan, request_id=f"{'chatcmpl' if plan.chat else 'cmpl'}-{base}"), {"X-Request-Id": base}
     if not stream:
-        try: return JSONResponse(await ticket.within_deadline(unless_disconnected(request, serving.complete(plan))))
+        try: return JSONResponse(await ticket.within_deadline(unless_disconnected(request, serving.complete(plan))), headers=headers)
         except ClientGone: return Response(status_code=499)  # nobody reads it: nginx's "client closed request"
         finally: ticket.release()
-    return StreamingResponse(sse(ticket.stream(serving.stream(plan, include_usage))), media_type="text/event-stream",
+    return StreamingResponse(sse(ticket.stream(serving.stream(plan, include_usage))), media_type="text/event-stream", headers=headers,
                              background=BackgroundTask(ticket.release))  # released twice is fine: whichever comes first
 
 # %% ../nbs/04c_server.ipynb #67224216

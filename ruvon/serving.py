@@ -67,7 +67,7 @@ def produce_request(decoder: Decoder, tokenizer: GPT2Tokenizer, prompts: list[li
     finally: put(DONE)
 
 # %% ../nbs/04b_serving.ipynb #eb9a3c54
-async def _generate(self: SerialEngine, prompts: list[list[int]], params: SamplingParams) -> AsyncIterator[ChoiceDelta]:
+async def _generate(self: SerialEngine, prompts: list[list[int]], params: SamplingParams, request_id: str | None = None) -> AsyncIterator[ChoiceDelta]:
     self._lock = self._lock or asyncio.Lock()
     async with self._lock:
         (queue, put), cancelled = channel(), threading.Event()
@@ -88,6 +88,11 @@ class Plan:
     params: SamplingParams
     echo: bool = False
     chat: bool = False
+    request_id: str | None = None  # the response's id, and the engine's (request logs); None: a new one
+
+    def id(self) -> str:
+        "The response id: the request's own, else a new `cmpl-…`/`chatcmpl-…`."
+        return self.request_id or new_id("chatcmpl" if self.chat else "cmpl")
 
 class OpenAIServing:
     "Turns OpenAI requests into engine calls and engine output into OpenAI responses."
@@ -171,7 +176,7 @@ async def run_plan(self: OpenAIServing, plan: Plan) -> AsyncIterator[ChoiceDelta
 
 async def _presented(self: OpenAIServing, plan: Plan) -> AsyncIterator[ChoiceDelta]:
     started, prompt_lps = set(), {}
-    async for d in self.engine.generate(plan.prompts, plan.params):
+    async for d in self.engine.generate(plan.prompts, plan.params, plan.request_id):
         p = d.index // plan.params.n
         if d.prompt_logprobs is not None: prompt_lps[p] = with_prompt_tokens(plan.prompts[p], d.prompt_logprobs)
         text, echoed = d.text, None
@@ -201,7 +206,7 @@ async def complete(self: OpenAIServing, plan: Plan) -> dict:
     if plan.chat: choices = [chat_choice(i, texts[i], reasons.get(i), chat_logprobs(entries[i], self.tokenizer) if wants else None) for i in sorted(texts)]
     else: choices = [completion_choice(i, texts[i], reasons.get(i), completion_logprobs(entries[i], self.tokenizer) if wants else None) for i in sorted(texts)]
     kind = ("chatcmpl", "chat.completion") if plan.chat else ("cmpl", "text_completion")
-    return envelope(new_id(kind[0]), kind[1], self.model_name, choices, usage(sum(map(len, plan.prompts)), sum(tokens.values()), sum(costs) if costs else None))
+    return envelope(plan.id(), kind[1], self.model_name, choices, usage(sum(map(len, plan.prompts)), sum(tokens.values()), sum(costs) if costs else None))
 
 OpenAIServing.complete = complete
 
@@ -209,7 +214,7 @@ OpenAIServing.complete = complete
 async def stream(self: OpenAIServing, plan: Plan, include_usage: bool = False) -> AsyncIterator[dict]:
     "The chunks of a streamed response for `plan` (without the SSE framing); each chunk carries its tokens' logprobs."
     kind = ("chatcmpl", "chat.completion.chunk") if plan.chat else ("cmpl", "text_completion")
-    rid, opened, num_tokens, offsets, costs = new_id(kind[0]), set(), 0, {}, []
+    rid, opened, num_tokens, offsets, costs = plan.id(), set(), 0, {}, []
     wants = plan.params.logprobs is not None
     usage_key = lambda u: {"usage": u} if include_usage else {}  # with include_usage, OpenAI sends usage: null until the last chunk
     chunk = lambda choices, u=None: {**envelope(rid, kind[1], self.model_name, choices), **usage_key(u)}

@@ -4,6 +4,7 @@ import collections
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import httpx
@@ -133,3 +134,17 @@ def test_dashboard_in_chromium(server, served):
     assert not errors, errors
     assert all(u.startswith(url) for u in requested), "the page must fetch nothing but its own server"
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+
+def test_one_id_from_client_to_log(server):
+    "X-Request-Id becomes the response's id (cmpl-<id>), is echoed back, and is the id of the request's log line."
+    url, log = server
+    r = httpx.post(f"{url}/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 2}, headers={"X-Request-Id": "trace-42"}, timeout=60)
+    assert r.json()["id"] == "cmpl-trace-42" and r.headers["x-request-id"] == "trace-42"
+    fresh = httpx.post(f"{url}/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}, timeout=60)
+    assert fresh.json()["id"] == f"chatcmpl-{fresh.headers['x-request-id']}"
+    for _ in range(50):
+        ids = {json.loads(l)["id"] for l in log.read_text().splitlines() if l.startswith("{")}
+        if {"cmpl-trace-42", fresh.json()["id"]} <= ids: break
+        time.sleep(0.1)
+    assert {"cmpl-trace-42", fresh.json()["id"]} <= ids
