@@ -20,6 +20,7 @@ from typing import AsyncIterator, Callable, Sequence
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
@@ -31,11 +32,11 @@ from .protocol import APIError, ChatCompletionRequest, CompletionRequest
 from .serving import OpenAIServing, Plan, SerialEngine
 
 # %% auto #0
-__all__ = ['DEFAULT_MAX_REQUEST_BYTES', 'KEY_COOKIE', 'error_response', 'validation_error', 'http_error',
+__all__ = ['DEFAULT_MAX_REQUEST_BYTES', 'OPENAI_ERROR_SCHEMA', 'KEY_COOKIE', 'error_response', 'validation_error', 'http_error',
            'install_error_handlers', 'Admission', 'Ticket', 'within_deadline', 'stream', 'sse', 'client_request_id',
            'ClientGone', 'unless_disconnected', 'respond', 'BodyLimit', 'ServerState', 'load_in_background',
-           'build_app', 'TokenizeRequest', 'DetokenizeRequest', 'model_card', 'add_routes', 'add_token_routes',
-           'serving_for', 'APIKeyCheck', 'require_api_key', 'allow_cors']
+           'build_app', 'document_openai_errors', 'TokenizeRequest', 'DetokenizeRequest', 'model_card', 'add_routes',
+           'add_token_routes', 'serving_for', 'APIKeyCheck', 'require_api_key', 'allow_cors']
 
 # %% ../nbs/04c_server.ipynb #b8701245
 def error_response(e: APIError) -> JSONResponse:
@@ -245,7 +246,28 @@ def build_app(loader: Callable[[], OpenAIServing], admission: Admission | None =
     install_error_handlers(app)
     add_routes(app, state)
     for extend in extensions: extend(app, state)
+    document_openai_errors(app)
     return app
+
+# %% ../nbs/04c_server.ipynb #43c65318
+OPENAI_ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {
+    "type": "object", "required": ["message", "type"],
+    "properties": {"message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}}
+
+def document_openai_errors(app: FastAPI) -> None:
+    "Make `app`'s OpenAPI schema document a 400 in OpenAI's error shape where FastAPI documents its 422."
+    def openapi() -> dict:
+        if app.openapi_schema: return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"): schemas.pop(unused, None)
+        schemas["OpenAIError"] = OPENAI_ERROR_SCHEMA
+        error = {"description": "Invalid request (OpenAI's error shape)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAIError"}}}}
+        for operation in (op for path in schema["paths"].values() for op in path.values()):
+            if operation.get("responses", {}).pop("422", None) is not None: operation["responses"]["400"] = error
+        app.openapi_schema = schema
+        return schema
+    app.openapi = openapi
 
 # %% ../nbs/04c_server.ipynb #2a495ee3
 class TokenizeRequest(BaseModel):
@@ -307,6 +329,15 @@ def add_token_routes(app: FastAPI, state: ServerState) -> None:
         if req.model is not None: s.check_model(req.model)
         if any(not 0 <= t < s.tokenizer.vocab_size for t in req.tokens): raise APIError("token id out of range", param="tokens")
         return {"prompt": s.tokenizer.decode(req.tokens)}
+
+    @app.get("/tokenizer_info")
+    def tokenizer_info():
+        "vLLM's tokenizer description, which clients such as lm-evaluation-harness read."
+        s = state.ready()
+        eos = next(iter(s.tokenizer.special_tokens), None)  # GPT-2's one special token, <|endoftext|>, is eos, bos and unk
+        return {"tokenizer_class": "GPT2Tokenizer", "eos_token": eos, "bos_token": eos, "unk_token": eos, "pad_token": None,
+                "eos_token_id": s.tokenizer.eos_token_id, "vocab_size": s.tokenizer.vocab_size, "model_max_length": s.max_model_len,
+                "add_bos_token": False, "chat_template": None}
 
 # %% ../nbs/04c_server.ipynb #7932d1a3
 def serving_for(model_id: str, served_name: str | None = None, engine: Callable = SerialEngine, **load_kwargs) -> Callable[[], OpenAIServing]:

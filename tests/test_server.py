@@ -322,3 +322,12 @@ def test_chat_errors_name_the_chat_fields(server):
     assert chat(max_completion_tokens=-1).json()["error"]["param"] == "max_completion_tokens"
     assert chat(max_completion_tokens=5000).json()["error"]["param"] == "max_completion_tokens"
     assert chat(max_tokens=5000).json()["error"]["param"] == "max_tokens"
+
+
+def test_tokenizer_info_and_openapi_errors(server):
+    "vLLM's /tokenizer_info, and an OpenAPI schema that documents the 400s the server answers instead of FastAPI's 422."
+    info = httpx.get(f"{server}/tokenizer_info").json()
+    assert info["eos_token"] == "<|endoftext|>" and info["eos_token_id"] == 50256 and info["model_max_length"] == 1024
+    schema = httpx.get(f"{server}/openapi.json").json()
+    responses = schema["paths"]["/v1/completions"]["post"]["responses"]
+    assert "422" not in json.dumps(schema["paths"]) and responses["400"]["content"]["application/json"]["schema"]["$ref"].endswith("OpenAIError")
