@@ -256,7 +256,7 @@ def run_until_drained(app_, admission, host: str, port: int, drain_timeout: floa
     server = uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="info", timeout_graceful_shutdown=drain_timeout, **uvicorn_options))
     stop = server.handle_exit
     def handle_exit(sig, frame):
-        admission.draining = True
+        admission.drain(max(0.0, drain_timeout - 0.5))  # streams end with an error event just before uvicorn cuts them
         stop(sig, frame)
     server.handle_exit = handle_exit  # uvicorn installs its signal handlers from this attribute when it starts
     for sig in (signal.SIGINT, signal.SIGTERM): signal.signal(sig, lambda *_: None)  # uvicorn re-raises the signal after

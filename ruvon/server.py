@@ -72,6 +72,11 @@ class Admission:
         if timeout_s is not None and timeout_s <= 0: raise ValueError(f"the request timeout must be positive, got {timeout_s}")
         self.limit, self.timeout_s, self.retry_after_s = limit, timeout_s, retry_after_s
         self.in_flight, self.num_rejected, self.draining = 0, 0, False
+        self.drain_deadline: float | None = None  # when requests still in flight must end (`drain`)
+
+    def drain(self, timeout_s: float) -> None:
+        "Refuse new requests from now on; those in flight may run `timeout_s` more seconds."
+        self.draining, self.drain_deadline = True, time.monotonic() + timeout_s
 
     def enter(self) -> Ticket:
         "Admit one request, or raise 503 (draining) / 429 (full)."
@@ -96,22 +101,33 @@ class Ticket:
         return APIError(f"request timed out after {self.admission.timeout_s:g} s", status=408, type="timeout_error", code="request_timeout",
                         headers={"x-should-retry": "false"})  # the openai SDK retries a bare 408
 
-    def _left(self) -> float | None: return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+    def _drain_error(self) -> APIError:
+        return APIError("server shutting down: its drain timeout expired before this request finished", status=503,
+                        type="service_unavailable", code="server_shutting_down")
+
+    def _limit(self) -> tuple[float | None, Callable[[], APIError] | None]:
+        "Seconds this request may still run (None: no limit), and the error it then ends with: its deadline's or the drain's."
+        ends = [(t, e) for t, e in ((self.deadline, self._timeout_error), (self.admission.drain_deadline, self._drain_error)) if t is not None]
+        if not ends: return None, None
+        end, error = min(ends, key=lambda te: te[0])
+        return max(0.0, end - time.monotonic()), error
 
 # %% ../nbs/04c_server.ipynb #b43123ca
 async def within_deadline(self: Ticket, work):
-    "Await `work` (a coroutine), cancelling it with a 408 if the deadline passes."
-    try: return await asyncio.wait_for(work, self._left())
-    except asyncio.TimeoutError: raise self._timeout_error() from None
+    "Await `work` (a coroutine), cancelling it with a 408 if the deadline passes (a 503 if the server's drain ends first)."
+    left, error = self._limit()
+    try: return await asyncio.wait_for(work, left)
+    except asyncio.TimeoutError: raise error() from None
 
 async def stream(self: Ticket, chunks: AsyncIterator[dict]) -> AsyncIterator[dict]:
-    "Pass `chunks` through until the deadline; then stop the generation and raise a 408 (sent as an error event)."
+    "Pass `chunks` through until the deadline (or the drain's end); then stop the generation and raise its error (sent as an error event)."
     it = chunks.__aiter__()
     try:
         while True:
-            try: chunk = await asyncio.wait_for(it.__anext__(), self._left())
+            left, error = self._limit()  # asked per chunk: a drain may begin mid-stream
+            try: chunk = await asyncio.wait_for(it.__anext__(), left)
             except StopAsyncIteration: return
-            except asyncio.TimeoutError: raise self._timeout_error() from None
+            except asyncio.TimeoutError: raise error() from None
             yield chunk
     finally:
         await it.aclose()  # the engine's own finally aborts the request and frees its blocks

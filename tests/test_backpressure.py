@@ -151,3 +151,16 @@ def test_disconnect_cancels_a_whole_response_too(bounded):
     with pytest.raises(httpx.ReadTimeout): httpx.post(f"{bounded}/v1/completions", json=body, timeout=1.5)  # the client gives up
     wait_idle(bounded, timeout=10)                                           # long before 900 tokens could have been made
     assert metrics(bounded)["ruvon:generation_tokens_total"] - before < 900
+
+
+def test_drain_timeout_ends_streams_with_an_error_event(standin_2l, ruvon_server):
+    "A stream still running when --drain-timeout expires ends with a 503 error event and [DONE], not a dropped connection."
+    proc, url = ruvon_server(standin_2l, "--kv-cache-memory", str(32 << 20), "--drain-timeout", "1.5")
+    body = {"model": MODEL, "prompt": "Drain:", "max_tokens": 1000, "temperature": 0, "stream": True, "ignore_eos": True}
+    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=60) as r:
+        lines = r.iter_lines()
+        next(l for l in lines if l.startswith("data: "))
+        proc.send_signal(signal.SIGTERM)
+        events = [l for l in lines if l.startswith("data: ")]
+    assert events[-1] == "data: [DONE]" and json.loads(events[-2][6:])["error"]["code"] == "server_shutting_down", events[-3:]
+    assert proc.wait(timeout=30) == 0
