@@ -4,7 +4,7 @@ graphs, the graph replay time against the weight-streaming floor, and a CUDA-ker
 Run on the device as: python benchmarks/decode_step_profile.py (prints; results/decode_step_profile_gpu.txt holds one run).
 """
 import time, torch
-from ruvon.engine import LLM
+from ruvon.llm import LLM
 from ruvon.sampling import SamplingParams
 src = torch.empty(1 << 29, dtype=torch.float16, device="cuda"); dst = torch.empty_like(src)
 for _ in range(3): dst.copy_(src)

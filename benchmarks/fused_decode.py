@@ -20,7 +20,9 @@ import torch.nn.functional as F
 import triton
 from triton.testing import do_bench_cudagraph
 
-from ruvon.cuda_graphs import DecodeGraphs
+import functools
+
+from ruvon.cuda_graphs import DecodeGraphs, GraphModelRunner
 from ruvon.engine import EngineConfig, LLMEngine
 import ruvon.fused
 from ruvon.fused import FusedBlock, layer_norm_kernel, linear_config, linear_kernel, linear_reference
@@ -123,7 +125,8 @@ def decode_step_rows(copy_bw: float, tuned=None, buckets=(1, 8)) -> tuple[list[d
     for name in MODELS:
         model = load_model(name, load_format="dummy", dtype="float16", device="cuda")
         wbytes = sum(p.numel() * p.element_size() for p in model.parameters())
-        engine = LLMEngine(model, load_tokenizer(name), EngineConfig(max_num_seqs=16, kv_cache_memory=2 << 30), decode_mode="padded")
+        engine = LLMEngine(model, load_tokenizer(name), EngineConfig(max_num_seqs=16, kv_cache_memory=2 << 30),
+                           runner=functools.partial(GraphModelRunner, decode_mode="padded"))
         for cls, configs in ((Block, None), (FusedBlock, "default"), *([(FusedBlock, "tuned")] if tuned else [])):
             set_blocks(model, cls)  # then capture: the graphs record whichever forward the blocks have
             ruvon.fused.linear_config = tuned if configs == "tuned" else default_linear_config

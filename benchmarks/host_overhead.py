@@ -35,7 +35,9 @@ import time
 
 import torch
 import torch.nn.functional as F
+import functools
 
+from ruvon.cuda_graphs import GraphModelRunner
 from ruvon.engine import EngineConfig, LLMEngine
 from ruvon.loading import load_tokenizer
 from ruvon.model import GPT2, GPT2Config
@@ -54,7 +56,8 @@ def tiny_engine(num_seqs: int, graphs: bool, vocab_size: int, stub: bool = False
     torch.manual_seed(seed)
     model = (StubGPT2 if stub else GPT2)(GPT2Config(vocab_size=vocab_size, n_layer=1, n_embd=64, n_head=2)).eval()
     # with `graphs`: the runner's padded decode path, as on CUDA with Triton kernels, without capturing
-    return LLMEngine(model, load_tokenizer("gpt2"), EngineConfig(max_num_seqs=num_seqs), decode_mode="padded" if graphs else None)
+    return LLMEngine(model, load_tokenizer("gpt2"), EngineConfig(max_num_seqs=num_seqs),
+                     runner=functools.partial(GraphModelRunner, decode_mode="padded" if graphs else None))
 
 
 def add_workload(engine: LLMEngine, num_seqs: int, output_len: int, seed: int = 0) -> None:

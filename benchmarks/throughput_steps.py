@@ -17,6 +17,7 @@ import ruvon.attention
 
 from common import model_arguments, result_header
 from ruvon.bench import ThroughputWorkload, throughput_requests, warm_up
+from ruvon.cuda_graphs import GraphModelRunner
 from ruvon.engine import EngineConfig, LLMEngine
 from ruvon.loading import load_model, load_tokenizer
 from ruvon.sampling import SamplingParams
@@ -76,7 +77,7 @@ def main():
     tok = load_tokenizer(args.model)
     prompts, output_lens = throughput_requests(ThroughputWorkload(args.num_prompts, output_len=(args.output_len, args.output_len)), model.config.vocab_size, tok.eos_token_id)
     recorder = StepRecorder()
-    engine = LLMEngine(model, tok, EngineConfig(), observer=recorder)
+    engine = LLMEngine(model, tok, EngineConfig(), observer=recorder, runner=GraphModelRunner)
     warm_up(engine); recorder.steps.clear()
     add_all(engine, prompts, output_lens)
     sync(); t0 = time.perf_counter()

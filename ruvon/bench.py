@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .config import EngineConfig
+from .cuda_graphs import GraphModelRunner
 from .engine import LLMEngine
 from .loading import CONV1D_WEIGHTS
 from .model import GPT2, GPT2Config
@@ -201,7 +202,7 @@ def ruvon_throughput(model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig
                      output_lens: list[int], ignore_eos: bool) -> tuple[dict, list[RequestTiming]]:
     "Run the requests through a fresh, warmed-up `LLMEngine`: its metrics and per-request timings."
     device = model.wte.weight.device
-    engine = LLMEngine(model, tokenizer, config)
+    engine = LLMEngine(model, tokenizer, config, runner=GraphModelRunner)
     warm_up(engine)
     reset_peak_memory(device)
     timings = run_engine(engine, prompts, output_lens, ignore_eos)
@@ -403,7 +404,7 @@ def timed_iterations(run, device: torch.device, w: LatencyWorkload) -> tuple[dic
 # %% ../nbs/bench.ipynb #8f7ad054
 def ruvon_latency(model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig, prompts: list[list[int]], w: LatencyWorkload):
     "The latency loop on a fresh, warmed-up `LLMEngine`."
-    engine = LLMEngine(model, tokenizer, config)
+    engine = LLMEngine(model, tokenizer, config, runner=GraphModelRunner)
     warm_up(engine)
     return timed_iterations(lambda: run_engine(engine, prompts, [w.output_len] * len(prompts)), model.wte.weight.device, w)
 

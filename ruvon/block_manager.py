@@ -5,17 +5,16 @@
 # %% ../nbs/13a_block_manager.ipynb #42dad6d1
 from __future__ import annotations
 
-import collections
 import math
 
 import torch
 
 from .kv_cache import kv_cache_bytes_per_token
 from .model import GPT2Config
+from .slots import SlotManager
 
 # %% auto #0
-__all__ = ['block_bytes', 'num_kv_blocks', 'BlockManager', 'can_allocate', 'allocate', 'free', 'can_append', 'append', 'fork',
-           'slot_mapping']
+__all__ = ['block_bytes', 'num_kv_blocks', 'BlockManager', 'can_allocate', 'allocate', 'can_append', 'append', 'slot_mapping']
 
 # %% ../nbs/13a_block_manager.ipynb #bceb2deb
 def block_bytes(cfg: GPT2Config, block_size: int, dtype: torch.dtype) -> int:
@@ -31,36 +30,11 @@ def num_kv_blocks(budget_bytes: int, cfg: GPT2Config, block_size: int = 16, dtyp
     return n
 
 # %% ../nbs/13a_block_manager.ipynb #23658aa0
-class BlockManager:
-    "Fixed-size KV blocks for sequences: free list, block tables, reference counts, copy-on-write."
-    def __init__(self, num_blocks: int, block_size: int = 16):
-        if num_blocks < 1 or block_size < 1: raise ValueError("num_blocks and block_size must be positive")
-        self.num_blocks, self.block_size = num_blocks, block_size
-        self.free_blocks = collections.deque(range(num_blocks))
-        self.ref_counts = [0] * num_blocks
-        self.block_tables: dict[int, list[int]] = {}
-        self.seq_lens: dict[int, int] = {}
-
-    @property
-    def num_free_blocks(self) -> int: return len(self.free_blocks)
-    @property
-    def usage(self) -> float:
-        "Fraction of blocks in use."
-        return 1 - self.num_free_blocks / self.num_blocks
-
-    def blocks_for(self, num_tokens: int) -> int: return -(-num_tokens // self.block_size)
+class BlockManager(SlotManager):
+    "Fixed-size KV blocks for sequences: Part 8's slot manager with block tables that grow a block at a time."
+    def __init__(self, num_blocks: int, block_size: int = 16): super().__init__(num_blocks, block_size)
 
 # %% ../nbs/13a_block_manager.ipynb #0a56f7c8
-def _take(self: BlockManager) -> int:
-    block = self.free_blocks.popleft()
-    self.ref_counts[block] = 1
-    return block
-
-def _release(self: BlockManager, block: int) -> None:
-    assert self.ref_counts[block] > 0, f"block {block} freed twice"
-    self.ref_counts[block] -= 1
-    if self.ref_counts[block] == 0: self.free_blocks.append(block)
-
 def can_allocate(self: BlockManager, num_tokens: int) -> bool:
     "Whether a new sequence of `num_tokens` tokens fits now."
     return self.blocks_for(num_tokens) <= self.num_free_blocks
@@ -74,13 +48,7 @@ def allocate(self: BlockManager, seq_id: int, num_tokens: int) -> list[int]:
     self.seq_lens[seq_id] = num_tokens
     return self.block_tables[seq_id]
 
-def free(self: BlockManager, seq_id: int) -> None:
-    "Release a sequence's blocks (shared blocks survive while another sequence holds them)."
-    for block in self.block_tables.pop(seq_id): self._release(block)
-    del self.seq_lens[seq_id]
-
-BlockManager._take, BlockManager._release = _take, _release
-BlockManager.can_allocate, BlockManager.allocate, BlockManager.free = can_allocate, allocate, free
+BlockManager.can_allocate, BlockManager.allocate = can_allocate, allocate
 
 # %% ../nbs/13a_block_manager.ipynb #c4ea8713
 def _needs_copy(self: BlockManager, seq_id: int) -> bool:
@@ -120,17 +88,10 @@ BlockManager._needs_copy, BlockManager._fits_last_block = _needs_copy, _fits_las
 BlockManager.can_append, BlockManager.append = can_append, append
 
 # %% ../nbs/13a_block_manager.ipynb #d6e44337
-def fork(self: BlockManager, parent: int, child: int) -> None:
-    "Make `child` share every block of `parent` (reference counts go up; nothing is copied)."
-    if child in self.block_tables: raise ValueError(f"sequence {child} already has blocks")
-    self.block_tables[child] = list(self.block_tables[parent])
-    self.seq_lens[child] = self.seq_lens[parent]
-    for block in self.block_tables[child]: self.ref_counts[block] += 1
-
 def slot_mapping(self: BlockManager, seq_id: int, start: int, end: int) -> list[int]:
     "Flat KV slots (block * block_size + offset) of positions start..end-1 of `seq_id`."
     if not 0 <= start <= end <= self.seq_lens[seq_id]: raise ValueError(f"positions {start}..{end} outside sequence {seq_id}")
     table, bs = self.block_tables[seq_id], self.block_size
     return [table[p // bs] * bs + p % bs for p in range(start, end)]
 
-BlockManager.fork, BlockManager.slot_mapping = fork, slot_mapping
+BlockManager.slot_mapping = slot_mapping

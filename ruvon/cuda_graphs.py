@@ -8,11 +8,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .config import EngineConfig
 from .model import GPT2
-from .paged_cache import PagedKernels, PagedKVCache, PagedStep, TRITON_KERNELS
+from .model_runner import ModelInput
+from .paged_cache import PagedKernels, PagedKVCache, PagedModelRunner, PagedStep, TRITON_KERNELS
 
 # %% auto #0
-__all__ = ['batch_size_buckets', 'bucket_for', 'DecodeGraphs', 'run', 'max_batch_size']
+__all__ = ['DECODE_MODES', 'batch_size_buckets', 'bucket_for', 'DecodeGraphs', 'run', 'max_batch_size', 'default_decode_mode',
+           'check_decode_mode', 'GraphModelRunner', 'execute', 'num_padded']
 
 # %% ../nbs/13c_cuda_graphs.ipynb #b8d0076c
 def batch_size_buckets(max_num_seqs: int) -> list[int]:
@@ -97,3 +100,52 @@ def run(self: DecodeGraphs, input_ids: list[int], positions: list[int], block_ta
 def max_batch_size(self: DecodeGraphs) -> int: return self.buckets[-1]
 
 DecodeGraphs._fill, DecodeGraphs.run, DecodeGraphs.max_batch_size = _fill, run, max_batch_size
+
+# %% ../nbs/13c_cuda_graphs.ipynb #9d68c184
+DECODE_MODES = ("eager", "padded", "graphs")
+
+def default_decode_mode(config: EngineConfig, device: torch.device, kernels: PagedKernels) -> str:
+    "CUDA graphs on a GPU with Part 12's kernels (`padded` with `enforce_eager`); `eager` everywhere else."
+    if device.type != "cuda" or kernels is not TRITON_KERNELS: return "eager"
+    return "padded" if config.enforce_eager else "graphs"
+
+def check_decode_mode(mode: str, config: EngineConfig, device: torch.device) -> str:
+    "`mode` if it is one of `DECODE_MODES` and can run here under `config`; else a ValueError."
+    if mode not in DECODE_MODES: raise ValueError(f"decode_mode must be one of {', '.join(DECODE_MODES)}, got {mode!r}")
+    if mode == "graphs" and device.type != "cuda": raise ValueError("decode_mode 'graphs' (CUDA graphs) needs a CUDA device")
+    if mode == "graphs" and config.enforce_eager: raise ValueError("decode_mode 'graphs' contradicts enforce_eager (--enforce-eager)")
+    return mode
+
+# %% ../nbs/13c_cuda_graphs.ipynb #cb3994ab
+class GraphModelRunner(PagedModelRunner):
+    "Part 13b's runner whose decode steps replay CUDA graphs (`graphs`), run padded without capture (`padded`) or eagerly (`eager`)."
+    def __init__(self, model: GPT2, config: EngineConfig = EngineConfig(), decode_mode: str | None = None):
+        self.decode_mode = decode_mode  # None: the default for the device, resolved in choose_kernels
+        super().__init__(model, config)
+        capture = self.decode_mode == "graphs"
+        self.graphs = DecodeGraphs(self.model, self.cache, self.config.max_num_seqs, self.kernels, capture=capture,
+                                   max_context_len=self.config.max_model_len) if self.decode_mode != "eager" else None
+
+    def choose_kernels(self) -> None:
+        "Part 13b's choices, then the decode mode; padded modes fix the block tables' width (one Triton compile)."
+        super().choose_kernels()
+        mode = self.decode_mode or default_decode_mode(self.config, self.device, self.kernels)
+        self.decode_mode = check_decode_mode(mode, self.config, self.device)
+        if self.decode_mode != "eager": self.max_blocks = -(-self.config.max_model_len // self.config.block_size)
+
+# %% ../nbs/13c_cuda_graphs.ipynb #ca5c1ec4
+@torch.no_grad()
+def execute(self: GraphModelRunner, batch: ModelInput) -> torch.Tensor:
+    "Logits (rows, vocab) of `batch`: the leading decodes through the graphs, the rest through Part 8's forward pass."
+    assert batch.num_seqs > 0, "a step computes at least one sequence"
+    self.cache.copy_blocks(batch.copies)
+    n = self.num_padded(batch)
+    parts = [self.graphs.run(batch.token_ids[:n], batch.starts[:n], batch.block_tables[:n])] if n else []
+    if n < batch.num_seqs: parts.append(self.forward(batch, n))
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+def num_padded(self: GraphModelRunner, batch: ModelInput) -> int:
+    "How many leading single-token sequences of `batch` take the padded decode path (0 in eager mode)."
+    return 0 if self.graphs is None else min(batch.num_leading_decodes, self.graphs.max_batch_size)
+
+GraphModelRunner.execute, GraphModelRunner.num_padded = execute, num_padded

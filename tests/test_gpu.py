@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from ruvon.engine import LLM
+from ruvon.llm import LLM
 from ruvon.sampling import SamplingParams
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
