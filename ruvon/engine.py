@@ -14,11 +14,10 @@ import torch
 from .block_manager import BlockManager
 from .config import EngineConfig
 from .generate import check_prompt, finish_reason
-from .logprobs import TokenLogprob, prompt_logprobs
 from .model import GPT2
 from .model_runner import ModelInput, ModelRunner
-from .outputs import ChoiceDelta, ChoiceState, RequestRejected
-from .sampling import SamplingParams
+from .outputs import ChoiceDelta, ChoiceState, LogprobsComputer, RequestRejected, SamplingParams, TokenLogprob, check_logprobs
+from .sampling import Sampler
 from .scheduler import Scheduler, Sequence, SequenceStatus
 from .tokenizer import GPT2Tokenizer
 
@@ -75,7 +74,7 @@ class EngineRequest:
 class LLMEngine:
     "Continuous batching: add requests, call `step()` until they finish; a `ModelRunner` runs each step on the device."
     def __init__(self, model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig = EngineConfig(),
-                 observer: EngineObserver | None = None, decode_mode: str | None = None):
+                 observer: EngineObserver | None = None, decode_mode: str | None = None, logprobs: LogprobsComputer | None = None):
         self.runner = ModelRunner(model, config, decode_mode)  # weights, KV pool, kernels, graphs (Part 8)
         self.config, self.tokenizer = self.runner.config, tokenizer  # resolved: max_model_len filled in
         self.bm = BlockManager(self.runner.num_blocks, self.config.block_size)
@@ -86,6 +85,7 @@ class LLMEngine:
         self._seq_ids = itertools.count()
         self.observer = observer                                # Part 11: telemetry (None: nothing reported)
         self._finished: list[tuple[str, str]] = []              # requests ended since the last report
+        self.logprobs = logprobs                                # Part 10's computer (None: requests for logprobs are refused)
 
     def has_unfinished_requests(self) -> bool: return bool(self.requests or self.pending)
 
@@ -102,6 +102,7 @@ def add_request(self: LLMEngine, request_id: str, prompt_ids: list[int], params:
     self.check_prompt(prompt_ids)
     try: params.check_vocab(self.runner.model_config.vocab_size)
     except ValueError as e: raise RequestRejected(str(e), "logit_bias") from None
+    check_logprobs(params, self.logprobs)
     if params.n > self.config.max_num_seqs:  # a request's choices are forked into the running batch together
         raise RequestRejected(f"n ({params.n}) must be at most max_num_seqs ({self.config.max_num_seqs}, --max-num-seqs)", "n")
     if self.observer: self.observer.on_arrival(request_id, len(prompt_ids), time.monotonic() if arrival is None else arrival)
@@ -115,7 +116,8 @@ def add_request(self: LLMEngine, request_id: str, prompt_ids: list[int], params:
     self.scheduler.add(req.seqs[0])
 
 def _add_sequence(self: LLMEngine, req: EngineRequest, index: int, seq: Sequence) -> None:
-    req.seqs[index], req.states[index] = seq, ChoiceState(self.tokenizer, req.prompt_ids, req.params, req.first_index + index)
+    req.seqs[index], req.states[index] = seq, ChoiceState(self.tokenizer, req.prompt_ids, req.params, req.first_index + index,
+                                                        Sampler, self.logprobs)
     req.unfinished.add(index)
     self.owner[seq.seq_id] = (req, index)
 
@@ -170,7 +172,7 @@ def _sample(self: LLMEngine, seq: Sequence, logits: torch.Tensor, rows: range, a
     req, index = self.owner[seq.seq_id]
     if len(rows) > 1 or (index == 0 and req.wants_prompt_logprobs):
         req.prompt_logprobs_done = True
-        lps = prompt_logprobs(logits[rows.start : rows.stop], req.prompt_ids, req.params.prompt_logprobs)
+        lps = self.logprobs.prompt(logits[rows.start : rows.stop], req.prompt_ids, req.params.prompt_logprobs)
         out.append((req.request_id, ChoiceDelta(req.first_index, "", [], None, prompt_logprobs=lps)))
     if req.params.max_tokens == 0:  # prompt logprobs only (lm-evaluation-harness's scoring call)
         out += [(req.request_id, ChoiceDelta(req.first_index + i, "", [], "length")) for i in range(req.params.n)]
@@ -266,11 +268,12 @@ def run_to_completion(engine: LLMEngine, prompts: list[list[int]], params: list[
 # %% ../nbs/08b_engine.ipynb #648bf172
 class LLM:
     "Offline batched generation: `LLM(model).generate(prompts, SamplingParams(...))`; `engine_options` are `EngineConfig`'s fields."
-    def __init__(self, model: str, dtype: str = "auto", device: str | None = None, load_format: str = "auto", **engine_options):
+    def __init__(self, model: str, dtype: str = "auto", device: str | None = None, load_format: str = "auto",
+                 logprobs: LogprobsComputer | None = None, **engine_options):
         from ruvon.loading import load_config, load_model, load_tokenizer
         config = EngineConfig(**engine_options).for_model(load_config(model).n_positions)  # bad options fail before loading
         self.model, self.tokenizer = load_model(model, dtype=dtype, device=device, load_format=load_format), load_tokenizer(model)
-        self.engine = LLMEngine(self.model, self.tokenizer, config)
+        self.engine = LLMEngine(self.model, self.tokenizer, config, logprobs=logprobs)
 
     def generate(self, prompts: str | list[str] | list[list[int]], sampling_params: SamplingParams | list[SamplingParams] | None = None) -> list[RequestOutput]:
         "Generate for every prompt (text or token ids) with continuous batching; outputs in prompt order."
