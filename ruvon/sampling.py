@@ -9,7 +9,7 @@ import secrets
 
 import torch
 
-from .outputs import SamplingParams
+from .outputs import SamplingParams  # Part 4 declares it; `from ruvon.sampling import SamplingParams` keeps working
 
 # %% auto #0
 __all__ = ['NEG_INF', 'FLOAT32_MAX', 'apply_logit_bias', 'apply_penalties', 'top_k_filter', 'top_p_filter', 'min_p_filter',

@@ -100,7 +100,7 @@ class Plan:
 
 class LogprobsFormat(Protocol):
     "How `OpenAIServing` presents logprobs (Part 10's `OpenAILogprobs`)."
-    def completion(self, tokenizer: GPT2Tokenizer) -> Callable[[list[TokenLogprob]], dict]: ...  # one choice's, chunk after chunk
+    def completion(self, tokenizer: GPT2Tokenizer) -> Callable[..., dict]: ...  # one choice's: (entries, echoed prompt entries) -> dict, chunk after chunk
     def chat(self, tokenizer: GPT2Tokenizer, entries: list[TokenLogprob]) -> dict: ...
 
 class OpenAIServing:
@@ -199,22 +199,19 @@ async def _presented(self: OpenAIServing, plan: Plan) -> AsyncIterator[ChoiceDel
 OpenAIServing.run_plan, OpenAIServing._presented = run_plan, _presented
 
 # %% ../nbs/04b_serving.ipynb #96ef90d6
-def _entries(d: ChoiceDelta) -> list[TokenLogprob]:
-    "The logprob entries a delta contributes: echoed prompt tokens first, then its own tokens."
-    return (d.prompt_logprobs or []) + (d.logprobs or [])
-
 async def complete(self: OpenAIServing, plan: Plan) -> dict:
     "The whole (non-streamed) response for `plan`."
-    texts, tokens, reasons, entries, costs = {}, {}, {}, {}, []
+    texts, tokens, reasons, echoes, entries, costs = {}, {}, {}, {}, {}, []
     async for d in self.run_plan(plan):
         if d.cost_usd is not None: costs.append(d.cost_usd)
         texts[d.index] = texts.get(d.index, "") + d.text
         tokens[d.index] = tokens.get(d.index, 0) + len(d.token_ids)
-        entries.setdefault(d.index, []).extend(_entries(d))
+        echoes.setdefault(d.index, []).extend(d.prompt_logprobs or [])  # echoed prompt entries come first
+        entries.setdefault(d.index, []).extend(d.logprobs or [])
         if d.finish_reason: reasons[d.index] = d.finish_reason
     wants = plan.params.logprobs is not None
     if plan.chat: choices = [chat_choice(i, texts[i], reasons.get(i), self.logprobs.chat(self.tokenizer, entries[i]) if wants else None) for i in sorted(texts)]
-    else: choices = [completion_choice(i, texts[i], reasons.get(i), self.logprobs.completion(self.tokenizer)(entries[i]) if wants else None) for i in sorted(texts)]
+    else: choices = [completion_choice(i, texts[i], reasons.get(i), self.logprobs.completion(self.tokenizer)(entries[i], echoes[i]) if wants else None) for i in sorted(texts)]
     kind = ("chatcmpl", "chat.completion") if plan.chat else ("cmpl", "text_completion")
     return envelope(plan.id(), kind[1], self.model_name, choices, usage(sum(map(len, plan.prompts)), sum(tokens.values()), sum(costs) if costs else None))
 
@@ -233,7 +230,7 @@ async def stream(self: OpenAIServing, plan: Plan, include_usage: bool = False) -
         if d.cost_usd is not None: costs.append(d.cost_usd)
         if not plan.chat:
             if wants: formatter = formatters.setdefault(d.index, self.logprobs.completion(self.tokenizer))  # per choice: it counts offsets
-            lps = formatter(_entries(d)) if wants else None
+            lps = formatter(d.logprobs or [], d.prompt_logprobs or []) if wants else None
             yield chunk([completion_choice(d.index, d.text, d.finish_reason, lps)]); continue
         if d.index not in opened:
             opened.add(d.index); yield chunk([chat_chunk_choice(d.index, {"role": "assistant", "content": ""}, None)])

@@ -213,6 +213,8 @@ def test_logprobs_of_byte_fragments(client, standin_6l):
         assert offset == len(tok.decode(ids[:i]).rstrip("\ufffd")), (i, token)  # where the token's character starts
         if not token.startswith("bytes:"): assert text[offset:].startswith(token)
     assert lp.text_offset[-1] == text.rindex(" it")
+    after_eot = client.completions.create(model=MODEL, prompt=[tok.eos_token_id] + ids, max_tokens=0, echo=True, logprobs=1).choices[0]
+    assert after_eot.text == "<|endoftext|>" + prompt and after_eot.logprobs.text_offset[:2] == [0, len("<|endoftext|>")]  # echo shows it
     r = client.completions.create(model=MODEL, prompt=prompt, max_tokens=12, temperature=0, logprobs=1, extra_body={"ignore_eos": True}).choices[0]
     streamed = [c.choices[0].logprobs for c in client.completions.create(model=MODEL, prompt=prompt, max_tokens=12, temperature=0, logprobs=1,
                                                                          stream=True, extra_body={"ignore_eos": True})]
