@@ -215,6 +215,7 @@ def serve(
     from ruvon.cuda_graphs import GraphModelRunner
     from ruvon.cost import CostMeter, CostTelemetry
     from ruvon.loading import load_config
+    from ruvon.logprobs import OpenAILogprobs, RawLogprobs
     from ruvon.server import Admission, allow_cors, build_app, require_api_key, serving_for
     from ruvon.telemetry import log_requests, serve_telemetry
     with user_errors():
@@ -229,8 +230,9 @@ def serve(
         admission = Admission(None if max_queue is None else config.max_num_seqs + max_queue, request_timeout)
         CostMeter(gpu_cost_per_hour)  # checks the price
     name = served_model_name or model
-    engine = lambda m, t: AsyncLLMEngine(m, t, config, observer=CostTelemetry(name, config.max_model_len, gpu_cost_per_hour), runner=GraphModelRunner)
-    app_ = build_app(serving_for(model, served_model_name, engine, dtype=dtype, device=device, load_format=load_format), admission,
+    engine = lambda m, t: AsyncLLMEngine(m, t, config, observer=CostTelemetry(name, config.max_model_len, gpu_cost_per_hour),
+                                         runner=GraphModelRunner, logprobs=RawLogprobs())  # Part 10 fills Part 4's logprobs seams, here and below
+    app_ = build_app(serving_for(model, served_model_name, engine, OpenAILogprobs(), dtype=dtype, device=device, load_format=load_format), admission,
                      extensions=[serve_telemetry, *guards], on_load_failure=exit_with, max_request_bytes=max_request_bytes,
                      docs=not disable_fastapi_docs)  # Part 11: /metrics and the dashboard
     log_requests()  # Part 11: one JSON line per finished request, on stderr

@@ -15,11 +15,10 @@ from typing import Callable
 
 from .config import EngineConfig
 from .generate import check_prompt, finish_reason
-from .logprobs import TokenLogprob, prompt_logprobs
 from .model import GPT2
 from .model_runner import ModelInput, ModelRunner
-from .outputs import ChoiceDelta, ChoiceState, RequestRejected
-from .sampling import SamplingParams
+from .outputs import ChoiceDelta, ChoiceState, LogprobsComputer, RequestRejected, SamplingParams, TokenLogprob, check_logprobs
+from .sampling import Sampler
 from .scheduler import Scheduler, Sequence, SequenceStatus
 from .tokenizer import GPT2Tokenizer
 
@@ -76,7 +75,8 @@ class EngineRequest:
 class LLMEngine:
     "Continuous batching: add requests, call `step()` until they finish; a `ModelRunner` runs each step on the device."
     def __init__(self, model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig = EngineConfig(),
-                 observer: EngineObserver | None = None, runner: Callable[[GPT2, EngineConfig], ModelRunner] = ModelRunner):
+                 observer: EngineObserver | None = None, runner: Callable[[GPT2, EngineConfig], ModelRunner] = ModelRunner,
+                 logprobs: LogprobsComputer | None = None):
         self.runner = runner(model, config)                     # weights, KV pool, kernels, graphs (Part 8, 13b, 13c)
         self.config, self.tokenizer = self.runner.config, tokenizer  # resolved: max_model_len filled in
         self.bm = self.runner.block_manager()                   # the pool's bookkeeping: slots or blocks
@@ -87,6 +87,7 @@ class LLMEngine:
         self._seq_ids = itertools.count()
         self.observer = observer                                # Part 11: telemetry (None: nothing reported)
         self._finished: list[tuple[str, str]] = []              # requests ended since the last report
+        self.logprobs = logprobs                                # Part 10's computer (None: requests for logprobs are refused)
 
     def has_unfinished_requests(self) -> bool: return bool(self.requests or self.pending)
 
@@ -103,6 +104,7 @@ def add_request(self: LLMEngine, request_id: str, prompt_ids: list[int], params:
     self.check_prompt(prompt_ids)
     try: params.check_vocab(self.runner.model_config.vocab_size)
     except ValueError as e: raise RequestRejected(str(e), "logit_bias") from None
+    check_logprobs(params, self.logprobs)
     if params.n > self.config.max_num_seqs:  # a request's choices are forked into the running batch together
         raise RequestRejected(f"n ({params.n}) must be at most max_num_seqs ({self.config.max_num_seqs}, --max-num-seqs)", "n")
     if self.observer: self.observer.on_arrival(request_id, len(prompt_ids), time.monotonic() if arrival is None else arrival)
@@ -116,7 +118,8 @@ def add_request(self: LLMEngine, request_id: str, prompt_ids: list[int], params:
     self.scheduler.add(req.seqs[0])
 
 def _add_sequence(self: LLMEngine, req: EngineRequest, index: int, seq: Sequence) -> None:
-    req.seqs[index], req.states[index] = seq, ChoiceState(self.tokenizer, req.prompt_ids, req.params, req.first_index + index)
+    req.seqs[index], req.states[index] = seq, ChoiceState(self.tokenizer, req.prompt_ids, req.params, req.first_index + index,
+                                                        Sampler, self.logprobs)
     req.unfinished.add(index)
     self.owner[seq.seq_id] = (req, index)
 
@@ -171,7 +174,7 @@ def _sample(self: LLMEngine, seq: Sequence, logits: torch.Tensor, rows: range, a
     req, index = self.owner[seq.seq_id]
     if len(rows) > 1 or (index == 0 and req.wants_prompt_logprobs):
         req.prompt_logprobs_done = True
-        lps = prompt_logprobs(logits[rows.start : rows.stop], req.prompt_ids, req.params.prompt_logprobs)
+        lps = self.logprobs.prompt(logits[rows.start : rows.stop], req.prompt_ids, req.params.prompt_logprobs)
         out.append((req.request_id, ChoiceDelta(req.first_index, "", [], None, prompt_logprobs=lps)))
     if req.params.max_tokens == 0:  # prompt logprobs only (lm-evaluation-harness's scoring call)
         out += [(req.request_id, ChoiceDelta(req.first_index + i, "", [], "length")) for i in range(req.params.n)]

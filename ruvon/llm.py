@@ -8,6 +8,7 @@ from __future__ import annotations
 from .config import EngineConfig
 from .cuda_graphs import GraphModelRunner
 from .engine import LLMEngine, RequestOutput, run_to_completion
+from .logprobs import RawLogprobs
 from .sampling import SamplingParams
 
 # %% auto #0
@@ -20,7 +21,7 @@ class LLM:
         from ruvon.loading import load_config, load_model, load_tokenizer
         config = EngineConfig(**engine_options).for_model(load_config(model).n_positions)  # bad options fail before loading
         self.model, self.tokenizer = load_model(model, dtype=dtype, device=device, load_format=load_format), load_tokenizer(model)
-        self.engine = LLMEngine(self.model, self.tokenizer, config, runner=GraphModelRunner)
+        self.engine = LLMEngine(self.model, self.tokenizer, config, runner=GraphModelRunner, logprobs=RawLogprobs())
 
     def generate(self, prompts: str | list[str] | list[list[int]], sampling_params: SamplingParams | list[SamplingParams] | None = None) -> list[RequestOutput]:
         "Generate for every prompt (text or token ids) with continuous batching; outputs in prompt order."

@@ -5,25 +5,20 @@
 # %% ../nbs/10_logprobs.ipynb #67ce3d15
 from __future__ import annotations
 
-from dataclasses import dataclass
+import codecs
+from typing import Callable
 
 import torch
 
+from .outputs import TokenLogprob
 from .tokenizer import GPT2Tokenizer
 
 # %% auto #0
-__all__ = ['MAX_LOGPROBS', 'TokenLogprob', 'token_logprobs', 'prompt_logprobs', 'completion_logprobs', 'chat_logprobs',
-           'with_prompt_tokens']
+__all__ = ['MAX_LOGPROBS', 'token_logprobs', 'prompt_logprobs', 'RawLogprobs', 'token_name', 'CompletionLogprobs',
+           'chat_logprobs', 'OpenAILogprobs']
 
 # %% ../nbs/10_logprobs.ipynb #b8604d67
 MAX_LOGPROBS = 20
-
-@dataclass
-class TokenLogprob:
-    "A token's log-probability and the `top` likeliest (token id, logprob) pairs at its position."
-    token_id: int
-    logprob: float
-    top: list[tuple[int, float]]
 
 def token_logprobs(logits: torch.Tensor, token_ids: list[int], top_n: int) -> list[TokenLogprob]:
     "Logprobs of `token_ids[i]` under `logits[i]` (raw, (K, V)), with the `top_n` alternatives of each row."
@@ -37,24 +32,43 @@ def prompt_logprobs(logits: torch.Tensor, prompt_ids: list[int], top_n: int) -> 
     "Prompt logprobs from the prefill's logits at every position (P, V): None for the first token."
     return [None] + token_logprobs(logits[:-1], prompt_ids[1:], top_n)
 
-# %% ../nbs/10_logprobs.ipynb #edb3afc3
-def completion_logprobs(entries: list[TokenLogprob], tokenizer: GPT2Tokenizer, offset: int = 0) -> dict:
-    "The completions API's logprobs object for a run of tokens (a prompt's first has logprob None) starting at character `offset`."
-    tokens, logprobs, tops, offsets = [], [], [], []
-    for e in entries:
-        text = tokenizer.decode([e.token_id])
-        tokens.append(text); offsets.append(offset); offset += len(text)
-        logprobs.append(e.logprob)
-        tops.append(None if e.logprob is None else {tokenizer.decode([t]): lp for t, lp in e.top})
-    return {"tokens": tokens, "token_logprobs": logprobs, "top_logprobs": tops, "text_offset": offsets}
+# %% ../nbs/10_logprobs.ipynb #1cf9b7a4
+class RawLogprobs:
+    "Part 4's `LogprobsComputer`: logprobs of the raw logits, before any sampling setting."
+    def tokens(self, logits: torch.Tensor, token_ids: list[int], top_n: int) -> list[TokenLogprob]: return token_logprobs(logits, token_ids, top_n)
+    def prompt(self, logits: torch.Tensor, prompt_ids: list[int], top_n: int) -> list[TokenLogprob | None]: return prompt_logprobs(logits, prompt_ids, top_n)
 
+# %% ../nbs/10_logprobs.ipynb #edb3afc3
+def token_name(tokenizer: GPT2Tokenizer, token_id: int) -> str:
+    "A token as the API names it: its text, or OpenAI's `bytes:\\xNN…` when its bytes are not whole UTF-8 characters."
+    b = tokenizer.token_bytes(token_id)
+    try: return b.decode("utf-8")
+    except UnicodeDecodeError: return "bytes:" + "".join(chr(c) if c < 0x80 else f"\\x{c:02x}" for c in b)
+
+class CompletionLogprobs:
+    "The completions API's logprobs objects for one choice, chunk after chunk; `offset`: characters of the text so far."
+    def __init__(self, tokenizer: GPT2Tokenizer, offset: int = 0):
+        self.tokenizer, self.offset = tokenizer, offset
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")  # counts characters as the text completes them
+
+    def __call__(self, entries: list[TokenLogprob], echoed: list[TokenLogprob] = ()) -> dict:
+        "The object for `echoed` prompt entries (a prompt's first has logprob None), then generated `entries`."
+        out = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+        for e, shown in [(e, True) for e in echoed] + [(e, e.token_id not in self.tokenizer.special_tokens.values()) for e in entries]:
+            out["tokens"].append(token_name(self.tokenizer, e.token_id)); out["token_logprobs"].append(e.logprob)
+            out["top_logprobs"].append(None if e.logprob is None else {token_name(self.tokenizer, t): lp for t, lp in e.top})
+            out["text_offset"].append(self.offset)
+            if shown: self.offset += len(self._utf8.decode(self.tokenizer.token_bytes(e.token_id)))  # echo shows special tokens, Part 2's detokenizer not
+        return out
+
+# %% ../nbs/10_logprobs.ipynb #a00cfb02
 def chat_logprobs(entries: list[TokenLogprob], tokenizer: GPT2Tokenizer) -> dict:
     "The chat API's logprobs object: one entry per generated token."
     def entry(token_id: int, logprob: float) -> dict:
-        return {"token": tokenizer.decode([token_id]), "logprob": logprob, "bytes": list(tokenizer.token_bytes(token_id))}
+        return {"token": token_name(tokenizer, token_id), "logprob": logprob, "bytes": list(tokenizer.token_bytes(token_id))}
     return {"content": [{**entry(e.token_id, e.logprob), "top_logprobs": [entry(t, lp) for t, lp in e.top]} for e in entries]}
 
-# %% ../nbs/10_logprobs.ipynb #40902bf3
-def with_prompt_tokens(prompt_ids: list[int], entries: list[TokenLogprob | None]) -> list[TokenLogprob]:
-    "Prompt entries with the first (logprob-less) token filled in as a TokenLogprob with logprob None."
-    return [e if e is not None else TokenLogprob(t, None, []) for t, e in zip(prompt_ids, entries)]
+class OpenAILogprobs:
+    "Part 4b's `LogprobsFormat`: OpenAI's logprobs objects for completions and chat."
+    def completion(self, tokenizer: GPT2Tokenizer) -> Callable[..., dict]: return CompletionLogprobs(tokenizer)
+    def chat(self, tokenizer: GPT2Tokenizer, entries: list[TokenLogprob]) -> dict: return chat_logprobs(entries, tokenizer)

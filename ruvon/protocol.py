@@ -11,7 +11,7 @@ from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .sampling import SamplingParams
+from .outputs import SamplingParams
 
 # %% auto #0
 __all__ = ['CHAT_STOP', 'APIError', 'StreamOptions', 'SamplingRequest', 'sampling_params', 'CompletionRequest', 'ChatMessage',

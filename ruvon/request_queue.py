@@ -16,7 +16,7 @@ from typing import AsyncIterator, Callable
 from .kv_cache import CachedDecoder
 from .model import GPT2
 from .outputs import DONE, ChoiceDelta, EngineDeadError, channel, receive
-from .sampling import SamplingParams
+from .sampling import Sampler, SamplingParams
 from .serving import produce_request
 from .tokenizer import GPT2Tokenizer
 
@@ -83,7 +83,7 @@ def _serve(self: QueuedEngine, req: QueuedRequest) -> None:
         if item is DONE: self._finish(req)
         req.deliver(item)
     if req.cancelled.is_set(): deliver(DONE)
-    else: produce_request(self.decoder, self.tokenizer, req.prompts, req.params, deliver, req.cancelled.is_set)
+    else: produce_request(self.decoder, self.tokenizer, req.prompts, req.params, deliver, req.cancelled.is_set, sampler=Sampler)
 
 def _finish(self: QueuedEngine, req: QueuedRequest) -> None:
     "Record how `req` ended, in the history the timeline is drawn from."

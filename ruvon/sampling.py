@@ -6,68 +6,14 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
 
 import torch
 
+from .outputs import SamplingParams  # Part 4 declares it; `from ruvon.sampling import SamplingParams` keeps working
+
 # %% auto #0
-__all__ = ['GREEDY_BELOW', 'SEED_RANGE', 'NEG_INF', 'FLOAT32_MAX', 'SamplingParams', 'apply_logit_bias', 'apply_penalties',
-           'top_k_filter', 'top_p_filter', 'min_p_filter', 'Sampler', 'processed', 'sample_token', 'StopChecker']
-
-# %% ../nbs/05_sampling.ipynb #15cad51b
-@dataclass
-class SamplingParams:
-    "How to choose tokens for one request (defaults: one choice, 16 tokens, plain sampling at temperature 1)."
-    n: int = 1
-    max_tokens: int = 16
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0  # 0 or -1: off
-    min_p: float = 0.0
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    repetition_penalty: float = 1.0
-    logit_bias: dict[int, float] = field(default_factory=dict)
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    ignore_eos: bool = False
-    logprobs: int | None = None         # report logprobs of generated tokens, with this many alternatives (Part 10)
-    prompt_logprobs: int | None = None  # report logprobs of the prompt's tokens (Part 10)
-
-    def __post_init__(self):
-        if isinstance(self.stop, str): self.stop = [self.stop]
-        self.logit_bias = {int(k): float(v) for k, v in self.logit_bias.items()}
-        for check, message in _CHECKS:
-            if not check(self): raise ValueError(message.format(p=self))
-
-    @property
-    def is_greedy(self) -> bool: return self.temperature < GREEDY_BELOW
-
-    def check_vocab(self, vocab_size: int) -> None:
-        "Refuse `logit_bias` token ids the model's vocabulary does not have."
-        if any(t >= vocab_size for t in self.logit_bias): raise ValueError(f"logit_bias token ids must be below the vocabulary size {vocab_size}")
-
-# %% ../nbs/05_sampling.ipynb #10138530
-GREEDY_BELOW = 1e-5  # as vLLM: a temperature this small is greedy (dividing logits by it would overflow float32)
-SEED_RANGE = (-(2**63), 2**63)  # what a torch.Generator takes, with room for the choice index added to it
-
-_CHECKS = [
-    (lambda p: p.n >= 1, "n must be at least 1, got {p.n}"),
-    (lambda p: p.max_tokens >= 0, "max_tokens must be at least 0, got {p.max_tokens}"),
-    (lambda p: p.temperature >= 0, "temperature must be >= 0, got {p.temperature}"),
-    (lambda p: 0 < p.top_p <= 1, "top_p must be in (0, 1], got {p.top_p}"),
-    (lambda p: p.top_k == -1 or p.top_k >= 0, "top_k must be -1 or 0 (off) or a positive count, got {p.top_k}"),
-    (lambda p: 0 <= p.min_p <= 1, "min_p must be in [0, 1], got {p.min_p}"),
-    (lambda p: -2 <= p.presence_penalty <= 2, "presence_penalty must be in [-2, 2], got {p.presence_penalty}"),
-    (lambda p: -2 <= p.frequency_penalty <= 2, "frequency_penalty must be in [-2, 2], got {p.frequency_penalty}"),
-    (lambda p: p.repetition_penalty > 0, "repetition_penalty must be > 0, got {p.repetition_penalty}"),
-    (lambda p: all(-100 <= v <= 100 for v in p.logit_bias.values()), "logit_bias values must be in [-100, 100]"),
-    (lambda p: all(t >= 0 for t in p.logit_bias), "logit_bias token ids must be at least 0"),
-    (lambda p: p.seed is None or SEED_RANGE[0] <= p.seed < SEED_RANGE[1], "seed must be in [-2**63, 2**63), got {p.seed}"),
-    (lambda p: all(isinstance(s, str) and s for s in p.stop), "stop strings must be non-empty strings"),
-    (lambda p: p.logprobs is None or 0 <= p.logprobs <= 20, "logprobs must be in [0, 20], got {p.logprobs}"),
-    (lambda p: p.prompt_logprobs is None or 0 <= p.prompt_logprobs <= 20, "prompt_logprobs must be in [0, 20], got {p.prompt_logprobs}"),
-]
+__all__ = ['NEG_INF', 'FLOAT32_MAX', 'apply_logit_bias', 'apply_penalties', 'top_k_filter', 'top_p_filter', 'min_p_filter',
+           'Sampler', 'processed', 'sample_token']
 
 # %% ../nbs/05_sampling.ipynb #c31b36d1
 def apply_logit_bias(logits: torch.Tensor, bias: dict[int, float]) -> torch.Tensor:
@@ -144,28 +90,3 @@ def sample_token(logits: torch.Tensor, params: SamplingParams, generator: torch.
     return int(torch.multinomial(logits.softmax(-1), 1, generator=generator))
 
 Sampler.processed = processed
-
-# %% ../nbs/05_sampling.ipynb #66401ab8
-class StopChecker:
-    "Find stop strings in streamed text, holding back any tail that may be the start of one."
-    def __init__(self, stop: list[str]):
-        self.stop, self.pending, self.stopped = [s for s in stop if s], "", False
-
-    def push(self, text: str) -> tuple[str, bool]:
-        "Add `text`; return (text safe to emit, whether a stop string has been hit)."
-        if not self.stop: return text, False  # nothing to hold back: the engine's per-token fast path
-        if self.stopped: return "", True
-        self.pending += text
-        hits = [i for i in (self.pending.find(s) for s in self.stop) if i >= 0]
-        if hits:
-            out, self.pending, self.stopped = self.pending[: min(hits)], "", True
-            return out, True
-        keep = max((k for s in self.stop for k in range(1, len(s)) if self.pending.endswith(s[:k])), default=0)
-        cut = len(self.pending) - keep
-        out, self.pending = self.pending[:cut], self.pending[cut:]
-        return out, False
-
-    def flush(self) -> str:
-        "Release the held-back tail (the completion ended without a stop string)."
-        out, self.pending = self.pending, ""
-        return out

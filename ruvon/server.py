@@ -29,7 +29,7 @@ from starlette.requests import ClientDisconnect
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .protocol import APIError, ChatCompletionRequest, CompletionRequest
-from .serving import OpenAIServing, Plan, SerialEngine
+from .serving import LogprobsFormat, OpenAIServing, Plan, SerialEngine
 
 # %% auto #0
 __all__ = ['DEFAULT_MAX_REQUEST_BYTES', 'OPENAI_ERROR_SCHEMA', 'KEY_COOKIE', 'error_response', 'validation_error', 'http_error',
@@ -356,12 +356,13 @@ def add_token_routes(app: FastAPI, state: ServerState) -> None:
                 "add_bos_token": False, "chat_template": None}
 
 # %% ../nbs/04c_server.ipynb #7932d1a3
-def serving_for(model_id: str, served_name: str | None = None, engine: Callable = SerialEngine, **load_kwargs) -> Callable[[], OpenAIServing]:
-    "A loader for `build_app` that serves `model_id` with `engine(model, tokenizer)` (Part 6's QueuedEngine in `ruvon serve`)."
+def serving_for(model_id: str, served_name: str | None = None, engine: Callable = SerialEngine, logprobs: LogprobsFormat | None = None,
+                **load_kwargs) -> Callable[[], OpenAIServing]:
+    "A loader for `build_app` that serves `model_id` with `engine(model, tokenizer)`, presenting logprobs with `logprobs` (Part 10's, in `ruvon serve`)."
     def load() -> OpenAIServing:
         from ruvon.loading import load_model, load_tokenizer
         model, tokenizer = load_model(model_id, **load_kwargs), load_tokenizer(model_id)
-        return OpenAIServing(engine(model, tokenizer), tokenizer, served_name or model_id)
+        return OpenAIServing(engine(model, tokenizer), tokenizer, served_name or model_id, logprobs)
     return load
 
 # %% ../nbs/04c_server.ipynb #3eb331fb

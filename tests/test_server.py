@@ -189,6 +189,38 @@ def test_logprobs_match_hf(client, standin_6l):
     assert len(content) >= 1 and all(len(c.top_logprobs) == 3 and c.top_logprobs[0].logprob >= c.logprob - 1e-6 for c in content)
 
 
+def test_chat_content_is_its_logprob_tokens(client):
+    "Issue 12: a chat reply keeps its leading space; its content is its tokens' text, streamed or not."
+    args = dict(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=6, temperature=0, logprobs=True)
+    r = client.chat.completions.create(**args).choices[0]
+    assert r.finish_reason == "length" and r.message.content == "".join(c.token for c in r.logprobs.content)
+    assert r.message.content.startswith(" ")  # the space the model writes after "Assistant:"
+    chunks = [c.choices[0] for c in client.chat.completions.create(stream=True, **args) if c.choices]
+    assert "".join(c.delta.content or "" for c in chunks) == r.message.content
+    assert "".join(t.token for c in chunks if c.logprobs for t in c.logprobs.content) == r.message.content
+
+
+def test_logprobs_of_byte_fragments(client, standin_6l):
+    "Issue 12: tokens holding part of a UTF-8 character are named bytes:\\xNN (no top_logprobs key lost); text_offset does not drift."
+    tok = load_tokenizer(standin_6l)
+    prompt = "It’s 日本語, isn’t it"
+    scored = client.completions.create(model=MODEL, prompt=prompt, max_tokens=0, echo=True, logprobs=20).choices[0]
+    lp, ids = scored.logprobs, tok.encode(prompt)
+    assert "bytes:\\xe2\\x80" in lp.tokens and "bytes:\\x99" in lp.tokens
+    assert all(len(t) == 20 for t in lp.top_logprobs[1:])  # 20 distinct names: fragments no longer collide as '�'
+    text = scored.text
+    for i, (token, offset) in enumerate(zip(lp.tokens, lp.text_offset)):
+        assert offset == len(tok.decode(ids[:i]).rstrip("\ufffd")), (i, token)  # where the token's character starts
+        if not token.startswith("bytes:"): assert text[offset:].startswith(token)
+    assert lp.text_offset[-1] == text.rindex(" it")
+    after_eot = client.completions.create(model=MODEL, prompt=[tok.eos_token_id] + ids, max_tokens=0, echo=True, logprobs=1).choices[0]
+    assert after_eot.text == "<|endoftext|>" + prompt and after_eot.logprobs.text_offset[:2] == [0, len("<|endoftext|>")]  # echo shows it
+    r = client.completions.create(model=MODEL, prompt=prompt, max_tokens=12, temperature=0, logprobs=1, extra_body={"ignore_eos": True}).choices[0]
+    streamed = [c.choices[0].logprobs for c in client.completions.create(model=MODEL, prompt=prompt, max_tokens=12, temperature=0, logprobs=1,
+                                                                         stream=True, extra_body={"ignore_eos": True})]
+    assert [o for s in streamed for o in s.text_offset] == r.logprobs.text_offset
+
+
 def test_logprobs_bad_values(server):
     for body in ({"logprobs": 21}, {"logprobs": -1}):
         r = httpx.post(f"{server}/v1/completions", json={"model": MODEL, "prompt": "x", **body})
