@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
@@ -37,9 +37,9 @@ __all__ = ['REJECTION_REASONS', 'ALL_REJECTION_REASONS', 'DEFAULT_MAX_REQUEST_BY
            'error_response', 'validation_error', 'http_error', 'internal_error', 'install_error_handlers',
            'rejection_labels', 'Rejections', 'Admission', 'Ticket', 'within_deadline', 'stream', 'sse',
            'client_request_id', 'ClientGone', 'unless_disconnected', 'respond', 'BodyLimit', 'ServerState',
-           'load_in_background', 'build_app', 'document_openai_errors', 'TokenizeRequest', 'DetokenizeRequest',
-           'model_card', 'add_routes', 'add_token_routes', 'serving_for', 'APIKeyCheck', 'require_api_key',
-           'allow_cors']
+           'load_in_background', 'build_app', 'json_body', 'parse_body', 'document_openai_errors', 'component',
+           'TokenizeRequest', 'DetokenizeRequest', 'model_card', 'add_routes', 'add_token_routes', 'serving_for',
+           'APIKeyCheck', 'require_api_key', 'allow_cors']
 
 # %% ../nbs/04c_server.ipynb #b8701245
 def error_response(e: APIError) -> JSONResponse:
@@ -76,7 +76,7 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[APIError], None] = 
     app.exception_handler(StarletteHTTPException)(handler(http_error))  # unknown routes, wrong methods
     app.exception_handler(Exception)(handler(internal_error))
 
-# %% ../nbs/04c_server.ipynb #1ef64103
+# %% ../nbs/04c_server.ipynb #07dba153
 REJECTION_REASONS = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 408: "timeout",
                      413: "request_too_large", 429: "queue_full", 500: "server_error", 503: "not_ready"}
 _REASON_BY_CODE = {"context_length_exceeded": "context_length_exceeded", "model_not_found": "model_not_found",
@@ -315,25 +315,50 @@ def build_app(loader: Callable[[], OpenAIServing], admission: Admission | None =
     document_openai_errors(app)
     return app
 
+# %% ../nbs/04c_server.ipynb #d15d4c8b
+def json_body(model: type[BaseModel]) -> dict:
+    "A route's `openapi_extra` for a JSON body of `model` that the route parses itself (`parse_body`)."
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")  # its $defs move to components (below)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+async def parse_body(request: Request, model: type[BaseModel]):
+    "The request's JSON body as a `model`, parsed and validated in a worker thread; errors as FastAPI's own (a 400 here)."
+    raw = await request.body()
+    def parse():
+        try: return model.model_validate(json.loads(raw))
+        except ValidationError as e: raise RequestValidationError(e.errors(include_url=False)) from None
+        except ValueError as e: raise APIError(f"Invalid JSON body: {e}") from None  # not JSON, or not UTF-8
+    return await run_in_threadpool(parse)
+
 # %% ../nbs/04c_server.ipynb #43c65318
 OPENAI_ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["message", "type"],
     "properties": {"message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}}
 
 def document_openai_errors(app: FastAPI) -> None:
-    "Make `app`'s OpenAPI schema document a 400 in OpenAI's error shape where FastAPI documents its 422."
+    "Make `app`'s OpenAPI schema document a 400 in OpenAI's error shape for every body (not FastAPI's 422); body models go to components."
     def openapi() -> dict:
         if app.openapi_schema: return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes, servers=app.servers or None)
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"): schemas.pop(unused, None)
         schemas["OpenAIError"] = OPENAI_ERROR_SCHEMA
         error = {"description": "Invalid request (OpenAI's error shape)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAIError"}}}}
         for operation in (op for path in schema["paths"].values() for op in path.values()):
-            if operation.get("responses", {}).pop("422", None) is not None: operation["responses"]["400"] = error
+            if body := operation.get("requestBody", {}).get("content", {}).get("application/json"):
+                body["schema"] = component(schemas, body["schema"])
+            if operation.get("responses", {}).pop("422", None) is not None or body: operation["responses"]["400"] = error
         app.openapi_schema = schema
         return schema
     app.openapi = openapi
+
+def component(schemas: dict, schema: dict) -> dict:
+    "Move an inline model schema (from `json_body`) and its $defs into `schemas`; a $ref to it in its place."
+    if "title" not in schema or "$ref" in schema: return schema
+    schema = dict(schema)
+    schemas.update(schema.pop("$defs", {}))
+    schemas[schema["title"]] = schema
+    return {"$ref": f"#/components/schemas/{schema['title']}"}
 
 # %% ../nbs/04c_server.ipynb #2a495ee3
 class TokenizeRequest(BaseModel):
@@ -365,15 +390,17 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         s.check_model(model_id)
         return model_card(s)
 
-    @app.post("/v1/completions")
-    async def completions(req: CompletionRequest, request: Request):
+    @app.post("/v1/completions", openapi_extra=json_body(CompletionRequest))
+    async def completions(request: Request):
+        req = await parse_body(request, CompletionRequest)
         s = state.ready()
         plan = await run_in_threadpool(s.plan_completion, req)  # tokenizing a long prompt must not hold up other connections
         return await respond(s, plan, req.stream, bool(req.stream_options and req.stream_options.include_usage), state.admission, request,
                              state.rejections)
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(req: ChatCompletionRequest, request: Request):
+    @app.post("/v1/chat/completions", openapi_extra=json_body(ChatCompletionRequest))
+    async def chat_completions(request: Request):
+        req = await parse_body(request, ChatCompletionRequest)
         s = state.ready()
         plan = await run_in_threadpool(s.plan_chat, req)
         return await respond(s, plan, req.stream, bool(req.stream_options and req.stream_options.include_usage), state.admission, request,
@@ -383,20 +410,24 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
 
 # %% ../nbs/04c_server.ipynb #5d094c1b
 def add_token_routes(app: FastAPI, state: ServerState) -> None:
-    @app.post("/tokenize")
-    def tokenize(req: TokenizeRequest):
+    @app.post("/tokenize", openapi_extra=json_body(TokenizeRequest))
+    async def tokenize(request: Request):
+        req = await parse_body(request, TokenizeRequest)
         s = state.ready()
         if req.model is not None: s.check_model(req.model)
-        try: tokens = s.tokenizer.encode(req.prompt)
+        try: tokens = await run_in_threadpool(s.tokenizer.encode, req.prompt)
         except ValueError as e: raise APIError(str(e), param="prompt") from None
         return {"tokens": tokens, "count": len(tokens), "max_model_len": s.max_model_len}
 
-    @app.post("/detokenize")
-    def detokenize(req: DetokenizeRequest):
+    @app.post("/detokenize", openapi_extra=json_body(DetokenizeRequest))
+    async def detokenize(request: Request):
+        req = await parse_body(request, DetokenizeRequest)
         s = state.ready()
         if req.model is not None: s.check_model(req.model)
-        if any(not 0 <= t < s.tokenizer.vocab_size for t in req.tokens): raise APIError("token id out of range", param="tokens")
-        return {"prompt": s.tokenizer.decode(req.tokens)}
+        def decode() -> str:  # a few million ids take a while: not on the event loop
+            if any(not 0 <= t < s.tokenizer.vocab_size for t in req.tokens): raise APIError("token id out of range", param="tokens")
+            return s.tokenizer.decode(req.tokens)
+        return {"prompt": await run_in_threadpool(decode)}
 
     @app.get("/tokenizer_info")
     def tokenizer_info():
