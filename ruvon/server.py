@@ -76,7 +76,7 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[APIError], None] = 
     app.exception_handler(StarletteHTTPException)(handler(http_error))  # unknown routes, wrong methods
     app.exception_handler(Exception)(handler(internal_error))
 
-# %% ../nbs/04c_server.ipynb #07dba153
+# %% ../nbs/04c_server.ipynb #62e86718
 REJECTION_REASONS = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 408: "timeout",
                      413: "request_too_large", 429: "queue_full", 500: "server_error", 503: "not_ready"}
 _REASON_BY_CODE = {"context_length_exceeded": "context_length_exceeded", "model_not_found": "model_not_found",
@@ -315,7 +315,7 @@ def build_app(loader: Callable[[], OpenAIServing], admission: Admission | None =
     document_openai_errors(app)
     return app
 
-# %% ../nbs/04c_server.ipynb #d15d4c8b
+# %% ../nbs/04c_server.ipynb #4cff65e7
 def json_body(model: type[BaseModel]) -> dict:
     "A route's `openapi_extra` for a JSON body of `model` that the route parses itself (`parse_body`)."
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")  # its $defs move to components (below)
