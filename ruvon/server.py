@@ -39,7 +39,7 @@ __all__ = ['REJECTION_REASONS', 'ALL_REJECTION_REASONS', 'DEFAULT_MAX_REQUEST_BY
            'client_request_id', 'ClientGone', 'unless_disconnected', 'respond', 'BodyLimit', 'ServerState',
            'load_in_background', 'build_app', 'json_body', 'parse_body', 'document_openai_errors', 'component',
            'TokenizeRequest', 'DetokenizeRequest', 'model_card', 'add_routes', 'add_token_routes', 'serving_for',
-           'APIKeyCheck', 'require_api_key', 'allow_cors']
+           'route_path', 'APIKeyCheck', 'require_api_key', 'allow_cors']
 
 # %% ../nbs/04c_server.ipynb #b8701245
 def error_response(e: APIError) -> JSONResponse:
@@ -76,7 +76,7 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[APIError], None] = 
     app.exception_handler(StarletteHTTPException)(handler(http_error))  # unknown routes, wrong methods
     app.exception_handler(Exception)(handler(internal_error))
 
-# %% ../nbs/04c_server.ipynb #62e86718
+# %% ../nbs/04c_server.ipynb #04373c5a
 REJECTION_REASONS = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 408: "timeout",
                      413: "request_too_large", 429: "queue_full", 500: "server_error", 503: "not_ready"}
 _REASON_BY_CODE = {"context_length_exceeded": "context_length_exceeded", "model_not_found": "model_not_found",
@@ -315,7 +315,7 @@ def build_app(loader: Callable[[], OpenAIServing], admission: Admission | None =
     document_openai_errors(app)
     return app
 
-# %% ../nbs/04c_server.ipynb #4cff65e7
+# %% ../nbs/04c_server.ipynb #c56a07b5
 def json_body(model: type[BaseModel]) -> dict:
     "A route's `openapi_extra` for a JSON body of `model` that the route parses itself (`parse_body`)."
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")  # its $defs move to components (below)
@@ -450,6 +450,11 @@ def serving_for(model_id: str, served_name: str | None = None, engine: Callable 
 # %% ../nbs/04c_server.ipynb #3eb331fb
 KEY_COOKIE = "ruvon_api_key"
 
+def route_path(scope) -> str:
+    "The path as the routes see it: without the prefix a reverse proxy serves the app under (`--root-path`, which uvicorn puts in `path`)."
+    path, root = scope["path"], scope.get("root_path", "")
+    return (path[len(root):] or "/") if root and path.startswith(root) else path
+
 def _needs_key(path: str) -> bool:
     return path.startswith(("/v1/", "/dashboard")) or path in ("/tokenize", "/detokenize")
 
@@ -460,7 +465,7 @@ def _given_key(scope) -> str:
     cookies = dict(c.strip().split("=", 1) for c in headers.get("cookie", "").split(";") if "=" in c)
     if KEY_COOKIE in cookies: return cookies[KEY_COOKIE]
     query = dict(p.split("=", 1) for p in scope.get("query_string", b"").decode("latin-1").split("&") if "=" in p)
-    return query.get("key", "") if scope["path"] == "/dashboard" else ""
+    return query.get("key", "") if route_path(scope) == "/dashboard" else ""
 
 # %% ../nbs/04c_server.ipynb #d03bf432
 class APIKeyCheck:
@@ -469,7 +474,7 @@ class APIKeyCheck:
         self.app, self.key, self.on_error = app, key.encode(), on_error
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not _needs_key(scope["path"]): return await self.app(scope, receive, send)
+        if scope["type"] != "http" or not _needs_key(route_path(scope)): return await self.app(scope, receive, send)
         given = _given_key(scope)
         if not hmac.compare_digest(given.encode(), self.key):
             error = APIError("Incorrect or missing API key: send it as Authorization: Bearer <key>", status=401, code="invalid_api_key")
@@ -479,10 +484,10 @@ class APIKeyCheck:
 
     def _with_cookie(self, scope, send, key: str):
         "On the dashboard page, remember the key in an HTTP-only cookie for its data requests."
-        if scope["path"] != "/dashboard": return send
+        if route_path(scope) != "/dashboard": return send
         async def send_with_cookie(message):
             if message["type"] == "http.response.start":
-                cookie = f"{KEY_COOKIE}={key}; Path=/dashboard; HttpOnly; SameSite=Strict".encode("latin-1")
+                cookie = f"{KEY_COOKIE}={key}; Path={scope.get('root_path', '')}/dashboard; HttpOnly; SameSite=Strict".encode("latin-1")
                 message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie)]}
             await send(message)
         return send_with_cookie
