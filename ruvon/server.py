@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import hmac
@@ -22,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
@@ -32,11 +33,13 @@ from .protocol import APIError, ChatCompletionRequest, CompletionRequest
 from .serving import LogprobsFormat, OpenAIServing, Plan, SerialEngine
 
 # %% auto #0
-__all__ = ['DEFAULT_MAX_REQUEST_BYTES', 'OPENAI_ERROR_SCHEMA', 'KEY_COOKIE', 'error_response', 'validation_error', 'http_error',
-           'install_error_handlers', 'Admission', 'Ticket', 'within_deadline', 'stream', 'sse', 'client_request_id',
-           'ClientGone', 'unless_disconnected', 'respond', 'BodyLimit', 'ServerState', 'load_in_background',
-           'build_app', 'document_openai_errors', 'TokenizeRequest', 'DetokenizeRequest', 'model_card', 'add_routes',
-           'add_token_routes', 'serving_for', 'APIKeyCheck', 'require_api_key', 'allow_cors']
+__all__ = ['REJECTION_REASONS', 'ALL_REJECTION_REASONS', 'DEFAULT_MAX_REQUEST_BYTES', 'OPENAI_ERROR_SCHEMA', 'KEY_COOKIE',
+           'error_response', 'validation_error', 'http_error', 'internal_error', 'install_error_handlers',
+           'rejection_labels', 'Rejections', 'Admission', 'Ticket', 'within_deadline', 'stream', 'sse',
+           'client_request_id', 'ClientGone', 'unless_disconnected', 'respond', 'BodyLimit', 'ServerState',
+           'load_in_background', 'build_app', 'json_body', 'parse_body', 'document_openai_errors', 'component',
+           'TokenizeRequest', 'DetokenizeRequest', 'model_card', 'add_routes', 'add_token_routes', 'serving_for',
+           'route_path', 'APIKeyCheck', 'require_api_key', 'allow_cors']
 
 # %% ../nbs/04c_server.ipynb #b8701245
 def error_response(e: APIError) -> JSONResponse:
@@ -57,12 +60,45 @@ def http_error(exc: StarletteHTTPException) -> APIError:
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
     return APIError(str(exc.detail), status=exc.status_code, code=code, headers=dict(exc.headers or {}))
 
-def install_error_handlers(app: FastAPI) -> None:
-    "400 for validation errors, the APIError's status for serving errors, 500 (and keep serving) for bugs."
-    app.exception_handler(APIError)(lambda request, e: error_response(e))
-    app.exception_handler(RequestValidationError)(lambda request, e: error_response(validation_error(e)))
-    app.exception_handler(StarletteHTTPException)(lambda request, e: error_response(http_error(e)))  # unknown routes, wrong methods
-    app.exception_handler(Exception)(lambda request, e: error_response(APIError(f"internal error: {type(e).__name__}: {e}", 500, "internal_server_error")))
+def internal_error(exc: Exception) -> APIError:
+    "A bug, as a 500 in OpenAI's shape."
+    return APIError(f"internal error: {type(exc).__name__}: {exc}", 500, "internal_server_error")
+
+def install_error_handlers(app: FastAPI, on_error: Callable[[APIError], None] = lambda e: None) -> None:
+    "400 for validation errors, the APIError's status for serving errors, 500 (and keep serving) for bugs; each error goes to `on_error` too."
+    def handler(to_api_error):
+        def handle(request, exc):
+            e = to_api_error(exc); on_error(e)
+            return error_response(e)
+        return handle
+    app.exception_handler(APIError)(handler(lambda e: e))
+    app.exception_handler(RequestValidationError)(handler(validation_error))
+    app.exception_handler(StarletteHTTPException)(handler(http_error))  # unknown routes, wrong methods
+    app.exception_handler(Exception)(handler(internal_error))
+
+# %% ../nbs/04c_server.ipynb #04373c5a
+REJECTION_REASONS = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 408: "timeout",
+                     413: "request_too_large", 429: "queue_full", 500: "server_error", 503: "not_ready"}
+_REASON_BY_CODE = {"context_length_exceeded": "context_length_exceeded", "model_not_found": "model_not_found",
+                   "server_shutting_down": "shutting_down"}
+ALL_REJECTION_REASONS = tuple(sorted({*REJECTION_REASONS.values(), *_REASON_BY_CODE.values(), "other"}))
+_PARAMS = frozenset({*CompletionRequest.model_fields, *ChatCompletionRequest.model_fields, "tokens"})  # "tokens": /detokenize
+
+def rejection_labels(e: APIError) -> tuple[str, str]:
+    "(reason, param) of a refusal, both from fixed sets whatever the error says; param only for a 400."
+    reason = _REASON_BY_CODE.get(e.code) or REJECTION_REASONS.get(e.status, "other")
+    param = "" if e.status != 400 or e.param is None else e.param if e.param in _PARAMS else "other"
+    return reason, param
+
+class Rejections:
+    "Refused requests counted by `rejection_labels` (thread-safe); call it with each error the server answers."
+    def __init__(self): self.counts, self.lock = collections.Counter(), threading.Lock()
+
+    def __call__(self, e: APIError) -> None:
+        with self.lock: self.counts[rejection_labels(e)] += 1
+
+    def snapshot(self) -> dict[tuple[str, str], int]:
+        with self.lock: return dict(self.counts)
 
 # %% ../nbs/04c_server.ipynb #4bac6b59
 class Admission:
@@ -80,7 +116,7 @@ class Admission:
 
     def enter(self) -> Ticket:
         "Admit one request, or raise 503 (draining) / 429 (full)."
-        if self.draining: raise APIError("server is shutting down", status=503, type="service_unavailable")
+        if self.draining: raise APIError("server is shutting down", status=503, type="service_unavailable", code="server_shutting_down")
         if self.limit is not None and self.in_flight >= self.limit:
             self.num_rejected += 1
             raise APIError(f"server is at capacity ({self.in_flight} requests running or queued); retry after {self.retry_after_s} s",
@@ -113,11 +149,19 @@ class Ticket:
         return max(0.0, end - time.monotonic()), error
 
 # %% ../nbs/04c_server.ipynb #b43123ca
-async def within_deadline(self: Ticket, work):
+async def within_deadline(self: Ticket, work, poll_s: float = 0.1):
     "Await `work` (a coroutine), cancelling it with a 408 if the deadline passes (a 503 if the server's drain ends first)."
-    left, error = self._limit()
-    try: return await asyncio.wait_for(work, left)
-    except asyncio.TimeoutError: raise error() from None
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            left, error = self._limit()  # asked again each poll: a drain may begin while the work runs
+            if left == 0: raise error()
+            await asyncio.wait({task}, timeout=poll_s if left is None else min(left, poll_s))
+        return task.result()
+    finally:  # the deadline (or the drain) came first: the work must not run on
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError): await task
 
 async def stream(self: Ticket, chunks: AsyncIterator[dict]) -> AsyncIterator[dict]:
     "Pass `chunks` through until the deadline (or the drain's end); then stop the generation and raise its error (sent as an error event)."
@@ -136,12 +180,14 @@ async def stream(self: Ticket, chunks: AsyncIterator[dict]) -> AsyncIterator[dic
 Ticket.within_deadline, Ticket.stream = within_deadline, stream
 
 # %% ../nbs/04c_server.ipynb #843c437d
-async def sse(chunks: AsyncIterator[dict]) -> AsyncIterator[str]:
-    "Server-Sent Events framing of `chunks`, ending with data: [DONE]."
+async def sse(chunks: AsyncIterator[dict], on_error: Callable[[APIError], None] = lambda e: None) -> AsyncIterator[str]:
+    "Server-Sent Events framing of `chunks`, ending with data: [DONE]; an error becomes an event (and goes to `on_error`)."
     try:
         async for chunk in chunks: yield f"data: {json.dumps(chunk)}\n\n"
-    except APIError as e: yield f"data: {json.dumps(e.body())}\n\n"
-    except Exception as e: yield f"data: {json.dumps(APIError(f'internal error: {e}', 500, 'internal_server_error').body())}\n\n"
+    except Exception as e:
+        error = e if isinstance(e, APIError) else internal_error(e)
+        on_error(error)
+        yield f"data: {json.dumps(error.body())}\n\n"
     yield "data: [DONE]\n\n"
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -169,7 +215,7 @@ async def unless_disconnected(request: Request | None, work, poll_s: float = 0.1
             with contextlib.suppress(asyncio.CancelledError): await task
 
 async def respond(serving: OpenAIServing, plan: Plan, stream: bool, include_usage: bool, admission: Admission | None = None,
-                  request: Request | None = None):
+                  request: Request | None = None, on_error: Callable[[APIError], None] = lambda e: None):
     "A JSON response, or an SSE stream, for a validated plan — admitted first (429/503 before any work), within the deadline."
     admission = admission or Admission()
     ticket = admission.enter()
@@ -179,24 +225,27 @@ async def respond(serving: OpenAIServing, plan: Plan, stream: bool, include_usag
         try: return JSONResponse(await ticket.within_deadline(unless_disconnected(request, serving.complete(plan))), headers=headers)
         except ClientGone: return Response(status_code=499)  # nobody reads it: nginx's "client closed request"
         finally: ticket.release()
-    return StreamingResponse(sse(ticket.stream(serving.stream(plan, include_usage))), media_type="text/event-stream", headers=headers,
+    return StreamingResponse(sse(ticket.stream(serving.stream(plan, include_usage)), on_error), media_type="text/event-stream", headers=headers,
                              background=BackgroundTask(ticket.release))  # released twice is fine: whichever comes first
 
 # %% ../nbs/04c_server.ipynb #67224216
 DEFAULT_MAX_REQUEST_BYTES = 8 << 20
 
 class BodyLimit:
-    "ASGI middleware: a request body over `max_bytes` gets a 413 before it is read whole."
-    def __init__(self, app, max_bytes: int): self.app, self.max_bytes = app, max_bytes
+    "ASGI middleware: a request body over `max_bytes` gets a 413 before it is read whole (the error goes to `on_error` too)."
+    def __init__(self, app, max_bytes: int, on_error: Callable[[APIError], None] = lambda e: None):
+        self.app, self.max_bytes, self.on_error = app, max_bytes, on_error
 
-    def _too_large(self) -> APIError:
-        return APIError(f"the request body exceeds {self.max_bytes:,} bytes", status=413, code="request_too_large")
+    def _too_large(self) -> JSONResponse:
+        e = APIError(f"the request body exceeds {self.max_bytes:,} bytes", status=413, code="request_too_large")
+        self.on_error(e)
+        return error_response(e)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http": return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await error_response(self._too_large())(scope, receive, send)
+            return await self._too_large()(scope, receive, send)
         seen, refused = 0, False
         async def counted():  # a body sent in chunks: count as it arrives
             nonlocal seen, refused
@@ -204,7 +253,7 @@ class BodyLimit:
             seen += len(message.get("body", b""))
             if seen > self.max_bytes and not refused:
                 refused = True
-                await error_response(self._too_large())(scope, receive, send)
+                await self._too_large()(scope, receive, send)
                 return {"type": "http.disconnect"}  # the app stops reading; whatever it answers is dropped below
             return message
         async def unless_refused(message):
@@ -219,6 +268,7 @@ class ServerState:
     def __init__(self, admission: Admission | None = None):
         self.serving: OpenAIServing | None = None; self.problem = "model is loading"
         self.admission = admission or Admission()
+        self.rejections = Rejections()  # every error answered, by reason (Part 11 publishes them)
         self.on_load: list[Callable[[OpenAIServing], None]] = []  # extensions' hooks, run once the model is loaded
 
     def ready(self) -> OpenAIServing:
@@ -258,12 +308,27 @@ def build_app(loader: Callable[[], OpenAIServing], admission: Admission | None =
 
     app = FastAPI(title="ruvon", version="0.1", lifespan=lifespan, **({} if docs else {"docs_url": None, "redoc_url": None}))
     app.state.ruvon = state
-    if max_request_bytes is not None: app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
-    install_error_handlers(app)
+    if max_request_bytes is not None: app.add_middleware(BodyLimit, max_bytes=max_request_bytes, on_error=state.rejections)
+    install_error_handlers(app, state.rejections)
     add_routes(app, state)
     for extend in extensions: extend(app, state)
     document_openai_errors(app)
     return app
+
+# %% ../nbs/04c_server.ipynb #c56a07b5
+def json_body(model: type[BaseModel]) -> dict:
+    "A route's `openapi_extra` for a JSON body of `model` that the route parses itself (`parse_body`)."
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")  # its $defs move to components (below)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+async def parse_body(request: Request, model: type[BaseModel]):
+    "The request's JSON body as a `model`, parsed and validated in a worker thread; errors as FastAPI's own (a 400 here)."
+    raw = await request.body()
+    def parse():
+        try: return model.model_validate(json.loads(raw))
+        except ValidationError as e: raise RequestValidationError(e.errors(include_url=False)) from None
+        except ValueError as e: raise APIError(f"Invalid JSON body: {e}") from None  # not JSON, or not UTF-8
+    return await run_in_threadpool(parse)
 
 # %% ../nbs/04c_server.ipynb #43c65318
 OPENAI_ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {
@@ -271,19 +336,29 @@ OPENAI_ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"
     "properties": {"message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}}
 
 def document_openai_errors(app: FastAPI) -> None:
-    "Make `app`'s OpenAPI schema document a 400 in OpenAI's error shape where FastAPI documents its 422."
+    "Make `app`'s OpenAPI schema document a 400 in OpenAI's error shape for every body (not FastAPI's 422); body models go to components."
     def openapi() -> dict:
         if app.openapi_schema: return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes, servers=app.servers or None)
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"): schemas.pop(unused, None)
         schemas["OpenAIError"] = OPENAI_ERROR_SCHEMA
         error = {"description": "Invalid request (OpenAI's error shape)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAIError"}}}}
         for operation in (op for path in schema["paths"].values() for op in path.values()):
-            if operation.get("responses", {}).pop("422", None) is not None: operation["responses"]["400"] = error
+            if body := operation.get("requestBody", {}).get("content", {}).get("application/json"):
+                body["schema"] = component(schemas, body["schema"])
+            if operation.get("responses", {}).pop("422", None) is not None or body: operation["responses"]["400"] = error
         app.openapi_schema = schema
         return schema
     app.openapi = openapi
+
+def component(schemas: dict, schema: dict) -> dict:
+    "Move an inline model schema (from `json_body`) and its $defs into `schemas`; a $ref to it in its place."
+    if "title" not in schema or "$ref" in schema: return schema
+    schema = dict(schema)
+    schemas.update(schema.pop("$defs", {}))
+    schemas[schema["title"]] = schema
+    return {"$ref": f"#/components/schemas/{schema['title']}"}
 
 # %% ../nbs/04c_server.ipynb #2a495ee3
 class TokenizeRequest(BaseModel):
@@ -315,36 +390,44 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         s.check_model(model_id)
         return model_card(s)
 
-    @app.post("/v1/completions")
-    async def completions(req: CompletionRequest, request: Request):
+    @app.post("/v1/completions", openapi_extra=json_body(CompletionRequest))
+    async def completions(request: Request):
+        req = await parse_body(request, CompletionRequest)
         s = state.ready()
         plan = await run_in_threadpool(s.plan_completion, req)  # tokenizing a long prompt must not hold up other connections
-        return await respond(s, plan, req.stream, bool(req.stream_options and req.stream_options.include_usage), state.admission, request)
+        return await respond(s, plan, req.stream, bool(req.stream_options and req.stream_options.include_usage), state.admission, request,
+                             state.rejections)
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(req: ChatCompletionRequest, request: Request):
+    @app.post("/v1/chat/completions", openapi_extra=json_body(ChatCompletionRequest))
+    async def chat_completions(request: Request):
+        req = await parse_body(request, ChatCompletionRequest)
         s = state.ready()
         plan = await run_in_threadpool(s.plan_chat, req)
-        return await respond(s, plan, req.stream, bool(req.stream_options and req.stream_options.include_usage), state.admission, request)
+        return await respond(s, plan, req.stream, bool(req.stream_options and req.stream_options.include_usage), state.admission, request,
+                             state.rejections)
 
     add_token_routes(app, state)
 
 # %% ../nbs/04c_server.ipynb #5d094c1b
 def add_token_routes(app: FastAPI, state: ServerState) -> None:
-    @app.post("/tokenize")
-    def tokenize(req: TokenizeRequest):
+    @app.post("/tokenize", openapi_extra=json_body(TokenizeRequest))
+    async def tokenize(request: Request):
+        req = await parse_body(request, TokenizeRequest)
         s = state.ready()
         if req.model is not None: s.check_model(req.model)
-        try: tokens = s.tokenizer.encode(req.prompt)
+        try: tokens = await run_in_threadpool(s.tokenizer.encode, req.prompt)
         except ValueError as e: raise APIError(str(e), param="prompt") from None
         return {"tokens": tokens, "count": len(tokens), "max_model_len": s.max_model_len}
 
-    @app.post("/detokenize")
-    def detokenize(req: DetokenizeRequest):
+    @app.post("/detokenize", openapi_extra=json_body(DetokenizeRequest))
+    async def detokenize(request: Request):
+        req = await parse_body(request, DetokenizeRequest)
         s = state.ready()
         if req.model is not None: s.check_model(req.model)
-        if any(not 0 <= t < s.tokenizer.vocab_size for t in req.tokens): raise APIError("token id out of range", param="tokens")
-        return {"prompt": s.tokenizer.decode(req.tokens)}
+        def decode() -> str:  # a few million ids take a while: not on the event loop
+            if any(not 0 <= t < s.tokenizer.vocab_size for t in req.tokens): raise APIError("token id out of range", param="tokens")
+            return s.tokenizer.decode(req.tokens)
+        return {"prompt": await run_in_threadpool(decode)}
 
     @app.get("/tokenizer_info")
     def tokenizer_info():
@@ -368,6 +451,11 @@ def serving_for(model_id: str, served_name: str | None = None, engine: Callable 
 # %% ../nbs/04c_server.ipynb #3eb331fb
 KEY_COOKIE = "ruvon_api_key"
 
+def route_path(scope) -> str:
+    "The path as the routes see it: without the prefix a reverse proxy serves the app under (`--root-path`, which uvicorn puts in `path`)."
+    path, root = scope["path"], scope.get("root_path", "")
+    return (path[len(root):] or "/") if root and path.startswith(root) else path
+
 def _needs_key(path: str) -> bool:
     return path.startswith(("/v1/", "/dashboard")) or path in ("/tokenize", "/detokenize")
 
@@ -378,27 +466,29 @@ def _given_key(scope) -> str:
     cookies = dict(c.strip().split("=", 1) for c in headers.get("cookie", "").split(";") if "=" in c)
     if KEY_COOKIE in cookies: return cookies[KEY_COOKIE]
     query = dict(p.split("=", 1) for p in scope.get("query_string", b"").decode("latin-1").split("&") if "=" in p)
-    return query.get("key", "") if scope["path"] == "/dashboard" else ""
+    return query.get("key", "") if route_path(scope) == "/dashboard" else ""
 
 # %% ../nbs/04c_server.ipynb #d03bf432
 class APIKeyCheck:
-    "ASGI middleware: requests to protected paths need the key (else a 401 in OpenAI's shape)."
-    def __init__(self, app, key: str): self.app, self.key = app, key.encode()
+    "ASGI middleware: requests to protected paths need the key (else a 401 in OpenAI's shape, which goes to `on_error` too)."
+    def __init__(self, app, key: str, on_error: Callable[[APIError], None] = lambda e: None):
+        self.app, self.key, self.on_error = app, key.encode(), on_error
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not _needs_key(scope["path"]): return await self.app(scope, receive, send)
+        if scope["type"] != "http" or not _needs_key(route_path(scope)): return await self.app(scope, receive, send)
         given = _given_key(scope)
         if not hmac.compare_digest(given.encode(), self.key):
             error = APIError("Incorrect or missing API key: send it as Authorization: Bearer <key>", status=401, code="invalid_api_key")
+            self.on_error(error)
             return await error_response(error)(scope, receive, send)
         await self.app(scope, receive, self._with_cookie(scope, send, given))
 
     def _with_cookie(self, scope, send, key: str):
         "On the dashboard page, remember the key in an HTTP-only cookie for its data requests."
-        if scope["path"] != "/dashboard": return send
+        if route_path(scope) != "/dashboard": return send
         async def send_with_cookie(message):
             if message["type"] == "http.response.start":
-                cookie = f"{KEY_COOKIE}={key}; Path=/dashboard; HttpOnly; SameSite=Strict".encode("latin-1")
+                cookie = f"{KEY_COOKIE}={key}; Path={scope.get('root_path', '')}/dashboard; HttpOnly; SameSite=Strict".encode("latin-1")
                 message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie)]}
             await send(message)
         return send_with_cookie
@@ -406,7 +496,7 @@ class APIKeyCheck:
 def require_api_key(key: str) -> Callable[[FastAPI, ServerState], None]:
     "A `build_app` extension: the OpenAI, token and dashboard routes need `key`."
     if not key: raise ValueError("the API key must not be empty")
-    return lambda app, state: app.add_middleware(APIKeyCheck, key=key)
+    return lambda app, state: app.add_middleware(APIKeyCheck, key=key, on_error=state.rejections)
 
 def allow_cors(origins: list[str], methods: list[str] = ("*",), headers: list[str] = ("*",), credentials: bool = False) -> Callable[[FastAPI, ServerState], None]:
     "A `build_app` extension: browsers on `origins` may call the API (preflights answered)."

@@ -20,10 +20,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import CounterMetricFamily
 
 from .engine import EngineObserver, StepStats
 from .protocol import APIError
-from .server import ServerState
+from .server import ALL_REJECTION_REASONS, Rejections, ServerState
 from .serving import OpenAIServing
 from .stats import summarize, time_per_output_token
 
@@ -31,7 +32,7 @@ from .stats import summarize, time_per_output_token
 __all__ = ['TTFT_BUCKETS', 'ITL_BUCKETS', 'REQUEST_LATENCY_BUCKETS', 'FINISH_REASONS', 'REQUEST_LOG', 'DASHBOARD_CSS',
            'DASHBOARD_BODY', 'DASHBOARD_JS', 'DASHBOARD_HTML', 'RequestTimes', 'RequestStats', 'StepEvents',
            'request_stats', 'RequestTracker', 'buckets_1_2_5', 'PrometheusMetrics', 'record', 'log_requests', 'Window',
-           'snapshot', 'Telemetry', 'attach_telemetry', 'loaded_telemetry', 'serve_telemetry']
+           'snapshot', 'Telemetry', 'RejectionCollector', 'attach_telemetry', 'loaded_telemetry', 'serve_telemetry']
 
 # %% ../nbs/11_telemetry.ipynb #f48eb235
 @dataclass
@@ -318,6 +319,18 @@ DASHBOARD_HTML = f"""<!doctype html>
 <body>{DASHBOARD_BODY}<script>{DASHBOARD_JS}</script></body></html>
 """
 
+# %% ../nbs/11_telemetry.ipynb #b49c0c20
+class RejectionCollector:
+    "Part 4c's refusal counts as `ruvon:request_rejected_total{model_name, reason, param}`, read at each scrape."
+    def __init__(self, rejections: Rejections, model_name: str): self.rejections, self.model_name = rejections, model_name
+
+    def collect(self):
+        family = CounterMetricFamily("ruvon:request_rejected", "Requests the server refused, by reason (for a 400, also the field at fault).",
+                                     labels=["model_name", "reason", "param"])
+        counts = {(reason, ""): 0 for reason in ALL_REJECTION_REASONS} | self.rejections.snapshot()
+        for (reason, param), n in sorted(counts.items()): family.add_metric([self.model_name, reason, param], n)
+        yield family
+
 # %% ../nbs/11_telemetry.ipynb #c7ac7d11
 def attach_telemetry(serving: OpenAIServing) -> Telemetry:
     "The engine's `Telemetry`: its own if it has one, else a new one, attached as its observer."
@@ -334,9 +347,13 @@ def loaded_telemetry(app: FastAPI, state: ServerState) -> Telemetry:
 
 # %% ../nbs/11_telemetry.ipynb #27b751d0
 def serve_telemetry(app: FastAPI, state: ServerState) -> None:
-    "A Part 4c server extension: a `Telemetry` on the engine once it is loaded; /metrics, /dashboard and its data."
+    "A Part 4c server extension: a `Telemetry` on the engine once it is loaded, with the server's refusals; /metrics, /dashboard and its data."
     app.state.telemetry = None
-    state.on_load.append(lambda serving: setattr(app.state, "telemetry", attach_telemetry(serving)))
+    def on_load(serving: OpenAIServing) -> None:
+        telemetry = attach_telemetry(serving)
+        telemetry.metrics.registry.register(RejectionCollector(state.rejections, serving.model_name))
+        app.state.telemetry = telemetry
+    state.on_load.append(on_load)
 
     @app.get("/metrics")
     def metrics(): return Response(loaded_telemetry(app, state).metrics.text(), media_type=CONTENT_TYPE_LATEST)

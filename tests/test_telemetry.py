@@ -71,7 +71,7 @@ def test_metrics_count_the_requests(server, served):
     fams = scrape(url)
     for name, kind in FAMILIES.items(): assert fams[name].type == kind, name
     labels = {k for f in fams.values() if f.name.startswith("ruvon:") for s in f.samples for k in s.labels}
-    assert labels == {"model_name", "finished_reason", "le"}  # low cardinality: nothing per request
+    assert labels == {"model_name", "finished_reason", "le", "reason", "param"}  # low cardinality: nothing per request (reason, param: fixed sets)
     assert {s.labels["model_name"] for f in fams.values() if f.name.startswith("ruvon:") for s in f.samples} == {MODEL}
     n, prompt, completion = len(served), sum(p for p, _, _ in served), sum(c for _, c, _ in served)
     for h in PER_REQUEST: assert value(fams, h, "_count") == n, h
