@@ -199,6 +199,7 @@ def serve(
     drain_timeout: float = typer.Option(30.0, help="On SIGTERM, seconds to let requests in flight finish before exiting."),
     gpu_cost_per_hour: float = typer.Option(GPU_COST_PER_HOUR, help="US$ per GPU-hour, to price requests (Part 19)."),
     max_request_bytes: int = typer.Option(8 << 20, help="Largest request body accepted; a larger one gets 413."),
+    max_choices_per_request: int = typer.Option(1024, help="Most choices (prompts x n) one request may ask for; more gets 400."),
     api_key: Optional[str] = typer.Option(None, envvar="RUVON_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1/*, the token routes and the dashboard (/health and /metrics stay open)."),
     allowed_origins: Optional[str] = typer.Option(None, help='CORS origins, as a JSON list (vLLM\'s form, e.g. \'["https://a.example"]\') or comma-separated [default: CORS off].'),
     allowed_methods: str = typer.Option('["*"]', help="CORS methods, when --allowed-origins is given."),
@@ -223,6 +224,7 @@ def serve(
         require(max_queue is None or max_queue >= 0, f"--max-queue must be at least 0, got {max_queue}")
         require(drain_timeout >= 0, f"--drain-timeout must be at least 0, got {drain_timeout}")
         require(max_request_bytes >= 1024, f"--max-request-bytes must be at least 1024, got {max_request_bytes}")
+        require(max_choices_per_request >= 1, f"--max-choices-per-request must be at least 1, got {max_choices_per_request}")
         require((ssl_keyfile is None) == (ssl_certfile is None), "give --ssl-keyfile and --ssl-certfile together")
         guards = [require_api_key(api_key)] if api_key is not None else []
         if allowed_origins: guards.append(allow_cors(flag_list(allowed_origins), flag_list(allowed_methods), flag_list(allowed_headers), allow_credentials))
@@ -232,7 +234,7 @@ def serve(
     name = served_model_name or model
     engine = lambda m, t: AsyncLLMEngine(m, t, config, observer=CostTelemetry(name, config.max_model_len, gpu_cost_per_hour),
                                          runner=GraphModelRunner, logprobs=RawLogprobs())  # Part 10 fills Part 4's logprobs seams, here and below
-    app_ = build_app(serving_for(model, served_model_name, engine, OpenAILogprobs(), dtype=dtype, device=device, load_format=load_format), admission,
+    app_ = build_app(serving_for(model, served_model_name, engine, OpenAILogprobs(), max_choices_per_request, dtype=dtype, device=device, load_format=load_format), admission,
                      extensions=[serve_telemetry, *guards], on_load_failure=exit_with, max_request_bytes=max_request_bytes,
                      docs=not disable_fastapi_docs)  # Part 11: /metrics and the dashboard
     log_requests()  # Part 11: one JSON line per finished request, on stderr

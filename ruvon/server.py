@@ -30,7 +30,7 @@ from starlette.requests import ClientDisconnect
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .protocol import APIError, ChatCompletionRequest, CompletionRequest
-from .serving import LogprobsFormat, OpenAIServing, Plan, SerialEngine
+from .serving import MAX_CHOICES, LogprobsFormat, OpenAIServing, Plan, SerialEngine
 
 # %% auto #0
 __all__ = ['REJECTION_REASONS', 'ALL_REJECTION_REASONS', 'DEFAULT_MAX_REQUEST_BYTES', 'OPENAI_ERROR_SCHEMA', 'KEY_COOKIE',
@@ -440,12 +440,12 @@ def add_token_routes(app: FastAPI, state: ServerState) -> None:
 
 # %% ../nbs/04c_server.ipynb #7932d1a3
 def serving_for(model_id: str, served_name: str | None = None, engine: Callable = SerialEngine, logprobs: LogprobsFormat | None = None,
-                **load_kwargs) -> Callable[[], OpenAIServing]:
+                max_choices: int = MAX_CHOICES, **load_kwargs) -> Callable[[], OpenAIServing]:
     "A loader for `build_app` that serves `model_id` with `engine(model, tokenizer)`, presenting logprobs with `logprobs` (Part 10's, in `ruvon serve`)."
     def load() -> OpenAIServing:
         from ruvon.loading import load_model, load_tokenizer
         model, tokenizer = load_model(model_id, **load_kwargs), load_tokenizer(model_id)
-        return OpenAIServing(engine(model, tokenizer), tokenizer, served_name or model_id, logprobs)
+        return OpenAIServing(engine(model, tokenizer), tokenizer, served_name or model_id, logprobs, max_choices)
     return load
 
 # %% ../nbs/04c_server.ipynb #3eb331fb

@@ -22,8 +22,8 @@ from .protocol import (CHAT_STOP, APIError, ChatCompletionRequest, CompletionReq
 from .tokenizer import GPT2Tokenizer
 
 # %% auto #0
-__all__ = ['run_choice', 'SerialEngine', 'produce_request', 'Plan', 'LogprobsFormat', 'OpenAIServing', 'plan_completion',
-           'plan_chat', 'run_plan', 'complete', 'stream']
+__all__ = ['MAX_CHOICES', 'run_choice', 'SerialEngine', 'produce_request', 'Plan', 'LogprobsFormat', 'OpenAIServing',
+           'plan_completion', 'plan_chat', 'run_plan', 'complete', 'stream']
 
 # %% ../nbs/04b_serving.ipynb #bb2435b9
 def run_choice(decoder: Decoder, tokenizer: GPT2Tokenizer, prompt_ids: list[int], params: SamplingParams,
@@ -103,10 +103,14 @@ class LogprobsFormat(Protocol):
     def completion(self, tokenizer: GPT2Tokenizer) -> Callable[..., dict]: ...  # one choice's: (entries, echoed prompt entries) -> dict, chunk after chunk
     def chat(self, tokenizer: GPT2Tokenizer, entries: list[TokenLogprob]) -> dict: ...
 
+MAX_CHOICES = 1024  # per request: prompts × n
+
 class OpenAIServing:
     "Turns OpenAI requests into engine calls and engine output into OpenAI responses."
-    def __init__(self, engine: Engine, tokenizer: GPT2Tokenizer, model_name: str, logprobs: LogprobsFormat | None = None):
-        self.engine, self.tokenizer, self.model_name, self.logprobs = engine, tokenizer, model_name, logprobs
+    def __init__(self, engine: Engine, tokenizer: GPT2Tokenizer, model_name: str, logprobs: LogprobsFormat | None = None,
+                 max_choices: int = MAX_CHOICES):
+        if max_choices < 1: raise ValueError(f"max_choices (--max-choices-per-request) must be at least 1, got {max_choices}")
+        self.engine, self.tokenizer, self.model_name, self.logprobs, self.max_choices = engine, tokenizer, model_name, logprobs, max_choices
         self.max_model_len = engine.max_model_len
         longest_token = max(len(tokenizer.token_bytes(i)) for i in range(tokenizer.vocab_size))  # bytes; a character is at least one
         self.max_prompt_chars = self.max_model_len * longest_token  # any longer text has more tokens than the context holds
@@ -116,11 +120,14 @@ class OpenAIServing:
             raise APIError(f"The model `{name}` does not exist. This server serves `{self.model_name}`.", status=404, param="model", code="model_not_found")
 
 # %% ../nbs/04b_serving.ipynb #1c05087e
-def _prompt_ids(self: OpenAIServing, prompt, param: str = "prompt") -> list[list[int]]:
-    "Normalise the four prompt shapes to lists of token ids, refusing what Part 2's `check_prompt` refuses (400s naming `param`)."
+def _prompt_ids(self: OpenAIServing, prompt, param: str = "prompt", n: int = 1) -> list[list[int]]:
+    "Normalise the four prompt shapes to lists of token ids, refusing what Part 2's `check_prompt` refuses and more than `max_choices` choices (400s naming `param`)."
     if isinstance(prompt, str): prompt = [prompt]
     if not prompt: raise APIError(f"{param} must not be an empty list", param=param)
     if all(isinstance(p, int) for p in prompt): prompt = [prompt]
+    if len(prompt) * n > self.max_choices:  # refused before tokenizing: each choice would be a sequence in the engine
+        raise APIError(f"this request asks for {len(prompt) * n:,} choices ({len(prompt):,} prompts × n = {n}); this server allows "
+                       f"at most {self.max_choices:,} per request", param="n" if len(prompt) <= self.max_choices else param)
     if any(isinstance(p, str) and len(p) > self.max_prompt_chars for p in prompt):  # refused without tokenizing megabytes
         raise APIError(f"This model's maximum context length is {self.max_model_len} tokens; a prompt of more than "
                        f"{self.max_prompt_chars:,} characters cannot fit it", param=param, code="context_length_exceeded")
@@ -155,7 +162,7 @@ def plan_completion(self: OpenAIServing, req: CompletionRequest) -> Plan:
     if req.best_of not in (None, req.n): raise APIError("best_of must equal n (server-side best-of is not supported)", param="best_of")
     max_tokens = 16 if req.max_tokens is None else req.max_tokens
     prompt_lps = req.logprobs if req.echo else None  # echo + logprobs: the prompt's tokens get logprobs too
-    params, prompts = self.in_vocab(sampling_params(req, max_tokens, logprobs=req.logprobs, prompt_logprobs=prompt_lps)), self.prompt_ids(req.prompt)
+    params, prompts = self.in_vocab(sampling_params(req, max_tokens, logprobs=req.logprobs, prompt_logprobs=prompt_lps)), self.prompt_ids(req.prompt, n=req.n)
     for p in prompts: self.check_context(len(p), max_tokens)
     return Plan(prompts, params, echo=req.echo)
 
@@ -164,7 +171,7 @@ def plan_chat(self: OpenAIServing, req: ChatCompletionRequest) -> Plan:
     self.check_model(req.model)
     check_supported(req)
     if req.top_logprobs is not None and not req.logprobs: raise APIError("top_logprobs requires logprobs to be true", param="top_logprobs")
-    prompt = self.prompt_ids(render_chat(req.messages), param="messages")[0]
+    prompt = self.prompt_ids(render_chat(req.messages), param="messages", n=req.n)[0]
     requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     max_tokens = self.max_model_len - len(prompt) if requested is None else requested
     names = {"max_tokens": "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens", "logprobs": "top_logprobs"}

@@ -143,3 +143,16 @@ def test_large_rejected_bodies_do_not_grow_memory(default_limits):
     assert grown < 100, grown
     assert httpx.post(f"{url}/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 2}).status_code == 200
 
+
+
+def test_one_request_cannot_ask_for_too_many_choices(standin_2l, ruvon_server):
+    "Prompts x n above --max-choices-per-request is a 400 before tokenizing (param: the list, or n); at the limit it is served."
+    _, url = ruvon_server(standin_2l, "--kv-cache-memory", str(32 << 20), "--max-choices-per-request", "8")
+    post = lambda body: httpx.post(f"{url}/v1/completions", json={"model": MODEL, "max_tokens": 1, **body}, timeout=60)
+    for body, param in (({"prompt": [[1, 2, 3]] * 9}, "prompt"), ({"prompt": ["a", "b"], "n": 5}, "n"), ({"prompt": [[1, 2, 3]] * 200_000}, "prompt")):
+        r = post(body)
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+    r = httpx.post(f"{url}/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "n": 9, "max_tokens": 1}, timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "n", r.text
+    served = post({"prompt": ["a", "b"], "n": 4})
+    assert served.status_code == 200 and len(served.json()["choices"]) == 8, served.text
