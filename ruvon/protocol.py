@@ -9,14 +9,14 @@ import time
 import uuid
 from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .outputs import SamplingParams
 
 # %% auto #0
-__all__ = ['CHAT_STOP', 'APIError', 'StreamOptions', 'SamplingRequest', 'sampling_params', 'CompletionRequest', 'ChatMessage',
-           'ChatCompletionRequest', 'render_chat', 'check_supported', 'new_id', 'envelope', 'usage',
-           'completion_choice', 'chat_choice', 'chat_chunk_choice']
+__all__ = ['MAX_LIST_ITEMS', 'CHAT_STOP', 'APIError', 'StreamOptions', 'SamplingRequest', 'sampling_params', 'bounded_list',
+           'CompletionRequest', 'ChatMessage', 'ChatCompletionRequest', 'render_chat', 'check_supported', 'new_id',
+           'envelope', 'usage', 'completion_choice', 'chat_choice', 'chat_chunk_choice']
 
 # %% ../nbs/04a_protocol.ipynb #65b02374
 class APIError(Exception):
@@ -75,6 +75,13 @@ def sampling_params(req: SamplingRequest, max_tokens: int, extra_stop: list[str]
         raise APIError(str(e), param=next((p for p in _PARAM_NAMES if str(e).startswith(p)), None)) from None
 
 # %% ../nbs/04a_protocol.ipynb #f0107b77
+MAX_LIST_ITEMS = 16_384  # prompts (or token ids) in one `prompt`, messages in one chat
+
+def bounded_list(value):
+    "`value`, unless it is a list of more than `MAX_LIST_ITEMS` items (checked before its items are validated)."
+    if isinstance(value, list) and len(value) > MAX_LIST_ITEMS: raise ValueError(f"at most {MAX_LIST_ITEMS:,} items, got {len(value):,}")
+    return value
+
 class CompletionRequest(SamplingRequest):
     "POST /v1/completions"
     prompt: Union[str, list[str], list[int], list[list[int]]]
@@ -82,6 +89,7 @@ class CompletionRequest(SamplingRequest):
     logprobs: Optional[int] = None
     suffix: Optional[str] = None
     best_of: Optional[int] = None
+    _bounded = field_validator("prompt", mode="before")(lambda v: bounded_list(v))
 
 class ChatMessage(BaseModel):
     "One message: its text, or OpenAI's list of content parts (text parts only: a text model reads no images)."
@@ -99,6 +107,7 @@ class ChatMessage(BaseModel):
 class ChatCompletionRequest(SamplingRequest):
     "POST /v1/chat/completions"
     messages: list[ChatMessage] = Field(min_length=1)
+    _bounded = field_validator("messages", mode="before")(lambda v: bounded_list(v))
     max_completion_tokens: Optional[int] = None
     logprobs: Optional[bool] = None
     top_logprobs: Optional[int] = None

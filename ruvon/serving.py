@@ -17,7 +17,7 @@ from .kv_cache import CachedDecoder
 from .model import GPT2
 from .outputs import (DONE, ChoiceDelta, ChoiceState, Engine, EngineDeadError, LogprobsComputer, RequestRejected, SamplerFactory,
                            SamplingParams, TokenLogprob, channel, check_logprobs, greedy_sampler, receive)
-from .protocol import (CHAT_STOP, APIError, ChatCompletionRequest, CompletionRequest, chat_choice, chat_chunk_choice,
+from .protocol import (CHAT_STOP, MAX_LIST_ITEMS, APIError, ChatCompletionRequest, CompletionRequest, chat_choice, chat_chunk_choice,
                             check_supported, completion_choice, envelope, new_id, render_chat, sampling_params, usage)
 from .tokenizer import GPT2Tokenizer
 
@@ -109,7 +109,8 @@ class OpenAIServing:
     "Turns OpenAI requests into engine calls and engine output into OpenAI responses."
     def __init__(self, engine: Engine, tokenizer: GPT2Tokenizer, model_name: str, logprobs: LogprobsFormat | None = None,
                  max_choices: int = MAX_CHOICES):
-        if max_choices < 1: raise ValueError(f"max_choices (--max-choices-per-request) must be at least 1, got {max_choices}")
+        if not 1 <= max_choices <= MAX_LIST_ITEMS:
+            raise ValueError(f"max_choices (--max-choices-per-request) must be in 1..{MAX_LIST_ITEMS} (a request's prompt list can hold no more), got {max_choices}")
         self.engine, self.tokenizer, self.model_name, self.logprobs, self.max_choices = engine, tokenizer, model_name, logprobs, max_choices
         self.max_model_len = engine.max_model_len
         longest_token = max(len(tokenizer.token_bytes(i)) for i in range(tokenizer.vocab_size))  # bytes; a character is at least one
