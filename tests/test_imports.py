@@ -35,6 +35,13 @@ def test_package_entry_points_load_on_first_use():
     assert {"ruvon.engine", "ruvon.sampling", "ruvon.loading"} <= mods
 
 
+def test_the_engine_knows_nothing_of_http_or_the_fast_paths():
+    "Issue #11: the engine (Part 8b) imports no serving layer and none of the later Parts' device paths; the runner it is handed brings those."
+    mods = loaded_after("import ruvon.engine")
+    assert mods & {"ruvon.serving", "ruvon.server", "pydantic", "fastapi", "ruvon.cuda_graphs", "ruvon.fused", "ruvon.attention",
+                   "ruvon.kernels", "ruvon.paged_cache", "ruvon.block_manager", "ruvon.logprobs", "triton"} == set()
+
+
 def test_version_matches_settings():
     version = re.search(r"^version\s*=\s*(\S+)", (ROOT / "settings.ini").read_text(), re.M).group(1)
     exe = os.path.join(os.path.dirname(sys.executable), "ruvon")
