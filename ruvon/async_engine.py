@@ -35,9 +35,9 @@ class Client:
 class AsyncLLMEngine:
     "Part 4's Engine interface over LLMEngine: a worker thread steps the batch; requests join via an inbox."
     def __init__(self, model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig = EngineConfig(),
-                 observer: EngineObserver | None = None, runner: Callable[[GPT2, EngineConfig], ModelRunner] = ModelRunner,
+                 observer: EngineObserver | None = None, *, runner: Callable[[GPT2, EngineConfig], ModelRunner] = ModelRunner,
                  stall_timeout_s: float = 60.0, logprobs: LogprobsComputer | None = None):
-        self.engine = LLMEngine(model, tokenizer, config, observer, runner, logprobs)
+        self.engine = LLMEngine(model, tokenizer, config, observer, runner=runner, logprobs=logprobs)
         self.stall_timeout_s, self.last_progress = stall_timeout_s, time.monotonic()  # the heartbeat: see `health`
         self.max_model_len = self.engine.config.max_model_len
         self.inbox: queue.Queue = queue.Queue()

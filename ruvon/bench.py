@@ -25,7 +25,7 @@ from .cuda_graphs import GraphModelRunner
 from .engine import LLMEngine
 from .loading import CONV1D_WEIGHTS
 from .model import GPT2, GPT2Config
-from .sampling import SamplingParams
+from .outputs import SamplingParams
 from .stats import summarize, time_per_output_token
 from .tokenizer import GPT2Tokenizer
 

@@ -73,9 +73,9 @@ class EngineRequest:
 
 # %% ../nbs/08b_engine.ipynb #52aca5cf
 class LLMEngine:
-    "Continuous batching: add requests, call `step()` until they finish; a `ModelRunner` runs each step on the device."
+    "Continuous batching: add requests, call `step()` until they finish; `runner(model, config)` runs each step on the device (default: Part 8's slots; the server and `LLM` use Part 13c's `GraphModelRunner`)."
     def __init__(self, model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig = EngineConfig(),
-                 observer: EngineObserver | None = None, runner: Callable[[GPT2, EngineConfig], ModelRunner] = ModelRunner,
+                 observer: EngineObserver | None = None, *, runner: Callable[[GPT2, EngineConfig], ModelRunner] = ModelRunner,
                  logprobs: LogprobsComputer | None = None):
         self.runner = runner(model, config)                     # weights, KV pool, kernels, graphs (Part 8, 13b, 13c)
         self.config, self.tokenizer = self.runner.config, tokenizer  # resolved: max_model_len filled in

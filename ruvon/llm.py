@@ -9,7 +9,7 @@ from .config import EngineConfig
 from .cuda_graphs import GraphModelRunner
 from .engine import LLMEngine, RequestOutput, run_to_completion
 from .logprobs import RawLogprobs
-from .sampling import SamplingParams
+from .outputs import SamplingParams
 
 # %% auto #0
 __all__ = ['LLM']

@@ -5,6 +5,7 @@
 # %% ../nbs/08_model_runner.ipynb #63d395fe
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -105,6 +106,9 @@ class ModelRunner:
         if self.config.attention_backend not in ("auto", "eager"):
             raise ConfigError(f"attention_backend ({flag('attention_backend')}) {self.config.attention_backend!r} needs the paged "
                               "model runner (Part 13b); Part 8's runner uses the model's own attention")
+        if self.device.type == "cuda":
+            warnings.warn("Part 8's slot runner attends one sequence at a time; on a GPU pass runner=GraphModelRunner "
+                          "(ruvon.cuda_graphs) to LLMEngine for pages, Triton kernels and CUDA graphs", stacklevel=3)
 
     def num_kv_blocks(self, budget: int) -> int: return num_slots(budget, self.model_config, self.config.max_model_len, self.dtype)
     def allocate_cache(self) -> SlotKVCache:

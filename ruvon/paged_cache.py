@@ -18,12 +18,11 @@ from .fused import fused_view
 from .kernels import paged_decode_attention, paged_decode_reference, write_kv, write_kv_reference
 from .model import GPT2, Attention, GPT2Config, causal_attention
 from .model_runner import ModelInput, ModelRunner
-from .slots import SlotKVCache
+from .slots import FlatStep, SlotKVCache
 
 # %% auto #0
 __all__ = ['TRITON_KERNELS', 'TORCH_KERNELS', 'PagedKVCache', 'PagedKernels', 'paged_kernels', 'PagedStep', 'padded_tables',
-           'num_leading_decodes', 'build', 'from_tables', 'fresh_run', 'last_token_indices', 'positions', 'attend',
-           'advance', 'forward_step', 'PagedModelRunner']
+           'num_leading_decodes', 'build', 'from_tables', 'fresh_run', 'attend', 'forward_step', 'PagedModelRunner']
 
 # %% ../nbs/13b_paged_cache.ipynb #6799e12d
 class PagedKVCache(SlotKVCache):
@@ -32,7 +31,7 @@ class PagedKVCache(SlotKVCache):
                  device: torch.device | str = "cpu"):
         super().__init__(cfg, num_blocks, block_size, dtype, device)
 
-    def slots(self, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def token_slots(self, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         "This layer's K and V viewed as flat token slots (vLLM's sense): (num_blocks * block_size, n_head, head_dim)."
         return self.k[layer_idx].flatten(0, 1), self.v[layer_idx].flatten(0, 1)
 
@@ -54,7 +53,7 @@ def paged_kernels(backend: str, device: torch.device | str) -> PagedKernels:
 
 # %% ../nbs/13b_paged_cache.ipynb #f4438478
 @dataclass
-class PagedStep:
+class PagedStep(FlatStep):
     "A forward pass over new tokens of several sequences, laid end to end, reading K/V through block tables."
     cache: PagedKVCache
     token_positions: torch.Tensor  # (N,) position of each new token in its sequence
@@ -116,19 +115,7 @@ def fresh_run(prefills: list[tuple], device) -> tuple[int, int, torch.Tensor, in
 
 PagedStep.build, PagedStep.from_tables = build, from_tables
 
-@property
-def last_token_indices(self: PagedStep) -> torch.Tensor:
-    "Flat index of each sequence's last new token: where its next-token logits are."
-    return torch.tensor(self.query_lens, device=self.token_positions.device).cumsum(0) - 1
-
-PagedStep.last_token_indices = last_token_indices
-
 # %% ../nbs/13b_paged_cache.ipynb #8b09c02e
-def positions(self: PagedStep, input_ids: torch.Tensor) -> torch.Tensor:
-    "The step's token positions; the model's input must be the step's N tokens as one row."
-    if input_ids.shape != (1, len(self.token_positions)): raise ValueError(f"a paged step expects input_ids of shape (1, {len(self.token_positions)})")
-    return self.token_positions
-
 def attend(self: PagedStep, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
            attention: Attention = causal_attention) -> torch.Tensor:
     "Store the step's new K/V, then attend: decodes through the block tables, prefills over their gathered context. q, k, v: (1, N, H, D)."
@@ -151,7 +138,7 @@ def _prefill_attention(self: PagedStep, layer_idx: int, q: torch.Tensor, k: torc
     if len(lens) == 1 and all(c is None for *_, c in self.prefills):  # fresh prompts of one length: one batched call
         shape = (len(self.prefills), lens.pop(), *q.shape[1:])
         return attention(q[nd:].view(shape), k[nd:].view(shape), v[nd:].view(shape)).flatten(0, 1)
-    out, (k_slots, v_slots) = torch.empty_like(q[nd:]), self.cache.slots(layer_idx)
+    out, (k_slots, v_slots) = torch.empty_like(q[nd:]), self.cache.token_slots(layer_idx)
     if varlen:
         r, n, cu, longest = self.fresh
         out[r - nd : r - nd + n] = varlen(q[r : r + n], k[r : r + n], v[r : r + n], cu, longest)
@@ -161,9 +148,7 @@ def _prefill_attention(self: PagedStep, layer_idx: int, q: torch.Tensor, k: torc
         out[r - nd : r - nd + n] = attention(q[None, r : r + n], kc[None], vc[None])[0]
     return out
 
-def advance(self: PagedStep, num_new_tokens: int) -> None: pass  # lengths live in the block manager
-
-PagedStep.positions, PagedStep.attend, PagedStep._prefill_attention, PagedStep.advance = positions, attend, _prefill_attention, advance
+PagedStep.attend, PagedStep._prefill_attention = attend, _prefill_attention
 
 # %% ../nbs/13b_paged_cache.ipynb #58148377
 @torch.no_grad()

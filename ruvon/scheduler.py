@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from .config import EngineConfig
-from .sampling import SamplingParams
+from .outputs import SamplingParams
 from .slots import KVAllocator
 
 # %% auto #0

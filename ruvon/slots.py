@@ -16,13 +16,14 @@ from .model import GPT2Config, causal_attention
 
 # %% auto #0
 __all__ = ['KVAllocator', 'SlotManager', 'free', 'fork', 'can_allocate', 'allocate', 'can_append', 'append', 'num_slots',
-           'SlotKVCache', 'SlotStep', 'positions', 'attend', 'advance']
+           'SlotKVCache', 'FlatStep', 'SlotStep', 'attend']
 
 # %% ../nbs/08_kv_slots.ipynb #b6f177c7
 class KVAllocator(Protocol):
     "What the scheduler and engine ask of KV memory bookkeeping (Part 8's slots, Part 13a's blocks)."
     num_blocks: int                       # slots here, blocks in Part 13a
     block_size: int                       # tokens per block: a slot holds a whole context
+    num_free_blocks: int                  # blocks no sequence holds
     block_tables: dict[int, list[int]]    # seq_id -> its blocks
     seq_lens: dict[int, int]              # seq_id -> tokens it holds
     @property
@@ -118,7 +119,8 @@ def num_slots(budget_bytes: int, cfg: GPT2Config, max_model_len: int, dtype: tor
     "How many `max_model_len`-token contexts of K/V fit in `budget_bytes` (at least one, or a ValueError)."
     per_slot = max_model_len * kv_cache_bytes_per_token(cfg, dtype)
     if budget_bytes < per_slot:
-        raise ValueError(f"a KV budget of {budget_bytes:,} bytes cannot hold one {max_model_len}-token context ({per_slot:,} bytes)")
+        raise ValueError(f"a KV budget of {budget_bytes:,} bytes cannot hold one {max_model_len}-token context ({per_slot:,} bytes): "
+                         "raise --kv-cache-memory (or --gpu-memory-utilization), or lower --max-model-len")
     return budget_bytes // per_slot
 
 class SlotKVCache:
@@ -134,9 +136,27 @@ class SlotKVCache:
         "Perform copy-on-write copies (src block -> dst block) in every layer."
         for src, dst in copies: self.k[:, dst], self.v[:, dst] = self.k[:, src], self.v[:, src]
 
+# %% ../nbs/08_kv_slots.ipynb #d032abc5
+class FlatStep:
+    "What every flattened step shares: the new tokens of several sequences as one row, with their `token_positions` and `query_lens`."
+    token_positions: torch.Tensor  # (N,) position of each new token in its sequence
+    query_lens: list[int]          # new tokens per sequence, in batch order
+
+    def positions(self, input_ids: torch.Tensor) -> torch.Tensor:
+        "The step's token positions; the model's input must be the step's N tokens as one row."
+        if input_ids.shape != (1, len(self.token_positions)): raise ValueError(f"this step expects input_ids of shape (1, {len(self.token_positions)})")
+        return self.token_positions
+
+    @property
+    def last_token_indices(self) -> torch.Tensor:
+        "Flat index of each sequence's last new token: where its next-token logits are."
+        return torch.tensor(self.query_lens, device=self.token_positions.device).cumsum(0) - 1
+
+    def advance(self, num_new_tokens: int) -> None: pass  # lengths live in the bookkeeping (slot or block manager)
+
 # %% ../nbs/08_kv_slots.ipynb #60151c69
 @dataclass
-class SlotStep:
+class SlotStep(FlatStep):
     "A forward pass over new tokens of several sequences, laid end to end, each reading and writing its own slot."
     cache: SlotKVCache
     spans: list[tuple[int, int]]   # per sequence: positions start..end-1 computed this step
@@ -153,17 +173,8 @@ class SlotStep:
 
     @property
     def query_lens(self) -> list[int]: return [end - start for start, end in self.spans]
-    @property
-    def last_token_indices(self) -> torch.Tensor:
-        "Flat index of each sequence's last new token: where its next-token logits are."
-        return torch.tensor(self.query_lens, device=self.token_positions.device).cumsum(0) - 1
 
 # %% ../nbs/08_kv_slots.ipynb #6a5057f7
-def positions(self: SlotStep, input_ids: torch.Tensor) -> torch.Tensor:
-    "The step's token positions; the model's input must be the step's N tokens as one row."
-    if input_ids.shape != (1, len(self.token_positions)): raise ValueError(f"a slot step expects input_ids of shape (1, {len(self.token_positions)})")
-    return self.token_positions
-
 def attend(self: SlotStep, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention=causal_attention) -> torch.Tensor:
     "Store each sequence's new K/V in its slot, then attend over the slot's first `end` positions. q, k, v: (1, N, H, D)."
     out, row = torch.empty_like(q), 0
@@ -174,6 +185,4 @@ def attend(self: SlotStep, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: 
         row += n
     return out
 
-def advance(self: SlotStep, num_new_tokens: int) -> None: pass  # lengths live in the slot manager
-
-SlotStep.positions, SlotStep.attend, SlotStep.advance = positions, attend, advance
+SlotStep.attend = attend
