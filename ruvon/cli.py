@@ -217,7 +217,8 @@ def serve(
     from ruvon.cost import CostMeter, CostTelemetry
     from ruvon.loading import load_config
     from ruvon.logprobs import OpenAILogprobs, RawLogprobs
-    from ruvon.server import Admission, allow_cors, build_app, require_api_key, serving_for
+    from ruvon.admission import BoundedAdmission
+    from ruvon.server import allow_cors, build_app, require_api_key, serving_for
     from ruvon.telemetry import log_requests, serve_telemetry
     with user_errors():
         require(0 < port < 65536, f"--port must be in 1..65535, got {port}")
@@ -229,7 +230,7 @@ def serve(
         guards = [require_api_key(api_key)] if api_key is not None else []
         if allowed_origins: guards.append(allow_cors(flag_list(allowed_origins), flag_list(allowed_methods), flag_list(allowed_headers), allow_credentials))
         config = engine_config.for_model(load_config(model).n_positions)  # fail fast, before loading or binding the port
-        admission = Admission(None if max_queue is None else config.max_num_seqs + max_queue, request_timeout)
+        admission = BoundedAdmission(None if max_queue is None else config.max_num_seqs + max_queue, request_timeout)  # Part 15a
         CostMeter(gpu_cost_per_hour)  # checks the price
     name = served_model_name or model
     engine = lambda m, t: AsyncLLMEngine(m, t, config, observer=CostTelemetry(name, config.max_model_len, gpu_cost_per_hour),

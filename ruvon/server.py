@@ -33,8 +33,8 @@ from .protocol import APIError, ChatCompletionRequest, CompletionRequest
 from .serving import MAX_CHOICES, LogprobsFormat, OpenAIServing, Plan, SerialEngine
 
 # %% auto #0
-__all__ = ['REJECTION_REASONS', 'ALL_REJECTION_REASONS', 'DEFAULT_MAX_REQUEST_BYTES', 'OPENAI_ERROR_SCHEMA', 'KEY_COOKIE',
-           'error_response', 'validation_error', 'http_error', 'internal_error', 'install_error_handlers',
+__all__ = ['REJECTION_REASONS', 'ALL_REJECTION_REASONS', 'Deadline', 'DEFAULT_MAX_REQUEST_BYTES', 'OPENAI_ERROR_SCHEMA',
+           'KEY_COOKIE', 'error_response', 'validation_error', 'http_error', 'internal_error', 'install_error_handlers',
            'rejection_labels', 'Rejections', 'Admission', 'Ticket', 'within_deadline', 'stream', 'sse',
            'client_request_id', 'ClientGone', 'unless_disconnected', 'respond', 'BodyLimit', 'ServerState',
            'load_in_background', 'build_app', 'json_body', 'parse_body', 'document_openai_errors', 'component',
@@ -101,56 +101,56 @@ class Rejections:
         with self.lock: return dict(self.counts)
 
 # %% ../nbs/04c_server.ipynb #4bac6b59
+Deadline = tuple[float, Callable[[], APIError]]  # (time.monotonic() by which a request must end, the error it then ends with)
+
 class Admission:
-    "Bounded admission: at most `limit` requests held at once (None: no bound); a per-request deadline; draining."
-    def __init__(self, limit: int | None = None, timeout_s: float | None = None, retry_after_s: int = 1):
-        if limit is not None and limit < 1: raise ValueError(f"the admission limit must be at least 1, got {limit}")
-        if timeout_s is not None and timeout_s <= 0: raise ValueError(f"the request timeout must be positive, got {timeout_s}")
-        self.limit, self.timeout_s, self.retry_after_s = limit, timeout_s, retry_after_s
-        self.in_flight, self.num_rejected, self.draining = 0, 0, False
+    "The requests a server holds (admitted, not yet released), and draining on shutdown; later Parts bound it (`check`, `deadline`)."
+    def __init__(self):
+        self.in_flight, self.draining = 0, False
         self.drain_deadline: float | None = None  # when requests still in flight must end (`drain`)
 
     def drain(self, timeout_s: float) -> None:
         "Refuse new requests from now on; those in flight may run `timeout_s` more seconds."
         self.draining, self.drain_deadline = True, time.monotonic() + timeout_s
 
-    def enter(self) -> Ticket:
-        "Admit one request, or raise 503 (draining) / 429 (full)."
+    def check(self) -> None:
+        "Refuse a new request (raise an APIError) before any work is done for it: here only while draining (503)."
         if self.draining: raise APIError("server is shutting down", status=503, type="service_unavailable", code="server_shutting_down")
-        if self.limit is not None and self.in_flight >= self.limit:
-            self.num_rejected += 1
-            raise APIError(f"server is at capacity ({self.in_flight} requests running or queued); retry after {self.retry_after_s} s",
-                           status=429, type="rate_limit_exceeded", code="rate_limit_exceeded", headers={"Retry-After": str(self.retry_after_s)})
+
+    def deadline(self) -> Deadline | None:
+        "The deadline of a request admitted now, if it has one of its own (none here; the drain's applies to all)."
+        return None
+
+    def enter(self) -> Ticket:
+        "Admit one request, or raise what `check` raises."
+        self.check()
         self.in_flight += 1
-        return Ticket(self, None if self.timeout_s is None else time.monotonic() + self.timeout_s)
+        return Ticket(self, self.deadline())
 
 # %% ../nbs/04c_server.ipynb #d4123b7f
 class Ticket:
-    "One admitted request: its deadline, and its slot to give back (once)."
-    def __init__(self, admission: Admission, deadline: float | None):
+    "One admitted request: its deadline, if any, and its slot to give back (once)."
+    def __init__(self, admission: Admission, deadline: Deadline | None = None):
         self.admission, self.deadline, self.released = admission, deadline, False
 
     def release(self) -> None:
         if not self.released: self.released = True; self.admission.in_flight -= 1
-
-    def _timeout_error(self) -> APIError:
-        return APIError(f"request timed out after {self.admission.timeout_s:g} s", status=408, type="timeout_error", code="request_timeout",
-                        headers={"x-should-retry": "false"})  # the openai SDK retries a bare 408
 
     def _drain_error(self) -> APIError:
         return APIError("server shutting down: its drain timeout expired before this request finished", status=503,
                         type="service_unavailable", code="server_shutting_down")
 
     def _limit(self) -> tuple[float | None, Callable[[], APIError] | None]:
-        "Seconds this request may still run (None: no limit), and the error it then ends with: its deadline's or the drain's."
-        ends = [(t, e) for t, e in ((self.deadline, self._timeout_error), (self.admission.drain_deadline, self._drain_error)) if t is not None]
+        "Seconds this request may still run (None: no limit), and the error it then ends with: its own deadline's or the drain's."
+        drain = self.admission.drain_deadline
+        ends = [d for d in (self.deadline, None if drain is None else (drain, self._drain_error)) if d is not None]
         if not ends: return None, None
         end, error = min(ends, key=lambda te: te[0])
         return max(0.0, end - time.monotonic()), error
 
 # %% ../nbs/04c_server.ipynb #b43123ca
 async def within_deadline(self: Ticket, work, poll_s: float = 0.1):
-    "Await `work` (a coroutine), cancelling it with a 408 if the deadline passes (a 503 if the server's drain ends first)."
+    "Await `work` (a coroutine), cancelling it with the ticket's error if its time runs out (its own deadline, or the drain's end)."
     task = asyncio.ensure_future(work)
     try:
         while not task.done():
@@ -164,7 +164,7 @@ async def within_deadline(self: Ticket, work, poll_s: float = 0.1):
             with contextlib.suppress(asyncio.CancelledError): await task
 
 async def stream(self: Ticket, chunks: AsyncIterator[dict]) -> AsyncIterator[dict]:
-    "Pass `chunks` through until the deadline (or the drain's end); then stop the generation and raise its error (sent as an error event)."
+    "Pass `chunks` through until the ticket's time runs out; then stop the generation and raise its error (sent as an error event)."
     it = chunks.__aiter__()
     try:
         while True:
@@ -216,7 +216,7 @@ async def unless_disconnected(request: Request | None, work, poll_s: float = 0.1
 
 async def respond(serving: OpenAIServing, plan: Plan, stream: bool, include_usage: bool, admission: Admission | None = None,
                   request: Request | None = None, on_error: Callable[[APIError], None] = lambda e: None):
-    "A JSON response, or an SSE stream, for a validated plan — admitted first (429/503 before any work), within the deadline."
+    "A JSON response, or an SSE stream, for a validated plan — admitted first (refused before any work), within its ticket's time."
     admission = admission or Admission()
     ticket = admission.enter()
     base = client_request_id(request) or uuid.uuid4().hex
