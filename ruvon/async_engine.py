@@ -128,7 +128,7 @@ def _step(self: AsyncLLMEngine) -> None:
         if (client := self.clients.get(rid)) is not None: self._deliver(client, rid, delta)
 
 def _deliver(self: AsyncLLMEngine, client: Client, rid: str, delta: ChoiceDelta) -> None:
-    "Send one delta; a prompt's last carries its cost; the request's last is followed by DONE; a failed one ends its request."
+    "Send one delta; a prompt's last carries the observer's usage fields; the request's last is followed by DONE; a failed one ends its request."
     if delta.error is not None:  # the engine failed this request alone: its other prompts stop too
         self._drop(client)
         try: client.put(RequestFailed(delta.error)); client.put(DONE)
@@ -137,7 +137,7 @@ def _deliver(self: AsyncLLMEngine, client: Client, rid: str, delta: ChoiceDelta)
     client.left[rid] -= delta.finish_reason is not None
     if client.left[rid] == 0:
         del client.left[rid], self.clients[rid]
-        if self.engine.observer: delta.cost_usd = self.engine.observer.request_cost(rid)
+        if self.engine.observer: delta.usage_extra = self.engine.observer.request_usage(rid)
     try:
         client.put(delta)
         if not client.left: client.put(DONE)

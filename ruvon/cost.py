@@ -19,7 +19,7 @@ from .telemetry import Telemetry
 
 # %% auto #0
 __all__ = ['DEFAULT_GPU_COST_PER_HOUR', 'COST_BUCKETS', 'CostMeter', 'on_step', 'finish', 'dollars_per_million_output_tokens',
-           'CostTelemetry', 'request_cost', 'cost_panel', 'served_totals', 'cost_probe']
+           'CostTelemetry', 'request_cost', 'request_usage', 'cost_panel', 'served_totals', 'cost_probe']
 
 # %% ../nbs/19_cost.ipynb #2ef4f7ea
 DEFAULT_GPU_COST_PER_HOUR = 2.50  # USD; an H100 on-demand rate from 2026 price surveys (see above)
@@ -100,13 +100,18 @@ def request_cost(self: CostTelemetry, request_id: str) -> float | None:
     "The finished request's cost (handed out once), or None if the meter has not settled it."
     return self.finished_costs.pop(request_id, None)
 
+def request_usage(self: CostTelemetry, request_id: str) -> dict[str, float] | None:
+    "Part 8b's observer hook: the finished request's cost as `usage.cost_usd` in its response."
+    cost = self.request_cost(request_id)
+    return None if cost is None else {"cost_usd": cost}
+
 def cost_panel(self: CostTelemetry) -> dict:
     "The dashboard's cost numbers."
     per_million, short = self.meter.dollars_per_million_output_tokens(), lambda x: None if x is None else float(f"{x:.4g}")
     return {"usd_per_1k_output_tokens": short(None if per_million is None else per_million / 1000), "usd_per_1m_output_tokens": short(per_million),
             "usd_per_hour": self.meter.cost_per_hour, "usd_total": short(self.meter.total_dollars)}
 
-CostTelemetry.on_step, CostTelemetry.request_cost, CostTelemetry.cost_panel = on_step, request_cost, cost_panel
+CostTelemetry.on_step, CostTelemetry.request_cost, CostTelemetry.request_usage, CostTelemetry.cost_panel = on_step, request_cost, request_usage, cost_panel
 
 # %% ../nbs/19_cost.ipynb #c05791be
 def served_totals(url: str) -> tuple[float, float]:

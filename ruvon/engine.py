@@ -47,7 +47,7 @@ class EngineObserver:
     "What `LLMEngine` reports to, when given one: subclass and override. Called on the engine's thread: keep it cheap."
     def on_arrival(self, request_id: str, num_prompt_tokens: int, arrival: float) -> None: pass
     def on_step(self, stats: StepStats) -> None: pass
-    def request_cost(self, request_id: str) -> float | None: return None  # a finished request's price, where priced (Part 19)
+    def request_usage(self, request_id: str) -> dict[str, float] | None: return None  # fields a finished request adds to its `usage` (Part 19: cost_usd)
 
 # %% ../nbs/08b_engine.ipynb #06708ac7
 def argmax_decides(p: SamplingParams) -> bool:

@@ -119,7 +119,7 @@ class ChoiceDelta:
     finish_reason: str | None = None
     logprobs: list[TokenLogprob] | None = None                # of token_ids, when the request asks (Part 10)
     prompt_logprobs: list[TokenLogprob | None] | None = None  # of the prompt, once per prompt, when asked
-    cost_usd: float | None = None                              # on a prompt's last delta, when the engine prices requests (Part 19)
+    usage_extra: dict[str, float] | None = None                # on a prompt's last delta: fields for the response's usage (Part 19: cost_usd)
     error: str | None = None                                   # the engine failed this choice (finish_reason "error"): why
 
 # %% ../nbs/04_outputs.ipynb #d0fcf864

@@ -141,11 +141,11 @@ def envelope(id: str, object: str, model: str, choices: list[dict], usage: dict 
     if usage is not None: body["usage"] = usage
     return body
 
-def usage(prompt_tokens: int, completion_tokens: int, cost_usd: float | None = None) -> dict:
-    "OpenAI's usage block; with a cost model (Part 19) also the request's GPU cost, an extension field."
+def usage(prompt_tokens: int, completion_tokens: int, extra: dict[str, float] | None = None) -> dict:
+    "OpenAI's usage block, then the extension fields an engine reports in `extra` (Part 19's `cost_usd`)."
     u = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
-    if cost_usd is not None: u["cost_usd"] = cost_usd
-    return u
+    assert not (extra or {}).keys() & u.keys(), f"usage extensions may not replace OpenAI's fields: {extra}"
+    return {**u, **(extra or {})}
 
 def completion_choice(index: int, text: str, finish_reason: str | None, logprobs: dict | None = None) -> dict:
     return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}

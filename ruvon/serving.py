@@ -23,7 +23,7 @@ from .tokenizer import GPT2Tokenizer
 
 # %% auto #0
 __all__ = ['MAX_CHOICES', 'run_choice', 'SerialEngine', 'produce_request', 'Plan', 'LogprobsFormat', 'OpenAIServing',
-           'plan_completion', 'plan_chat', 'run_plan', 'complete', 'stream']
+           'plan_completion', 'plan_chat', 'run_plan', 'add_usage', 'complete', 'stream']
 
 # %% ../nbs/04b_serving.ipynb #bb2435b9
 def run_choice(decoder: Decoder, tokenizer: GPT2Tokenizer, prompt_ids: list[int], params: SamplingParams,
@@ -202,16 +202,21 @@ async def _presented(self: OpenAIServing, plan: Plan) -> AsyncIterator[ChoiceDel
         if plan.echo and d.index not in started and (text or d.finish_reason):
             started.add(d.index)
             text, echoed = self.tokenizer.decode(plan.prompts[p]) + text, prompt_lps.get(p)
-        yield ChoiceDelta(d.index, text, d.token_ids, d.finish_reason, d.logprobs, echoed, d.cost_usd)
+        yield ChoiceDelta(d.index, text, d.token_ids, d.finish_reason, d.logprobs, echoed, d.usage_extra)
 
 OpenAIServing.run_plan, OpenAIServing._presented = run_plan, _presented
+
+# %% ../nbs/04b_serving.ipynb #a779112f
+def add_usage(total: dict[str, float], extra: dict[str, float] | None) -> None:
+    "Add one prompt's `usage_extra` to the request's `total`, field by field."
+    for k, v in (extra or {}).items(): total[k] = total.get(k, 0) + v
 
 # %% ../nbs/04b_serving.ipynb #96ef90d6
 async def complete(self: OpenAIServing, plan: Plan) -> dict:
     "The whole (non-streamed) response for `plan`."
-    texts, tokens, reasons, echoes, entries, costs = {}, {}, {}, {}, {}, []
+    texts, tokens, reasons, echoes, entries, extra = {}, {}, {}, {}, {}, {}
     async for d in self.run_plan(plan):
-        if d.cost_usd is not None: costs.append(d.cost_usd)
+        add_usage(extra, d.usage_extra)
         texts[d.index] = texts.get(d.index, "") + d.text
         tokens[d.index] = tokens.get(d.index, 0) + len(d.token_ids)
         echoes.setdefault(d.index, []).extend(d.prompt_logprobs or [])  # echoed prompt entries come first
@@ -221,7 +226,7 @@ async def complete(self: OpenAIServing, plan: Plan) -> dict:
     if plan.chat: choices = [chat_choice(i, texts[i], reasons.get(i), self.logprobs.chat(self.tokenizer, entries[i]) if wants else None) for i in sorted(texts)]
     else: choices = [completion_choice(i, texts[i], reasons.get(i), self.logprobs.completion(self.tokenizer)(entries[i], echoes[i]) if wants else None) for i in sorted(texts)]
     kind = ("chatcmpl", "chat.completion") if plan.chat else ("cmpl", "text_completion")
-    return envelope(plan.id(), kind[1], self.model_name, choices, usage(sum(map(len, plan.prompts)), sum(tokens.values()), sum(costs) if costs else None))
+    return envelope(plan.id(), kind[1], self.model_name, choices, usage(sum(map(len, plan.prompts)), sum(tokens.values()), extra or None))
 
 OpenAIServing.complete = complete
 
@@ -229,13 +234,13 @@ OpenAIServing.complete = complete
 async def stream(self: OpenAIServing, plan: Plan, include_usage: bool = False) -> AsyncIterator[dict]:
     "The chunks of a streamed response for `plan` (without the SSE framing); each chunk carries its tokens' logprobs."
     kind = ("chatcmpl", "chat.completion.chunk") if plan.chat else ("cmpl", "text_completion")
-    rid, opened, num_tokens, formatters, costs = plan.id(), set(), 0, {}, []
+    rid, opened, num_tokens, formatters, extra = plan.id(), set(), 0, {}, {}
     wants = plan.params.logprobs is not None
     usage_key = lambda u: {"usage": u} if include_usage else {}  # with include_usage, OpenAI sends usage: null until the last chunk
     chunk = lambda choices, u=None: {**envelope(rid, kind[1], self.model_name, choices), **usage_key(u)}
     async for d in self.run_plan(plan):
         num_tokens += len(d.token_ids)
-        if d.cost_usd is not None: costs.append(d.cost_usd)
+        add_usage(extra, d.usage_extra)
         if not plan.chat:
             if wants: formatter = formatters.setdefault(d.index, self.logprobs.completion(self.tokenizer))  # per choice: it counts offsets
             lps = formatter(d.logprobs or [], d.prompt_logprobs or []) if wants else None
@@ -245,6 +250,6 @@ async def stream(self: OpenAIServing, plan: Plan, include_usage: bool = False) -
         if d.text or (wants and d.logprobs):
             yield chunk([chat_chunk_choice(d.index, {"content": d.text}, None, self.logprobs.chat(self.tokenizer, d.logprobs or []) if wants else None)])
         if d.finish_reason: yield chunk([chat_chunk_choice(d.index, {}, d.finish_reason)])
-    if include_usage: yield chunk([], usage(sum(map(len, plan.prompts)), num_tokens, sum(costs) if costs else None))
+    if include_usage: yield chunk([], usage(sum(map(len, plan.prompts)), num_tokens, extra or None))
 
 OpenAIServing.stream = stream
