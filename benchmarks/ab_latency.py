@@ -10,10 +10,11 @@ then one with the current engine, on the same dummy weights shapes. Copy the old
 import argparse
 import importlib
 import json
-import statistics
 import time
 
 import torch
+
+from common import ab_compare
 
 
 def engine(package: str, model: str):
@@ -41,18 +42,9 @@ def main():
     p.add_argument("--output-len", type=int, default=128)
     p.add_argument("--json")
     args = p.parse_args()
-    result = {"benchmark": "ab_latency", "device_name": torch.cuda.get_device_name(), "torch": torch.__version__, "args": vars(args), "models": {}}
-    for model in args.models:
-        engines = {name: engine(name, model) for name in ("ruvon_base", "ruvon")}
-        for llm, sp in engines.values(): ms_per_token(llm, sp, args.input_len, args.output_len)  # warm-up
-        times = {name: [] for name in engines}
-        for _ in range(args.rounds):
-            for name, (llm, sp) in engines.items(): times[name].append(ms_per_token(llm, sp, args.input_len, args.output_len))
-        summary = {name: {"median_ms": statistics.median(t), "mean_ms": statistics.mean(t), "runs_ms": t} for name, t in times.items()}
-        summary["current_over_base_median"] = summary["ruvon"]["median_ms"] / summary["ruvon_base"]["median_ms"]
-        result["models"][model] = summary
-        print(model, {k: (round(v["median_ms"], 4) if isinstance(v, dict) else round(v, 4)) for k, v in summary.items()}, flush=True)
-        del engines; torch.cuda.empty_cache()
+    result = {"benchmark": "ab_latency", "device_name": torch.cuda.get_device_name(), "torch": torch.__version__, "args": vars(args)}
+    result["models"] = ab_compare(args.models, args.rounds, engine,
+                                  lambda pkg, state: ms_per_token(*state, args.input_len, args.output_len), "ms", warmup=True)
     if args.json:
         with open(args.json, "w") as f: json.dump(result, f, indent=1)
 

@@ -12,9 +12,10 @@ two engines share one GPU here. Set up `ruvon_base` as for benchmarks/ab_latency
 import argparse
 import importlib
 import json
-import statistics
 
 import torch
+
+from common import ab_compare
 
 
 def setup(package: str, model: str, kv_cache_memory: int):
@@ -24,6 +25,12 @@ def setup(package: str, model: str, kv_cache_memory: int):
     return bench, loading.load_model(model, load_format="dummy", dtype="float16", device="cuda"), loading.load_tokenizer(model), config
 
 
+def output_tokens_per_s(package: str, state) -> float:
+    "Output tokens/s of one `bench throughput` run of the default workload on a fresh engine."
+    bench, model, tok, config = state
+    return bench.throughput_result(model, tok, config, bench.ThroughputWorkload())["metrics"]["output_tokens_per_s"]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["gpt2", "gpt2-xl"])
@@ -31,20 +38,9 @@ def main():
     p.add_argument("--kv-cache-memory", type=int, default=16 << 30)
     p.add_argument("--json")
     args = p.parse_args()
-    result = {"benchmark": "ab_throughput", "device_name": torch.cuda.get_device_name(), "torch": torch.__version__, "args": vars(args), "models": {}}
-    for model in args.models:
-        runs = {name: setup(name, model, args.kv_cache_memory) for name in ("ruvon_base", "ruvon")}
-        tps = {name: [] for name in runs}
-        for _ in range(args.rounds):
-            for name, (bench, m, tok, config) in runs.items():
-                r = bench.throughput_result(m, tok, config, bench.ThroughputWorkload())
-                tps[name].append(r["metrics"]["output_tokens_per_s"])
-                torch.cuda.empty_cache()
-        summary = {name: {"median_output_tokens_per_s": statistics.median(t), "runs": t} for name, t in tps.items()}
-        summary["current_over_base_median"] = summary["ruvon"]["median_output_tokens_per_s"] / summary["ruvon_base"]["median_output_tokens_per_s"]
-        result["models"][model] = summary
-        print(model, {k: (round(v["median_output_tokens_per_s"], 1) if isinstance(v, dict) else round(v, 4)) for k, v in summary.items()}, flush=True)
-        del runs; torch.cuda.empty_cache()
+    result = {"benchmark": "ab_throughput", "device_name": torch.cuda.get_device_name(), "torch": torch.__version__, "args": vars(args)}
+    result["models"] = ab_compare(args.models, args.rounds, lambda pkg, model: setup(pkg, model, args.kv_cache_memory),
+                                  output_tokens_per_s, "output_tokens_per_s")
     if args.json:
         with open(args.json, "w") as f: json.dump(result, f, indent=1)
 

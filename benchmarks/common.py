@@ -20,3 +20,30 @@ def model_arguments(description: str) -> argparse.ArgumentParser:
 def result_header(name: str, args, model) -> dict:
     "The fields every result JSON starts with: what ran, where, with which software, and the command that ran it."
     return bench_header(name, args.model, args.load_format, model, "python " + " ".join(sys.argv))
+
+
+AB_PACKAGES = ("ruvon_base", "ruvon")  # the older checkout (renamed, see benchmarks/ab_latency.py) and this one
+
+
+def ab_compare(models, rounds: int, setup, measure, metric: str, warmup: bool = False) -> dict:
+    """Interleaved A/B of two ruvon versions in one process: for each model, `setup(package, model)` for both packages,
+    then `rounds` times `measure(package, state)` of the older version followed by the current one, so both see the
+    same GPU clocks and host noise. Returns per model each version's median and runs of `metric`, and the ratio."""
+    import statistics
+    import torch
+    out = {}
+    for model in models:
+        states = {pkg: setup(pkg, model) for pkg in AB_PACKAGES}
+        if warmup:
+            for pkg, state in states.items(): measure(pkg, state)
+        runs = {pkg: [] for pkg in AB_PACKAGES}
+        for _ in range(rounds):
+            for pkg, state in states.items():
+                runs[pkg].append(measure(pkg, state))
+                torch.cuda.empty_cache()
+        summary = {pkg: {f"median_{metric}": statistics.median(r), "runs": r} for pkg, r in runs.items()}
+        summary["current_over_base_median"] = summary["ruvon"][f"median_{metric}"] / summary["ruvon_base"][f"median_{metric}"]
+        out[model] = summary
+        print(model, {k: (round(v[f"median_{metric}"], 4) if isinstance(v, dict) else round(v, 4)) for k, v in summary.items()}, flush=True)
+        del states; torch.cuda.empty_cache()
+    return out
