@@ -14,7 +14,7 @@ from .model import GPT2Config
 from .slots import SlotManager
 
 # %% auto #0
-__all__ = ['block_bytes', 'num_kv_blocks', 'BlockManager', 'can_allocate', 'allocate', 'can_append', 'append', 'slot_mapping']
+__all__ = ['block_bytes', 'num_kv_blocks', 'BlockManager', 'can_allocate', 'can_append', 'append', 'slot_mapping']
 
 # %% ../nbs/13a_block_manager.ipynb #bceb2deb
 def block_bytes(cfg: GPT2Config, block_size: int, dtype: torch.dtype) -> int:
@@ -39,23 +39,9 @@ def can_allocate(self: BlockManager, num_tokens: int) -> bool:
     "Whether a new sequence of `num_tokens` tokens fits now."
     return self.blocks_for(num_tokens) <= self.num_free_blocks
 
-def allocate(self: BlockManager, seq_id: int, num_tokens: int) -> list[int]:
-    "Reserve slots for a new sequence's first `num_tokens` tokens; returns its block table."
-    if seq_id in self.block_tables: raise ValueError(f"sequence {seq_id} already has blocks")
-    if num_tokens < 1: raise ValueError("a sequence needs at least one token")
-    if not self.can_allocate(num_tokens): raise MemoryError(f"{self.blocks_for(num_tokens)} blocks needed, {self.num_free_blocks} free")
-    self.block_tables[seq_id] = [self._take() for _ in range(self.blocks_for(num_tokens))]
-    self.seq_lens[seq_id] = num_tokens
-    return self.block_tables[seq_id]
-
-BlockManager.can_allocate, BlockManager.allocate = can_allocate, allocate
+BlockManager.can_allocate = can_allocate
 
 # %% ../nbs/13a_block_manager.ipynb #c4ea8713
-def _needs_copy(self: BlockManager, seq_id: int) -> bool:
-    "The last block is partly filled and shared: writing into it requires a private copy."
-    table, n = self.block_tables[seq_id], self.seq_lens[seq_id]
-    return n % self.block_size != 0 and self.ref_counts[table[-1]] > 1
-
 def _fits_last_block(self: BlockManager, seq_id: int, num_tokens: int) -> bool:
     "The common case: the new slots fit in the last block, which this sequence holds alone (no new block, no copy)."
     table = self.block_tables[seq_id]
@@ -74,18 +60,13 @@ def append(self: BlockManager, seq_id: int, num_tokens: int = 1) -> list[tuple[i
         self.seq_lens[seq_id] += num_tokens
         return []
     if not self.can_append(seq_id, num_tokens): raise MemoryError(f"no room to append {num_tokens} tokens to sequence {seq_id}")
-    table, copies = self.block_tables[seq_id], []
-    if self._needs_copy(seq_id):
-        src, dst = table[-1], self._take()
-        self._release(src)
-        table[-1] = dst
-        copies.append((src, dst))
+    copies = self._copy_last_block(seq_id)
+    table = self.block_tables[seq_id]
     self.seq_lens[seq_id] += num_tokens
     table.extend(self._take() for _ in range(self.blocks_for(self.seq_lens[seq_id]) - len(table)))
     return copies
 
-BlockManager._needs_copy, BlockManager._fits_last_block = _needs_copy, _fits_last_block
-BlockManager.can_append, BlockManager.append = can_append, append
+BlockManager._fits_last_block, BlockManager.can_append, BlockManager.append = _fits_last_block, can_append, append
 
 # %% ../nbs/13a_block_manager.ipynb #d6e44337
 def slot_mapping(self: BlockManager, seq_id: int, start: int, end: int) -> list[int]:

@@ -86,32 +86,41 @@ def can_allocate(self: SlotManager, num_tokens: int) -> bool:
     return num_tokens <= self.block_size and self.num_free_blocks > 0
 
 def allocate(self: SlotManager, seq_id: int, num_tokens: int) -> list[int]:
-    "Give a new sequence of `num_tokens` tokens a slot; returns its block table, `[slot]`."
+    "Give a new sequence of `num_tokens` tokens the blocks it fills (a slot: one); returns its block table."
     if seq_id in self.block_tables: raise ValueError(f"sequence {seq_id} already has blocks")
     if num_tokens < 1: raise ValueError("a sequence needs at least one token")
-    if not self.can_allocate(num_tokens): raise MemoryError(f"no free slot for a sequence of {num_tokens} tokens")
-    self.block_tables[seq_id], self.seq_lens[seq_id] = [self._take()], num_tokens
+    if not self.can_allocate(num_tokens):
+        raise MemoryError(f"no room for a sequence of {num_tokens} tokens ({self.num_free_blocks} free blocks of {self.block_size} tokens)")
+    self.block_tables[seq_id], self.seq_lens[seq_id] = [self._take() for _ in range(self.blocks_for(num_tokens))], num_tokens
     return self.block_tables[seq_id]
 
-def _is_shared(self: SlotManager, seq_id: int) -> bool: return self.ref_counts[self.block_tables[seq_id][-1]] > 1
+def _needs_copy(self: SlotManager, seq_id: int) -> bool:
+    "The last block is partly filled and shared: writing into it requires a private copy."
+    return self.seq_lens[seq_id] % self.block_size != 0 and self.ref_counts[self.block_tables[seq_id][-1]] > 1
+
+def _copy_last_block(self: SlotManager, seq_id: int) -> list[tuple[int, int]]:
+    "Give `seq_id` a private copy of its last block if it needs one; returns the copy (src, dst) to perform, if any."
+    if not self._needs_copy(seq_id): return []
+    table = self.block_tables[seq_id]
+    src, dst = table[-1], self._take()
+    self._release(src)
+    table[-1] = dst
+    return [(src, dst)]
 
 def can_append(self: SlotManager, seq_id: int, num_tokens: int = 1) -> bool:
     "Whether `seq_id` can hold `num_tokens` more tokens now (a shared slot needs a free one to copy into)."
     fits = self.seq_lens[seq_id] + num_tokens <= self.block_size
-    return fits and (not self._is_shared(seq_id) or self.num_free_blocks > 0)
+    return fits and self._needs_copy(seq_id) <= self.num_free_blocks
 
 def append(self: SlotManager, seq_id: int, num_tokens: int = 1) -> list[tuple[int, int]]:
     "Record `num_tokens` more tokens of `seq_id`; returns the copy-on-write copies (src, dst) to perform first."
     if not self.can_append(seq_id, num_tokens): raise MemoryError(f"no room to append {num_tokens} tokens to sequence {seq_id}")
-    copies = []
-    if self._is_shared(seq_id):
-        src, dst = self.block_tables[seq_id][0], self._take()
-        self._release(src)
-        self.block_tables[seq_id], copies = [dst], [(src, dst)]
+    copies = self._copy_last_block(seq_id)
     self.seq_lens[seq_id] += num_tokens
     return copies
 
-SlotManager.can_allocate, SlotManager.allocate, SlotManager._is_shared = can_allocate, allocate, _is_shared
+SlotManager.can_allocate, SlotManager.allocate = can_allocate, allocate
+SlotManager._needs_copy, SlotManager._copy_last_block = _needs_copy, _copy_last_block
 SlotManager.can_append, SlotManager.append = can_append, append
 
 # %% ../nbs/08_kv_slots.ipynb #f530a819
