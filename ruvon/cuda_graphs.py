@@ -15,7 +15,7 @@ from .paged_cache import PagedKernels, PagedKVCache, PagedModelRunner, PagedStep
 
 # %% auto #0
 __all__ = ['DECODE_MODES', 'batch_size_buckets', 'bucket_for', 'DecodeGraphs', 'run', 'max_batch_size', 'default_decode_mode',
-           'check_decode_mode', 'GraphModelRunner', 'execute', 'num_padded']
+           'check_decode_mode', 'GraphModelRunner', 'compute', 'num_padded']
 
 # %% ../nbs/13c_cuda_graphs.ipynb #b8d0076c
 def batch_size_buckets(max_num_seqs: int) -> list[int]:
@@ -135,10 +135,8 @@ class GraphModelRunner(PagedModelRunner):
 
 # %% ../nbs/13c_cuda_graphs.ipynb #ca5c1ec4
 @torch.no_grad()
-def execute(self: GraphModelRunner, batch: ModelInput) -> torch.Tensor:
-    "Logits (rows, vocab) of `batch`: the leading decodes through the graphs, the rest through Part 8's forward pass."
-    assert batch.num_seqs > 0, "a step computes at least one sequence"
-    self.cache.copy_blocks(batch.copies)
+def compute(self: GraphModelRunner, batch: ModelInput) -> torch.Tensor:
+    "The logits of `batch` (its copies done): the leading decodes through the graphs, the rest through Part 8's forward pass."
     n = self.num_padded(batch)
     parts = [self.graphs.run(batch.token_ids[:n], batch.starts[:n], batch.block_tables[:n])] if n else []
     if n < batch.num_seqs: parts.append(self.forward(batch, n))
@@ -148,4 +146,4 @@ def num_padded(self: GraphModelRunner, batch: ModelInput) -> int:
     "How many leading single-token sequences of `batch` take the padded decode path (0 in eager mode)."
     return 0 if self.graphs is None else min(batch.num_leading_decodes, self.graphs.max_batch_size)
 
-GraphModelRunner.execute, GraphModelRunner.num_padded = execute, num_padded
+GraphModelRunner.compute, GraphModelRunner.num_padded = compute, num_padded

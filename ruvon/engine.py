@@ -79,7 +79,7 @@ class LLMEngine:
                  logprobs: LogprobsComputer | None = None):
         self.runner = runner(model, config)                     # weights, KV pool, kernels, graphs (Part 8, 13b, 13c)
         self.config, self.tokenizer = self.runner.config, tokenizer  # resolved: max_model_len filled in
-        self.bm = self.runner.block_manager()                   # the pool's bookkeeping: slots or blocks
+        self.bm = self.runner.make_block_manager()                # the pool's bookkeeping: slots or blocks
         self.scheduler = Scheduler(self.config, self.bm)
         self.requests: dict[str, EngineRequest] = {}
         self.owner: dict[int, tuple[EngineRequest, int]] = {}  # seq_id -> (request, choice index)

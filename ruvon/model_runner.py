@@ -16,10 +16,14 @@ from .model import GPT2
 from .slots import KVAllocator, SlotKVCache, SlotManager, SlotStep, num_slots
 
 # %% auto #0
-__all__ = ['ModelInput', 'logit_rows', 'kv_cache_budget', 'gpu_kv_budget', 'peak_activation_bytes', 'ModelRunner', 'execute',
-           'forward', 'make_step']
+__all__ = ['num_leading_decodes', 'ModelInput', 'logit_rows', 'kv_cache_budget', 'gpu_kv_budget', 'peak_activation_bytes',
+           'ModelRunner', 'execute', 'compute', 'forward', 'make_step']
 
 # %% ../nbs/08_model_runner.ipynb #a76d074f
+def num_leading_decodes(query_lens: list[int]) -> int:
+    "How many leading sequences compute one token each: the step's decode batch."
+    return next((i for i, q in enumerate(query_lens) if q != 1), len(query_lens))
+
 @dataclass
 class ModelInput:
     "One step's work: new tokens of several sequences laid end to end, where their K/V go, which logits to return."
@@ -38,9 +42,7 @@ class ModelInput:
     def num_seqs(self) -> int: return len(self.query_lens)
 
     @property
-    def num_leading_decodes(self) -> int:
-        "How many leading sequences compute one token each: the step's decode batch."
-        return next((i for i, q in enumerate(self.query_lens) if q != 1), len(self.query_lens))
+    def num_leading_decodes(self) -> int: return num_leading_decodes(self.query_lens)
 
     def spans(self, first: int = 0) -> list[tuple[int, int]]:
         "(start, end) positions computed for sequences `first`.. of the batch."
@@ -113,7 +115,7 @@ class ModelRunner:
     def num_kv_blocks(self, budget: int) -> int: return num_slots(budget, self.model_config, self.config.max_model_len, self.dtype)
     def allocate_cache(self) -> SlotKVCache:
         return SlotKVCache(self.model_config, self.num_blocks, self.config.max_model_len, self.dtype, self.device)
-    def block_manager(self) -> KVAllocator:
+    def make_block_manager(self) -> KVAllocator:
         "Fresh bookkeeping for this runner's pool: which blocks (here slots) each sequence holds."
         return SlotManager(self.num_blocks, self.config.max_model_len)
 
@@ -123,6 +125,10 @@ def execute(self: ModelRunner, batch: ModelInput) -> torch.Tensor:
     "Logits (rows, vocab) of `batch`: each sequence's last `num_logits` positions (default 1), in sequence order."
     assert batch.num_seqs > 0, "a step computes at least one sequence"
     self.cache.copy_blocks(batch.copies)
+    return self.compute(batch)
+
+def compute(self: ModelRunner, batch: ModelInput) -> torch.Tensor:
+    "The logits of `batch` once its copies are done: here one forward pass over all of it."
     return self.forward(batch, 0)
 
 def forward(self: ModelRunner, batch: ModelInput, first: int) -> torch.Tensor:
@@ -136,4 +142,4 @@ def make_step(self: ModelRunner, batch: ModelInput, first: int) -> SlotStep:
     "The cache view the model runs through: sequences `first`.. of the batch, in their slots."
     return SlotStep.from_tables(self.cache, batch.spans(first), batch.block_tables[first:])
 
-ModelRunner.execute, ModelRunner.forward, ModelRunner.make_step = execute, forward, make_step
+ModelRunner.execute, ModelRunner.compute, ModelRunner.forward, ModelRunner.make_step = execute, compute, forward, make_step

@@ -17,12 +17,12 @@ from .block_manager import BlockManager, num_kv_blocks
 from .fused import fused_view
 from .kernels import paged_decode_attention, paged_decode_reference, write_kv, write_kv_reference
 from .model import GPT2, Attention, GPT2Config, causal_attention
-from .model_runner import ModelInput, ModelRunner
+from .model_runner import ModelInput, ModelRunner, num_leading_decodes
 from .slots import FlatStep, SlotKVCache
 
 # %% auto #0
 __all__ = ['TRITON_KERNELS', 'TORCH_KERNELS', 'PagedKVCache', 'PagedKernels', 'paged_kernels', 'PagedStep', 'padded_tables',
-           'num_leading_decodes', 'build', 'from_tables', 'fresh_run', 'attend', 'forward_step', 'PagedModelRunner']
+           'build', 'from_tables', 'fresh_run', 'attend', 'forward_step', 'PagedModelRunner']
 
 # %% ../nbs/13b_paged_cache.ipynb #6799e12d
 class PagedKVCache(SlotKVCache):
@@ -77,10 +77,6 @@ def padded_tables(tables: list[list[int]], width: int) -> torch.Tensor:
     for i, t in enumerate(tables): out[i, : len(t)] = t
     return torch.from_numpy(out)
 
-def num_leading_decodes(spans: list[tuple]) -> int:
-    "How many leading (…, start, end) spans compute a single token: the step's decode batch (the runner's graph batch too)."
-    return next((i for i, (*_, start, end) in enumerate(spans) if end - start != 1), len(spans))
-
 @classmethod
 def build(cls, cache: PagedKVCache, bm: BlockManager, spans: list[tuple[int, int, int]], kernels: PagedKernels = TORCH_KERNELS,
           max_blocks: int | None = None) -> PagedStep:
@@ -93,7 +89,7 @@ def build(cls, cache: PagedKVCache, bm: BlockManager, spans: list[tuple[int, int
 def from_tables(cls, cache: PagedKVCache, spans: list[tuple[int, int]], tables: list[list[int]], kernels: PagedKernels = TORCH_KERNELS,
                 max_blocks: int | None = None, attention: Attention | None = None) -> PagedStep:
     "The step computing positions start..end-1 of each (start, end) in `spans`, whose K/V live in the blocks of `tables`."
-    device, bs, nd = cache.k.device, cache.block_size, num_leading_decodes(spans)
+    device, bs, nd = cache.k.device, cache.block_size, num_leading_decodes([end - start for start, end in spans])
     positions = [p for start, end in spans for p in range(start, end)]
     slots = [t[p // bs] * bs + p % bs for (start, end), t in zip(spans, tables) for p in range(start, end)]
     width = max_blocks or max(map(len, tables[:nd]), default=1)
@@ -172,7 +168,7 @@ class PagedModelRunner(ModelRunner):
         return num_kv_blocks(budget, self.model_config, self.config.block_size, self.dtype, self.config.max_model_len)
     def allocate_cache(self) -> PagedKVCache:
         return PagedKVCache(self.model_config, self.num_blocks, self.config.block_size, self.dtype, self.device)
-    def block_manager(self) -> BlockManager: return BlockManager(self.num_blocks, self.config.block_size)
+    def make_block_manager(self) -> BlockManager: return BlockManager(self.num_blocks, self.config.block_size)
 
     def make_step(self, batch: ModelInput, first: int) -> PagedStep:
         "Sequences `first`.. of the batch as a paged step: decodes through the kernels, prefills with the attention backend."
