@@ -22,12 +22,12 @@ from . import __version__
 from .config import EngineConfig, flag
 
 # %% auto #0
-__all__ = ['app', 'THROUGHPUT_DEFAULTS', 'LATENCY_DEFAULTS', 'LOADTEST_DEFAULTS', 'GPU_COST_PER_HOUR', 'ENGINE_HELP',
-           'WEIGHT_BITS', 'bench_app', 'ModelArg', 'DtypeOpt', 'DeviceOpt', 'LoadFormatOpt', 'BaselineOpt', 'JsonOpt',
-           'SPEEDUP_LABELS', 'DEFAULT_CONCURRENCY', 'main', 'user_error_types', 'user_errors', 'require',
-           'engine_option', 'engine_options', 'generate', 'text_printer', 'print_stats', 'model_info', 'info', 'serve',
-           'exit_with', 'flag_list', 'run_until_drained', 'length_range', 'run_bench', 'metric_rows', 'bench_table',
-           'throughput', 'latency', 'spread_values', 'SweepCommand', 'check_outputs', 'loadtest']
+__all__ = ['app', 'THROUGHPUT_DEFAULTS', 'LATENCY_DEFAULTS', 'LOADTEST_DEFAULTS', 'GPU_COST_PER_HOUR', 'MAX_CHOICES',
+           'ENGINE_HELP', 'WEIGHT_BITS', 'bench_app', 'ModelArg', 'DtypeOpt', 'DeviceOpt', 'LoadFormatOpt',
+           'BaselineOpt', 'JsonOpt', 'SPEEDUP_LABELS', 'DEFAULT_CONCURRENCY', 'main', 'user_error_types', 'user_errors',
+           'require', 'engine_option', 'engine_options', 'generate', 'text_printer', 'print_stats', 'model_info',
+           'info', 'serve', 'exit_with', 'flag_list', 'run_until_drained', 'length_range', 'run_bench', 'metric_rows',
+           'bench_table', 'throughput', 'latency', 'spread_values', 'SweepCommand', 'check_outputs', 'loadtest']
 
 # %% ../nbs/cli.ipynb #ad0f2ff4
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -62,6 +62,7 @@ THROUGHPUT_DEFAULTS = SimpleNamespace(num_prompts=256, seed=0)
 LATENCY_DEFAULTS = SimpleNamespace(batch_size=8, input_len=32, output_len=128, num_iters_warmup=10, num_iters=30)
 LOADTEST_DEFAULTS = SimpleNamespace(max_tokens=128, seed=0, timeout_s=300.0)  # LoadTestConfig's request options
 GPU_COST_PER_HOUR = 2.50  # Part 19's DEFAULT_GPU_COST_PER_HOUR
+MAX_CHOICES = 1024  # Part 4b's serving.MAX_CHOICES: prompts x n per request
 
 # %% ../nbs/cli.ipynb #a01a1840
 ENGINE_HELP = {  # EngineConfig field -> (option type, help); the flag is the field's name in kebab case
@@ -199,7 +200,7 @@ def serve(
     drain_timeout: float = typer.Option(30.0, help="On SIGTERM, seconds to let requests in flight finish before exiting."),
     gpu_cost_per_hour: float = typer.Option(GPU_COST_PER_HOUR, help="US$ per GPU-hour, to price requests (Part 19)."),
     max_request_bytes: int = typer.Option(8 << 20, help="Largest request body accepted; a larger one gets 413."),
-    max_choices_per_request: int = typer.Option(1024, help="Most choices (prompts x n) one request may ask for; more gets 400."),
+    max_choices_per_request: int = typer.Option(MAX_CHOICES, help="Most choices (prompts x n) one request may ask for; more gets 400."),
     api_key: Optional[str] = typer.Option(None, envvar="RUVON_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1/*, the token routes and the dashboard (/health and /metrics stay open)."),
     allowed_origins: Optional[str] = typer.Option(None, help='CORS origins, as a JSON list (vLLM\'s form, e.g. \'["https://a.example"]\') or comma-separated [default: CORS off].'),
     allowed_methods: str = typer.Option('["*"]', help="CORS methods, when --allowed-origins is given."),
