@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .outputs import SamplingParams
 
 # %% auto #0
-__all__ = ['MAX_LIST_ITEMS', 'CHAT_STOP', 'APIError', 'StreamOptions', 'SamplingRequest', 'sampling_params', 'bounded_list',
-           'CompletionRequest', 'ChatMessage', 'ChatCompletionRequest', 'render_chat', 'check_supported', 'new_id',
-           'envelope', 'usage', 'completion_choice', 'chat_choice', 'chat_chunk_choice']
+__all__ = ['MAX_LIST_ITEMS', 'MAX_LOGIT_BIAS', 'CHAT_STOP', 'APIError', 'fail_fast', 'bounded', 'StreamOptions',
+           'SamplingRequest', 'sampling_params', 'CompletionRequest', 'ChatMessage', 'ChatCompletionRequest',
+           'render_chat', 'check_supported', 'new_id', 'envelope', 'usage', 'completion_choice', 'chat_choice',
+           'chat_chunk_choice']
 
 # %% ../nbs/04a_protocol.ipynb #65b02374
 class APIError(Exception):
@@ -32,6 +33,20 @@ class APIError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 # %% ../nbs/04a_protocol.ipynb #45220560
+def fail_fast(item) -> type:
+    "A list of `item`s whose validation stops at its first bad item (see the guards below)."
+    return Annotated[list[item], Field(fail_fast=True)]
+
+MAX_LIST_ITEMS = 16_384  # prompts (or token ids) in one `prompt`, messages in one chat
+MAX_LOGIT_BIAS = 65_536  # entries of one `logit_bias` (GPT-2's vocabulary has 50,257 tokens)
+
+def bounded(limit: int):
+    "A before-validator: the value, unless it is a list or dict of more than `limit` items (checked before they are validated)."
+    def check(value):
+        if isinstance(value, (list, dict)) and len(value) > limit: raise ValueError(f"at most {limit:,} items, got {len(value):,}")
+        return value
+    return check
+
 class StreamOptions(BaseModel):
     include_usage: bool = False
 
@@ -45,7 +60,7 @@ class SamplingRequest(BaseModel):
     n: int = 1
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
-    stop: Union[str, list[str], None] = None
+    stop: Union[str, fail_fast(str), None] = None
     seed: Optional[int] = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
@@ -55,6 +70,7 @@ class SamplingRequest(BaseModel):
     min_p: float = 0.0
     repetition_penalty: float = 1.0
     ignore_eos: bool = False
+    _bounded_bias = field_validator("logit_bias", mode="before")(bounded(MAX_LOGIT_BIAS))
 
 # %% ../nbs/04a_protocol.ipynb #fb4967f9
 _PARAM_NAMES = ("n", "max_tokens", "temperature", "top_p", "top_k", "min_p", "presence_penalty",
@@ -75,27 +91,20 @@ def sampling_params(req: SamplingRequest, max_tokens: int, extra_stop: list[str]
         raise APIError(str(e), param=next((p for p in _PARAM_NAMES if str(e).startswith(p)), None)) from None
 
 # %% ../nbs/04a_protocol.ipynb #f0107b77
-MAX_LIST_ITEMS = 16_384  # prompts (or token ids) in one `prompt`, messages in one chat
-
-def bounded_list(value):
-    "`value`, unless it is a list of more than `MAX_LIST_ITEMS` items (checked before its items are validated)."
-    if isinstance(value, list) and len(value) > MAX_LIST_ITEMS: raise ValueError(f"at most {MAX_LIST_ITEMS:,} items, got {len(value):,}")
-    return value
-
 class CompletionRequest(SamplingRequest):
     "POST /v1/completions"
-    prompt: Union[str, list[str], list[int], list[list[int]]]
+    prompt: Union[str, fail_fast(str), fail_fast(int), fail_fast(fail_fast(int))]
     echo: bool = False
     logprobs: Optional[int] = None
     suffix: Optional[str] = None
     best_of: Optional[int] = None
-    _bounded = field_validator("prompt", mode="before")(lambda v: bounded_list(v))
+    _bounded = field_validator("prompt", mode="before")(bounded(MAX_LIST_ITEMS))
 
 class ChatMessage(BaseModel):
     "One message: its text, or OpenAI's list of content parts (text parts only: a text model reads no images)."
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant"]
-    content: Union[str, list[dict]]
+    content: Union[str, fail_fast(dict)]
 
     def text(self) -> str:
         "The message's text; a part of another type than text is a 400 naming it."
@@ -106,8 +115,8 @@ class ChatMessage(BaseModel):
 
 class ChatCompletionRequest(SamplingRequest):
     "POST /v1/chat/completions"
-    messages: list[ChatMessage] = Field(min_length=1)
-    _bounded = field_validator("messages", mode="before")(lambda v: bounded_list(v))
+    messages: list[ChatMessage] = Field(min_length=1, fail_fast=True)
+    _bounded = field_validator("messages", mode="before")(bounded(MAX_LIST_ITEMS))
     max_completion_tokens: Optional[int] = None
     logprobs: Optional[bool] = None
     top_logprobs: Optional[int] = None

@@ -9,6 +9,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import gc
 import hmac
 import json
 import re
@@ -18,6 +19,7 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable, Sequence
 
+import ijson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -33,13 +35,14 @@ from .protocol import APIError, ChatCompletionRequest, CompletionRequest
 from .serving import MAX_CHOICES, LogprobsFormat, OpenAIServing, Plan, SerialEngine
 
 # %% auto #0
-__all__ = ['REJECTION_REASONS', 'ALL_REJECTION_REASONS', 'Deadline', 'DEFAULT_MAX_REQUEST_BYTES', 'OPENAI_ERROR_SCHEMA',
-           'KEY_COOKIE', 'error_response', 'validation_error', 'http_error', 'internal_error', 'install_error_handlers',
-           'rejection_labels', 'Rejections', 'Admission', 'Ticket', 'within_deadline', 'stream', 'sse',
-           'client_request_id', 'ClientGone', 'unless_disconnected', 'respond', 'BodyLimit', 'ServerState',
-           'load_in_background', 'build_app', 'json_body', 'parse_body', 'document_openai_errors', 'component',
-           'TokenizeRequest', 'DetokenizeRequest', 'model_card', 'add_routes', 'add_token_routes', 'serving_for',
-           'route_path', 'APIKeyCheck', 'require_api_key', 'allow_cors']
+__all__ = ['REJECTION_REASONS', 'ALL_REJECTION_REASONS', 'Deadline', 'DEFAULT_MAX_REQUEST_BYTES', 'CHUNKED_JSON_BYTES',
+           'MAX_JSON_CONTAINERS', 'OPENAI_ERROR_SCHEMA', 'KEY_COOKIE', 'error_response', 'validation_error',
+           'http_error', 'internal_error', 'install_error_handlers', 'rejection_labels', 'Rejections', 'Admission',
+           'Ticket', 'within_deadline', 'stream', 'sse', 'client_request_id', 'ClientGone', 'unless_disconnected',
+           'respond', 'BodyLimit', 'ServerState', 'load_in_background', 'build_app', 'json_body', 'gc_paused',
+           'parse_json', 'too_many_containers', 'parsed_body', 'validate_body', 'parse_body', 'document_openai_errors',
+           'component', 'TokenizeRequest', 'DetokenizeRequest', 'model_card', 'add_routes', 'add_token_routes',
+           'serving_for', 'route_path', 'APIKeyCheck', 'require_api_key', 'allow_cors']
 
 # %% ../nbs/04c_server.ipynb #b8701245
 def error_response(e: APIError) -> JSONResponse:
@@ -321,14 +324,76 @@ def json_body(model: type[BaseModel]) -> dict:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")  # its $defs move to components (below)
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
+CHUNKED_JSON_BYTES = 1 << 20  # larger bodies are parsed a chunk at a time
+
+class _Chunks:
+    "A file over `raw` whose `read` is Python code, so that a parser reading it lets other threads run between chunks."
+    def __init__(self, raw: bytes, size: int = 1 << 16): self.raw, self.pos, self.size = raw, 0, size
+    def read(self, n: int = -1) -> bytes:
+        chunk = self.raw[self.pos : self.pos + (self.size if n < 0 else min(n, self.size))]
+        self.pos += len(chunk)
+        return chunk
+
+_gc_lock, _gc_pausers = threading.Lock(), 0
+
+@contextlib.contextmanager
+def gc_paused():
+    "Python's cycle collector off while any thread is inside (it was on before; reference counting still frees)."
+    global _gc_pausers
+    with _gc_lock:
+        _gc_pausers += 1
+        if _gc_pausers == 1: gc.disable()
+    try: yield
+    finally:
+        with _gc_lock:
+            _gc_pausers -= 1
+            if _gc_pausers == 0: gc.enable()
+
+def parse_json(raw: bytes):
+    "`raw` as JSON without holding the GIL for long: `json.loads` up to `CHUNKED_JSON_BYTES`, ijson 64 KB at a time above; ValueError if not JSON."
+    if len(raw) <= CHUNKED_JSON_BYTES: return json.loads(raw)
+    values = ijson.items(_Chunks(raw), "", use_float=True)
+    try:
+        value = next(values)
+        for _ in values: pass  # the end of the body: whitespace, or ijson's "trailing garbage" error
+        return value
+    except ijson.JSONError as e: raise ValueError(str(e).splitlines()[0]) from None
+
+MAX_JSON_CONTAINERS = 1 << 17  # arrays and objects in one body
+
+def too_many_containers(value, limit: int = MAX_JSON_CONTAINERS) -> bool:
+    "Whether the JSON `value` holds more than `limit` arrays and objects (a walk in Python: other threads run meanwhile)."
+    stack, seen = [value], 0
+    while stack:
+        v = stack.pop()
+        items = v if isinstance(v, list) else v.values() if isinstance(v, dict) else None
+        if items is None: continue
+        seen += 1
+        if seen > limit: return True
+        stack.extend(x for x in items if isinstance(x, (list, dict)))
+    return False
+
+def parsed_body(raw: bytes):
+    "The JSON value of a request body, refused (400) if it is not JSON or holds more than `MAX_JSON_CONTAINERS` arrays and objects."
+    try: value = parse_json(raw)
+    except ValueError as e: raise APIError(f"Invalid JSON body: {e}") from None  # not JSON, or not UTF-8
+    if too_many_containers(value):
+        del value  # freed here, while the cycle collector is paused (the error's traceback would keep it)
+        raise APIError(f"Invalid JSON body: more than {MAX_JSON_CONTAINERS:,} arrays and objects")
+    return value
+
+def validate_body(raw: bytes, model: type[BaseModel]):
+    "`raw` parsed and validated as a `model`, with the cycle collector paused until a refused body is freed; errors as FastAPI's own (a 400 here)."
+    with gc_paused():
+        try: return model.model_validate(parsed_body(raw))
+        except ValidationError as e: error = RequestValidationError(e.errors(include_url=False, include_input=False))  # keeps no part of the body
+        except APIError as e: error = e
+    raise error
+
 async def parse_body(request: Request, model: type[BaseModel]):
-    "The request's JSON body as a `model`, parsed and validated in a worker thread; errors as FastAPI's own (a 400 here)."
+    "The request's JSON body as a `model`, parsed and validated in a worker thread."
     raw = await request.body()
-    def parse():
-        try: return model.model_validate(json.loads(raw))
-        except ValidationError as e: raise RequestValidationError(e.errors(include_url=False)) from None
-        except ValueError as e: raise APIError(f"Invalid JSON body: {e}") from None  # not JSON, or not UTF-8
-    return await run_in_threadpool(parse)
+    return await run_in_threadpool(validate_body, raw, model)
 
 # %% ../nbs/04c_server.ipynb #43c65318
 OPENAI_ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {

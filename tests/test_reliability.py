@@ -149,10 +149,46 @@ def test_one_request_cannot_ask_for_too_many_choices(standin_2l, ruvon_server):
     "Prompts x n above --max-choices-per-request is a 400 before tokenizing (param: the list, or n); at the limit it is served."
     _, url = ruvon_server(standin_2l, "--kv-cache-memory", str(32 << 20), "--max-choices-per-request", "8")
     post = lambda body: httpx.post(f"{url}/v1/completions", json={"model": MODEL, "max_tokens": 1, **body}, timeout=60)
-    for body, param in (({"prompt": [[1, 2, 3]] * 9}, "prompt"), ({"prompt": ["a", "b"], "n": 5}, "n"), ({"prompt": [[1, 2, 3]] * 200_000}, "prompt")):
+    for body, param in (({"prompt": [[1, 2, 3]] * 9}, "prompt"), ({"prompt": ["a", "b"], "n": 5}, "n"), ({"prompt": [[1, 2, 3]] * 100_000}, "prompt")):
         r = post(body)
         assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
     r = httpx.post(f"{url}/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "n": 9, "max_tokens": 1}, timeout=60)
     assert r.status_code == 400 and r.json()["error"]["param"] == "n", r.text
     served = post({"prompt": ["a", "b"], "n": 4})
     assert served.status_code == 200 and len(served.json()["choices"]) == 8, served.text
+
+
+def near_limit(path: str, head: str, item: str, tail: str) -> tuple[str, bytes]:
+    "A body just under --max-request-bytes: `head`, `item` repeated (comma-separated) to fill it, `tail`."
+    n = (BIG - 64 - len(head) - len(tail)) // (len(item) + 1)
+    return path, (head + ",".join([item] * n) + tail).encode()
+
+
+SHAPES = {  # 8 MB of items that each fail validation: two million errors, each made while holding Python's lock, unless validation stops early
+    "lists inside a token-id prompt": near_limit("/v1/completions", '{"model": "standin", "prompt": [[', "[1]", "]]}"),
+    "lists as stop strings": near_limit("/v1/completions", '{"model": "standin", "prompt": "x", "stop": [', "[1]", "]}"),
+    "lists as content parts": near_limit("/v1/chat/completions", '{"model": "standin", "messages": [{"role": "user", "content": [', "[1]", "]}]}"),
+    "lists as logit biases": near_limit("/v1/completions", '{"model": "standin", "prompt": "x", "logit_bias": {"1": [', "[1]", "]}}"),
+    "empty content parts": near_limit("/v1/chat/completions", '{"model": "standin", "messages": [{"role": "user", "content": [', "{}", "]}]}"),
+    "a 1 MiB body of lists (parsed whole)": ("/v1/completions", ('{"model": "standin", "prompt": [[' + ",".join(["[1]"] * 262_000) + ']]}').encode()),
+    "a huge logit_bias": near_limit("/v1/completions", '{"model": "standin", "prompt": "x", "logit_bias": {', '"1":[]', "}}"),
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_health_stays_quick_while_a_pathological_body_is_refused(default_limits, shape):
+    "Bodies built to make validation slow are refused with one 400, and /health, polled throughout, answers every time within 0.5 s."
+    _, url = default_limits
+    path, body = SHAPES[shape]
+    refused = in_thread(lambda: httpx.post(f"{url}{path}", content=body, headers={"content-type": "application/json"}, timeout=120))
+    slowest = 0.0
+    with httpx.Client(timeout=30) as c:
+        while not refused["done"].is_set():
+            t0 = time.perf_counter()
+            assert c.get(f"{url}/health").status_code == 200
+            slowest = max(slowest, time.perf_counter() - t0)
+            time.sleep(0.01)
+    r = refused.get("result")
+    assert r is not None and r.status_code == 400, refused
+    print(f"{shape}: {len(body) / 2**20:.1f} MB refused ({r.json()['error']['message'][:60]}); slowest /health {slowest * 1e3:.0f} ms")
+    assert slowest < 0.5, slowest
