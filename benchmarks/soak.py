@@ -1,10 +1,10 @@
 """Soak test of `ruvon serve` (issue #12): mixed traffic at about twice the server's capacity for --minutes, then a JSON report.
 
 Traffic, as Poisson arrivals: valid completions and chats (streamed and not), invalid requests (bad parameters, an unknown model,
-a too-long prompt, a body over --max-request-bytes) and abandoned ones (a stream closed after its first event, a whole response
+a too-long prompt, a body over --max-request-bytes, a body of ~260k tiny lists) and abandoned ones (a stream closed after its first event, a whole response
 given up after 0.3 s). Capacity is measured first: requests/s with --max-num-seqs clients in a closed loop.
 
-The report: requests served, rejected by reason (as the responses said, and as `ruvon:request_rejected_total` counted),
+The report: /health's latency, probed every 0.1 s throughout, requests served, rejected by reason (as the responses said, and as `ruvon:request_rejected_total` counted),
 abandoned, hung (no response within --deadline seconds: must be 0), transport errors, the server's RSS at the start (after a
 warm-up) and at the end (after the load), and the KV-cache usage idle before and after (must be back to the idle value).
 
@@ -81,6 +81,11 @@ def wait_idle(url: str, timeout: float = 120) -> dict:
 PROMPTS = ["ROMEO:", "SELECT name FROM users WHERE", "The git rebase command", "In the beginning", "def main():", "Q: What is a table?\nA:"]
 
 
+def hostile_body(max_request_bytes: int) -> bytes:
+    "A body just under the limit made of tiny lists, `[[[1],[1],...]]`: many containers for few bytes (refused, cheaply)."
+    return b'{"model": "standin", "prompt": [[' + b",".join([b"[1]"] * ((max_request_bytes - 64) // 4)) + b"]]}"
+
+
 def request_kinds(rng: random.Random, max_request_bytes: int) -> list[tuple[str, float, dict]]:
     "(kind, weight, request) for the traffic mix; each request is httpx.request's arguments plus how to read it."
     p = lambda: rng.choice(PROMPTS)
@@ -98,6 +103,7 @@ def request_kinds(rng: random.Random, max_request_bytes: int) -> list[tuple[str,
         ("too_long_prompt", 4, lambda: completion(prompt="hello " * 2000)),
         ("oversized_body", 4, lambda: {"url": "/v1/completions", "content": b'{"model": "standin", "prompt": "' + b"x" * max_request_bytes + b'"}',
                                        "headers": {"content-type": "application/json"}}),
+        ("json_bomb", 3, lambda: {"url": "/v1/completions", "content": hostile_body(max_request_bytes), "headers": {"content-type": "application/json"}}),
         ("abandoned_stream", 10, lambda: {**completion(stream=True, max_tokens=200, ignore_eos=True), "stream": True, "abandon": True}),
         ("abandoned_whole", 10, lambda: {**completion(max_tokens=200, ignore_eos=True), "abandon": True}),
     ]
@@ -145,18 +151,40 @@ async def capacity(url: str, concurrency: int, seconds: float) -> float:
     return done / (time.monotonic() - start)
 
 
-async def soak(url: str, rate: float, minutes: float, deadline_s: float, max_request_bytes: int, seed: int) -> list[tuple[str, str]]:
-    "Poisson arrivals at `rate` requests/s for `minutes`; every request's (kind, outcome)."
+async def probe_health(url: str, stop: asyncio.Event, every_s: float = 0.1) -> list[float]:
+    "GET /health every `every_s` seconds on a connection of its own until `stop`; each answer's latency in seconds."
+    latencies = []
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            r = await http.get("/health")
+            latencies.append(time.perf_counter() - t0 if r.status_code == 200 else float("inf"))
+            await asyncio.sleep(every_s)
+    return latencies
+
+
+async def soak(url: str, rate: float, minutes: float, deadline_s: float, max_request_bytes: int, seed: int) -> tuple[list[tuple[str, str]], list[float]]:
+    "Poisson arrivals at `rate` requests/s for `minutes`: every request's (kind, outcome), and /health's latencies meanwhile."
     rng = random.Random(seed)
     kinds = request_kinds(rng, max_request_bytes)
-    tasks, end = [], time.monotonic() + 60 * minutes
+    tasks, end, stop = [], time.monotonic() + 60 * minutes, asyncio.Event()
+    health = asyncio.create_task(probe_health(url, stop))
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(deadline_s), limits=limits) as http:
         while time.monotonic() < end:
             kind, _, make = rng.choices(kinds, weights=[w for _, w, _ in kinds])[0]
             tasks.append(asyncio.create_task(one(http, kind, make(), deadline_s)))
             await asyncio.sleep(rng.expovariate(rate))
-        return await asyncio.gather(*tasks)
+        outcomes = await asyncio.gather(*tasks)
+    stop.set()
+    return outcomes, await health
+
+
+def health_summary(latencies: list[float]) -> dict:
+    "Percentiles of /health's latency in ms (measured by a client sharing the machine with the load generator), and how many took over 100 ms."
+    ms = sorted(1e3 * x for x in latencies)
+    at = lambda q: round(ms[min(len(ms) - 1, int(q * len(ms)))], 1)
+    return {"probes": len(ms), "p50": at(0.5), "p99": at(0.99), "max": round(ms[-1], 1), "over_100ms": sum(x > 100 for x in ms)}
 
 
 def machine() -> dict:
@@ -181,7 +209,7 @@ def main() -> None:
         cap = asyncio.run(capacity(url, args.max_num_seqs, 15))             # also the warm-up
         idle_before, rss_start = wait_idle(url), rss_mb(proc and proc.pid)
         t0 = time.monotonic()
-        outcomes = asyncio.run(soak(url, args.load_factor * cap, args.minutes, args.deadline, args.max_request_bytes, args.seed))
+        outcomes, health = asyncio.run(soak(url, args.load_factor * cap, args.minutes, args.deadline, args.max_request_bytes, args.seed))
         elapsed = time.monotonic() - t0
         idle_after, rss_end = wait_idle(url), rss_mb(proc and proc.pid)
     finally:
@@ -196,6 +224,7 @@ def main() -> None:
         "errors": {o: n for o, n in by_outcome.items() if o.startswith("error:")},
         "rejected_by_response": dict(sorted(rejected_seen.items())), "rejected_by_metric": dict(sorted((k, v) for k, v in metric_rejected.items() if v)),
         "by_kind": {k: dict(Counter(o for kk, o in outcomes if kk == k)) for k in sorted({k for k, _ in outcomes})},
+        "health_latency_ms": health_summary(health),
         "rss_mb": {"start": rss_start, "end": rss_end},
         "kv_cache_usage": {"idle_before": idle_before["kv_cache_usage_perc"], "end": idle_after["kv_cache_usage_perc"]},
         "idle_at_end": {k: idle_after[k] for k in ("num_requests_running", "num_requests_waiting")},
