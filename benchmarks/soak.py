@@ -130,10 +130,12 @@ async def one(http: httpx.AsyncClient, kind: str, spec: dict, deadline_s: float)
                     events.append(line)
                 if stream:
                     if events[-1] != "data: [DONE]": return kind, "error:truncated"
-                    if '"error"' in events[-2]: return kind, f"rejected:stream:{json.loads(events[-2][6:])['error']['code']}"
+                    last = json.loads(events[-2][6:])  # the last event before [DONE]: a chunk, or an error event
+                    if "error" in last: return kind, f"rejected:stream:{last['error']['code']}"
                 return kind, "served"
     except TimeoutError: return kind, "hung"
     except httpx.HTTPError as e: return kind, f"error:{type(e).__name__}"
+    except Exception as e: return kind, f"error:client:{type(e).__name__}"  # a bug here is reported, not fatal to the run
 
 
 async def capacity(url: str, concurrency: int, seconds: float) -> float:
