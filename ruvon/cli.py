@@ -100,8 +100,8 @@ def engine_options(command: Callable) -> Callable:
 # %% ../nbs/cli.ipynb #a05d54fa
 @app.command()
 def generate(
-    model: str = typer.Argument(..., help="Local model directory or Hugging Face Hub id (e.g. gpt2-xl)."),
-    prompt: str = typer.Argument(..., help="Text to continue."),
+    model: str = typer.Argument(..., metavar="MODEL", help="Local model directory or Hugging Face Hub id (e.g. gpt2-xl)."),
+    prompt: str = typer.Argument(..., metavar="PROMPT", help="Text to continue."),
     max_tokens: int = typer.Option(16, "--max-tokens", "-n", help="Most tokens to generate."),
     stream: bool = typer.Option(True, "--stream/--no-stream", help="Print text as it is generated."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute the whole sequence each step (Part 2)."),
@@ -171,7 +171,7 @@ def _human(n: float) -> str:
         n /= 1024
 
 @app.command()
-def info(model: str = typer.Argument(..., help="Local model directory or Hugging Face Hub id."),
+def info(model: str = typer.Argument(..., metavar="MODEL", help="Local model directory or Hugging Face Hub id."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")):
     "Parameters, layers, context length, and bytes per dtype of MODEL (no weights needed)."
     with user_errors(): facts = model_info(model)
@@ -188,7 +188,7 @@ def info(model: str = typer.Argument(..., help="Local model directory or Hugging
 @app.command()
 @engine_options
 def serve(
-    model: str = typer.Argument(..., help="Local model directory or Hugging Face Hub id."),
+    model: str = typer.Argument(..., metavar="MODEL", help="Local model directory or Hugging Face Hub id."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
     served_model_name: Optional[str] = typer.Option(None, help="Name clients use in 'model' (default: MODEL)."),
@@ -279,7 +279,7 @@ bench_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_excep
                         help="Measure offline throughput and batch latency, as `vllm bench throughput|latency` do.")
 app.add_typer(bench_app, name="bench")
 
-ModelArg = Annotated[str, typer.Argument(help="Local model directory or Hugging Face Hub id.")]
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Local model directory or Hugging Face Hub id.")]
 DtypeOpt = Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available).")]
 LoadFormatOpt = Annotated[str, typer.Option(help="auto/safetensors, or dummy for random weights.")]
@@ -421,7 +421,7 @@ def check_outputs(json_path: Path | None, plot: Path | None) -> None:
 # %% ../nbs/cli.ipynb #e903bb36
 @app.command(cls=SweepCommand)
 def loadtest(
-    url: Annotated[str, typer.Argument(help="Root URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000.")],
+    url: Annotated[str, typer.Argument(metavar="URL", help="Root URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000.")],
     concurrency: Annotated[Optional[list[int]], typer.Option(metavar="N...", help="Closed loop: N users at once; several values sweep [default: 1 2 4 8 16 32].")] = None,
     request_rate: Annotated[Optional[list[float]], typer.Option(metavar="R...", help="Open loop: Poisson arrivals, requests/s; several values sweep; inf sends all at once.")] = None,
     num_requests: Annotated[Optional[int], typer.Option(help="Requests per level [default: 100].")] = None,
