@@ -1,0 +1,116 @@
+"""A processed notebook's cells -> HTML, as Quarto shows them: markdown rendered, code highlighted, the `#|` options
+honoured (echo/output/include: false), each output in its richest format, nbdev's API entries (show_doc) as cards."""
+import base64
+import html
+import re
+
+import mistune
+from nbconvert.filters import strip_ansi
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import TextLexer, get_lexer_by_name
+from pygments.util import ClassNotFound
+
+from .links import quarto_attributes
+
+PYGMENTS = HtmlFormatter(nowrap=True)
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def highlighted(code: str, language: str = "python") -> str:
+    "Code as HTML coloured by Pygments (the classes are styled in style.css)."
+    try: lexer = get_lexer_by_name(language)
+    except ClassNotFound: lexer, language = TextLexer(), "text"
+    return f'<pre class="code"><code class="language-{language}">{highlight(code, lexer, PYGMENTS).rstrip()}</code></pre>'
+
+
+class Renderer(mistune.HTMLRenderer):
+    "mistune's HTML, with fenced code highlighted like code cells."
+    def block_code(self, code: str, info: str | None = None) -> str:
+        return highlighted(code, (info or "text").split()[0].strip("{}") or "text")
+
+
+markdown = mistune.create_markdown(renderer=Renderer(escape=False), plugins=["table", "strikethrough", "footnotes"])
+
+
+def cell_options(cell) -> dict[str, str]:
+    "A code cell's `#| key: value` options, which Quarto consumes."
+    opts = {}
+    for line in cell.source.splitlines():
+        if line.startswith("#|"):
+            key, _, value = line[2:].partition(":")
+            opts[key.strip()] = value.strip()
+    return opts
+
+
+def code_without_options(source: str) -> str: return "\n".join(l for l in source.splitlines() if not l.startswith("#|")).strip("\n")
+
+
+SHOW_DOC = re.compile(r"\A\s*---\s*\n+(?:\[source\]\((?P<url>[^)\s]+)\)(?:\{(?P<attrs>[^}]*)\})?\s*\n+)?(?P<heading>#{1,6} [^\n]*)\n(?P<rest>.*)\Z", re.S)
+
+def api_entry(md: str) -> str | None:
+    "nbdev's show_doc markdown (rule, source link, heading, signature, docstring) as a card; None if `md` is not one."
+    m = SHOW_DOC.match(md)
+    if not m: return None
+    source = ""
+    if m["url"]:
+        target = ' target="_blank" rel="noopener"' if "target" in quarto_attributes(m["attrs"] or "") else ""
+        source = f'<a class="api-source" href="{html.escape(m["url"])}"{target}>source</a>'
+    return f'<section class="api">\n<div class="api-head">{markdown(m["heading"])}{source}</div>\n{markdown(m["rest"])}</section>\n'
+
+
+class Figures:
+    "The images a page's outputs hold, saved as files under figures/ rather than inlined."
+    def __init__(self, stem: str): self.stem, self.files = stem, {}
+
+    def add(self, b64: str, ext: str) -> str:
+        name = f"figures/{self.stem}-{len(self.files) + 1}.{ext}"
+        self.files[name] = base64.b64decode(b64 if isinstance(b64, str) else "".join(b64))
+        return name
+
+
+def output_html(out, figures: Figures) -> str:
+    "One output as Quarto shows it in HTML: images, then HTML, then markdown, then plain text; errors and widgets not."
+    kind = out.get("output_type")
+    if kind == "stream":
+        return f'<pre class="output{" stderr" if out.get("name") == "stderr" else ""}">{html.escape(strip_ansi(out.get("text", "")))}</pre>'
+    data = out.get("data", {})
+    if kind == "error" or not data: return ""
+    if WIDGET in data: return '<p class="output widget">An interactive widget shows here when the notebook runs.</p>'
+    for mime, ext in (("image/png", "png"), ("image/jpeg", "jpg")):
+        if mime in data: return f'<figure class="output"><img src="{figures.add(data[mime], ext)}" alt="a figure drawn by the code above" loading="lazy"></figure>'
+    if "image/svg+xml" in data: return f'<figure class="output">{data["image/svg+xml"]}</figure>'
+    if "text/html" in data: return f'<div class="output html">{data["text/html"]}</div>'
+    if "text/markdown" in data:
+        md = data["text/markdown"]
+        return api_entry(md) or f'<div class="output markdown">{markdown(md)}</div>'
+    if "text/plain" in data: return f'<pre class="output">{html.escape(strip_ansi(data["text/plain"]))}</pre>'
+    return ""
+
+
+def code_cell_html(cell, figures: Figures) -> str:
+    "A code cell: its source unless `echo: false`, its outputs unless `output: false`, nothing if `include: false`."
+    opts = cell_options(cell)
+    if opts.get("include") == "false": return ""
+    source = code_without_options(cell.source)
+    parts = [highlighted(source)] if source and opts.get("echo") != "false" else []
+    if opts.get("output") != "false": parts += [output_html(o, figures) for o in cell.get("outputs", [])]
+    parts = [p for p in parts if p]
+    if not parts: return ""
+    return "\n".join(parts) + "\n" if opts.get("echo") == "false" else f'<div class="cell">\n{"".join(parts)}\n</div>\n'
+
+
+def raw_cell_html(cell) -> str:
+    "A raw cell passes through only when it is HTML (Quarto drops the front matter and other formats)."
+    fmt = cell.metadata.get("format") or cell.metadata.get("raw_mimetype") or ""
+    return cell.source if fmt in ("text/html", "html") else ""
+
+
+def notebook_html(nb, stem: str) -> tuple[str, dict[str, bytes]]:
+    "A processed notebook's body as HTML, and the image files it refers to."
+    figures, parts = Figures(stem), []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown": parts.append(markdown(cell.source))
+        elif cell.cell_type == "code": parts.append(code_cell_html(cell, figures))
+        elif cell.cell_type == "raw": parts.append(raw_cell_html(cell))
+    return "".join(parts), figures.files
