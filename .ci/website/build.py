@@ -8,7 +8,7 @@ import nbformat
 from bs4 import BeautifulSoup
 
 from . import layout
-from .cells import notebook_html
+from .cells import drop_dash_headings, notebook_html
 from .links import Linker, assign_heading_ids, translate_quarto_attributes
 from .pages import Page, page_of, reading_order, sidebar_tree
 from .search import index_script, section_entries
@@ -21,6 +21,7 @@ class Rendered:
     nb: object
     soup: BeautifulSoup
     figures: dict
+    notes: list
 
 
 def render(path: Path) -> Rendered:
@@ -29,9 +30,10 @@ def render(path: Path) -> Rendered:
     page = page_of(path, nb)
     body, figures = notebook_html(nb, Path(page.href).stem)
     soup = BeautifulSoup(body, "html.parser")
-    assign_heading_ids(soup)
+    notes = [f"{page.source}: '{h}'" for h in drop_dash_headings(soup)]
+    assign_heading_ids(soup, reserved=layout.TEMPLATE_IDS)
     translate_quarto_attributes(soup)
-    return Rendered(page, nb, soup, figures)
+    return Rendered(page, nb, soup, figures, notes)
 
 
 def table_of_contents(soup: BeautifulSoup) -> list[tuple[str, str]]:
@@ -82,5 +84,7 @@ def build_site(out: Path, notebooks: list[Path], quarto: dict, settings: dict, n
     for rel in sorted(linker.copies): write_files(out, {rel: (nbs_path / rel).read_bytes()})
     (out / "search-index.js").write_text(index_script(entries), encoding="utf-8")
     layout.write_assets(out)
-    notes = linker.notes + ([f"{linker.unanchored} of nbdev's links name a symbol without an entry of its own: they open its page"] if linker.unanchored else [])
+    dashes = [n for r in rendered for n in r.notes]
+    notes = ([f"headings ending ' -' that share a cell with prose (nbdev hides one only in a cell of its own, so Quarto shows "
+              f"these; left out here): {', '.join(dashes)}"] if dashes else []) + linker.notes + ([f"{linker.unanchored} of nbdev's links name a symbol without an entry of its own: they open its page"] if linker.unanchored else [])
     return rendered, notes

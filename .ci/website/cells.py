@@ -106,6 +106,14 @@ def raw_cell_html(cell) -> str:
     return cell.source if fmt in ("text/html", "html") else ""
 
 
+def drop_dash_headings(soup) -> list[str]:
+    "Remove headings that end with ' -' (nbdev hides them, but only when the heading is a cell of its own); return them."
+    found = [h for h in soup.find_all(["h1", "h2", "h3", "h4", "h5", "h6"]) if h.get_text().rstrip().endswith(" -")]
+    texts = [h.get_text().strip() for h in found]
+    for h in found: h.decompose()
+    return texts
+
+
 def notebook_html(nb, stem: str) -> tuple[str, dict[str, bytes]]:
     "A processed notebook's body as HTML, and the image files it refers to."
     figures, parts = Figures(stem), []

@@ -10,6 +10,7 @@ from pygments.formatters import HtmlFormatter
 
 HERE = Path(__file__).parent
 PYGMENTS_STYLE = "friendly"
+TEMPLATE_IDS = {"site-main", "site-search", "site-search-results"}  # ids page.html uses: no heading may take them
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
 
 

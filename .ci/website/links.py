@@ -19,9 +19,9 @@ def pandoc_id(text: str) -> str:
     return ident[start:] or "section"
 
 
-def assign_heading_ids(soup: BeautifulSoup) -> None:
-    "Give every heading without an id Pandoc's, made unique on the page the way Pandoc does (-1, -2, ...)."
-    taken = {t["id"] for t in soup.find_all(id=True)}
+def assign_heading_ids(soup: BeautifulSoup, reserved: set[str] = frozenset()) -> None:
+    "Give every heading without an id Pandoc's, unique on the page (ids in `reserved` included) the way Pandoc does (-1, -2, ...)."
+    taken = {t["id"] for t in soup.find_all(id=True)} | set(reserved)
     for h in soup.find_all(HEADINGS):
         if h.get("id"): continue
         base = ident = pandoc_id(h.get_text(" ", strip=True))

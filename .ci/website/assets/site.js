@@ -4,7 +4,7 @@
   const current = document.querySelector(".sidebar a.current");
   if (current) current.scrollIntoView({ block: "center" });
 
-  const input = document.getElementById("search"), list = document.getElementById("search-results");
+  const input = document.getElementById("site-search"), list = document.getElementById("site-search-results");
   if (!input || !list) return;
   let index = null, hits = [], active = -1;
 
