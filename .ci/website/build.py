@@ -21,6 +21,7 @@ class Rendered:
     nb: object
     soup: BeautifulSoup
     figures: dict
+    dash_headings: list
     notes: list
 
 
@@ -28,12 +29,12 @@ def render(path: Path) -> Rendered:
     "A processed notebook -> its page, body and figures; headings get their ids, Quarto attributes are translated."
     nb = nbformat.read(path, as_version=4)
     page = page_of(path, nb)
-    body, figures = notebook_html(nb, Path(page.href).stem)
+    body, figures, notes = notebook_html(nb, Path(page.href).stem)
     soup = BeautifulSoup(body, "html.parser")
-    notes = [f"{page.source}: '{h}'" for h in drop_dash_headings(soup)]
+    dashes = [f"{page.source}: '{h}'" for h in drop_dash_headings(soup)]
     assign_heading_ids(soup, reserved=layout.TEMPLATE_IDS)
     translate_quarto_attributes(soup)
-    return Rendered(page, nb, soup, figures, notes)
+    return Rendered(page, nb, soup, figures, dashes, [f"{page.source}: {n}" for n in notes])
 
 
 def table_of_contents(soup: BeautifulSoup) -> list[tuple[str, str]]:
@@ -84,7 +85,7 @@ def build_site(out: Path, notebooks: list[Path], quarto: dict, settings: dict, n
     for rel in sorted(linker.copies): write_files(out, {rel: (nbs_path / rel).read_bytes()})
     (out / "search-index.js").write_text(index_script(entries), encoding="utf-8")
     layout.write_assets(out)
-    dashes = [n for r in rendered for n in r.notes]
+    dashes = [n for r in rendered for n in r.dash_headings]
     notes = ([f"headings ending ' -' that share a cell with prose (nbdev hides one only in a cell of its own, so Quarto shows "
-              f"these; left out here): {', '.join(dashes)}"] if dashes else []) + linker.notes + ([f"{linker.unanchored} of nbdev's links name a symbol without an entry of its own: they open its page"] if linker.unanchored else [])
+              f"these; left out here): {', '.join(dashes)}"] if dashes else []) + [n for r in rendered for n in r.notes] + linker.notes + ([f"{linker.unanchored} of nbdev's links name a symbol without an entry of its own: they open its page"] if linker.unanchored else [])
     return rendered, notes

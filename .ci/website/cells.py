@@ -12,16 +12,26 @@ from pygments.lexers import TextLexer, get_lexer_by_name
 from pygments.util import ClassNotFound
 
 from .links import quarto_attributes
+from .widgets import widget_html, widget_state
 
 PYGMENTS = HtmlFormatter(nowrap=True)
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
+def hanging_lines(code: str, coloured: str) -> str:
+    "Each line as a span that knows its indent, so a wrapped line continues under its own code (style.css: .line)."
+    lines = coloured.rstrip("\n").split("\n")  # Pygments closes every span at the end of its line
+    indents = [len(l) - len(l.lstrip(" ")) for l in code.split("\n")] + [0] * len(lines)
+    return "".join(f'<span class="line" style="--indent:{n}">{l}\n</span>' if n else f'<span class="line">{l}\n</span>'
+                   for l, n in zip(lines, indents))
+
+
 def highlighted(code: str, language: str = "python") -> str:
     "Code as HTML coloured by Pygments (the classes are styled in style.css)."
+    code = code.strip("\n")  # as Pygments does, so its lines and ours are the same
     try: lexer = get_lexer_by_name(language)
     except ClassNotFound: lexer, language = TextLexer(), "text"
-    return f'<pre class="code"><code class="language-{language}">{highlight(code, lexer, PYGMENTS).rstrip()}</code></pre>'
+    return f'<pre class="code"><code class="language-{language}">{hanging_lines(code, highlight(code, lexer, PYGMENTS))}</code></pre>'
 
 
 class Renderer(mistune.HTMLRenderer):
@@ -59,9 +69,9 @@ def api_entry(md: str) -> str | None:
     return f'<section class="api">\n<div class="api-head">{markdown(m["heading"])}{source}</div>\n{markdown(m["rest"])}</section>\n'
 
 
-class Figures:
-    "The images a page's outputs hold, saved as files under figures/ rather than inlined."
-    def __init__(self, stem: str): self.stem, self.files = stem, {}
+class Resources:
+    "What a page's outputs need besides HTML: their images (saved as files under figures/, not inlined), the saved widget state."
+    def __init__(self, stem: str, widgets: dict | None = None): self.stem, self.files, self.widgets, self.notes = stem, {}, widgets or {}, []
 
     def add(self, b64: str, ext: str) -> str:
         name = f"figures/{self.stem}-{len(self.files) + 1}.{ext}"
@@ -69,16 +79,20 @@ class Figures:
         return name
 
 
-def output_html(out, figures: Figures) -> str:
+def output_html(out, res: Resources) -> str:
     "One output as Quarto shows it in HTML: images, then HTML, then markdown, then plain text; errors and widgets not."
     kind = out.get("output_type")
     if kind == "stream":
         return f'<pre class="output{" stderr" if out.get("name") == "stderr" else ""}">{html.escape(strip_ansi(out.get("text", "")))}</pre>'
     data = out.get("data", {})
     if kind == "error" or not data: return ""
-    if WIDGET in data: return '<p class="output widget">An interactive widget shows here when the notebook runs.</p>'
+    if WIDGET in data:
+        model_id = data[WIDGET].get("model_id", "")
+        if drawn := widget_html(model_id, res.widgets): return f'<div class="output widgets">{drawn}</div>'
+        res.notes.append(f"widget {model_id} is not in the notebook's saved widget state (Quarto cannot draw it either): re-run and save")
+        return '<p class="output widget-note">An interactive widget shows here when the notebook runs.</p>'
     for mime, ext in (("image/png", "png"), ("image/jpeg", "jpg")):
-        if mime in data: return f'<figure class="output"><img src="{figures.add(data[mime], ext)}" alt="a figure drawn by the code above" loading="lazy"></figure>'
+        if mime in data: return f'<figure class="output"><img src="{res.add(data[mime], ext)}" alt="a figure drawn by the code above" loading="lazy"></figure>'
     if "image/svg+xml" in data: return f'<figure class="output">{data["image/svg+xml"]}</figure>'
     if "text/html" in data: return f'<div class="output html">{data["text/html"]}</div>'
     if "text/markdown" in data:
@@ -88,13 +102,13 @@ def output_html(out, figures: Figures) -> str:
     return ""
 
 
-def code_cell_html(cell, figures: Figures) -> str:
+def code_cell_html(cell, res: Resources) -> str:
     "A code cell: its source unless `echo: false`, its outputs unless `output: false`, nothing if `include: false`."
     opts = cell_options(cell)
     if opts.get("include") == "false": return ""
     source = code_without_options(cell.source)
     parts = [highlighted(source)] if source and opts.get("echo") != "false" else []
-    if opts.get("output") != "false": parts += [output_html(o, figures) for o in cell.get("outputs", [])]
+    if opts.get("output") != "false": parts += [output_html(o, res) for o in cell.get("outputs", [])]
     parts = [p for p in parts if p]
     if not parts: return ""
     return "\n".join(parts) + "\n" if opts.get("echo") == "false" else f'<div class="cell">\n{"".join(parts)}\n</div>\n'
@@ -114,11 +128,11 @@ def drop_dash_headings(soup) -> list[str]:
     return texts
 
 
-def notebook_html(nb, stem: str) -> tuple[str, dict[str, bytes]]:
-    "A processed notebook's body as HTML, and the image files it refers to."
-    figures, parts = Figures(stem), []
+def notebook_html(nb, stem: str) -> tuple[str, dict[str, bytes], list[str]]:
+    "A processed notebook's body as HTML, the image files it refers to, and notes on what the notebook should fix."
+    res, parts = Resources(stem, widget_state(nb)), []
     for cell in nb.cells:
         if cell.cell_type == "markdown": parts.append(markdown(cell.source))
-        elif cell.cell_type == "code": parts.append(code_cell_html(cell, figures))
+        elif cell.cell_type == "code": parts.append(code_cell_html(cell, res))
         elif cell.cell_type == "raw": parts.append(raw_cell_html(cell))
-    return "".join(parts), figures.files
+    return "".join(parts), res.files, res.notes
