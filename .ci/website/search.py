@@ -17,10 +17,10 @@ def section_entries(page, soup: BeautifulSoup) -> list[dict]:
         if isinstance(node, Tag) and node.name in SECTION_HEADINGS and node.get("id"):
             entries.append(current)
             current = {"t": page.title, "h": node.get_text(" ", strip=True), "u": f"{page.href}#{node['id']}", "x": []}
-        elif isinstance(node, NavigableString) and type(node) is NavigableString and node.strip() and not node.find_parent(SKIP):
-            current["x"].append(node.strip())
+        elif type(node) is NavigableString and not (node.find_parent(SKIP) or node.find_parent(class_="api-source")):
+            current["x"].append(str(node))  # as written: the whitespace between strings is the text's own
     entries.append(current)
-    for e in entries: e["x"] = re.sub(r"\s+", " ", " ".join(e["x"]))[:MAX_TEXT]
+    for e in entries: e["x"] = re.sub(r"\s+", " ", "".join(e["x"])).strip()[:MAX_TEXT]
     if page.description: entries[0]["x"] = f"{page.description} {entries[0]['x']}".strip()
     return [e for e in entries if e["h"] or e["x"] or e is entries[0]]
 

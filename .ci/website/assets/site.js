@@ -65,6 +65,9 @@
       list.append(li);
     }
     if (!hits.length) { const li = document.createElement("li"); li.className = "none"; li.textContent = "Nothing found."; list.append(li); }
+    const box = input.getBoundingClientRect();   // fixed, so the sidebar's scrolling does not clip it
+    list.style.left = box.left + "px";
+    list.style.top = box.bottom + 4 + "px";
     list.hidden = false;
   }
 
