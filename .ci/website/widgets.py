@@ -30,11 +30,12 @@ def widget_html(ref: str, state: dict) -> str:
     if not entry: return ""
     kind, m = entry.get("model_name", ""), entry.get("state", {})
     style = layout_style(m, state)
-    if kind in ("HTMLModel", "HTMLMathModel"): return f'<div class="widget" style="{style}">{m.get("value", "")}</div>'
-    if kind == "LabelModel": return f'<div class="widget" style="{style}">{html.escape(m.get("value", ""))}</div>'
+    attr = f' style="{style}"' if style else ""
+    if kind in ("HTMLModel", "HTMLMathModel"): return f'<div class="widget"{attr}>{m.get("value", "")}</div>'
+    if kind == "LabelModel": return f'<div class="widget"{attr}>{html.escape(m.get("value", ""))}</div>'
     if kind in BOXES:
         children = "".join(widget_html(c, state) for c in m.get("children", []))
-        return f'<div class="widget-box" style="{BOXES[kind]};{style}">{children}</div>'
+        return f'<div class="widget-box" style="{";".join(filter(None, [BOXES[kind], style]))}">{children}</div>'
     if kind in ("FloatProgressModel", "IntProgressModel"):
         return f'<progress class="widget {m.get("bar_style", "")}" max="{m.get("max", 100)}" value="{m.get("value", 0)}"></progress>'
     return ""
