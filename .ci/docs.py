@@ -1,27 +1,39 @@
 """Render the article site offline, where Quarto can't be installed.
 
 nbdev_docs = nbdev's notebook processing (hide cells, show_doc, front matter) + Quarto. This script runs
-the same processing (`nbdev.serve.proc_nbs`) and hands the processed notebooks to nbconvert instead:
+the same processing (`nbdev.serve.proc_nbs`) and renders the processed notebooks itself (.ci/website/):
 
-    python .ci/docs.py html [--out DIR]   every notebook -> DIR/*.html, in the sidebar's order; fails on any
-                                           render error, saved error output, missing title, or a sidebar
-                                           (_quarto.yml) that does not list the course in reading order
+    python .ci/docs.py html [--out DIR]   the article site -> DIR (default _site/): a page per notebook, named
+                                           as Quarto names it, with _quarto.yml's sidebar, prev/next, search,
+                                           local assets only; fails on any saved error output, missing title,
+                                           or a sidebar that does not list the course in reading order
+    python .ci/docs.py check DIR          fails if a link or anchor of the built site does not resolve, or a
+                                           page loads anything from another host
     python .ci/docs.py readme [--check]   nbs/index.ipynb -> README.md (what nbdev_readme does);
                                            --check fails if README.md is out of date
 """
 import argparse
-import json
 import sys
+import time
 from pathlib import Path
 
 import nbformat
 import yaml
-from nbconvert import HTMLExporter, MarkdownExporter
+from nbconvert import MarkdownExporter
 from nbconvert.preprocessors import TagRemovePreprocessor
 from nbdev.config import get_config
 from nbdev.serve import proc_nbs
 
 from check_order import course_order  # .ci/check_order.py: the course's reading order
+from website.build import build_site
+from website.cells import cell_options
+from website.check import check_site
+from website.pages import front_matter
+
+
+def quarto_config() -> dict:
+    "`_quarto.yml`, read where nbdev reads it (nbs/_quarto.yml, a link to the top-level file)."
+    return yaml.safe_load((get_config().nbs_path / "_quarto.yml").read_text(encoding="utf-8"))
 
 
 def sidebar_pages() -> list[str]:
@@ -31,8 +43,7 @@ def sidebar_pages() -> list[str]:
             if isinstance(it, str): yield it
             elif "contents" in it: yield from flat(it["contents"])
             elif "href" in it: yield it["href"]
-    quarto = yaml.safe_load((get_config().nbs_path / "_quarto.yml").read_text(encoding="utf-8"))
-    return list(flat(quarto["website"]["sidebar"].get("contents", [])))
+    return list(flat(quarto_config()["website"]["sidebar"].get("contents", [])))
 
 
 def check_sidebar() -> list[str]:
@@ -57,21 +68,15 @@ def processed_notebooks() -> tuple[Path, list[Path]]:
     return cache, nbs
 
 
-def front_matter(nb) -> dict:
-    "Title and description nbdev moved from the first markdown cell into the raw YAML front matter."
-    raw = next((c for c in nb.cells if c.cell_type == "raw" and c.source.startswith("---")), None)
-    return yaml.safe_load(raw.source.strip().strip("-")) or {} if raw is not None else {}
-
-
-QUARTO_TAGS = {"echo: false": "remove_input", "output: false": "remove_output", "include: false": "remove_cell"}
+QUARTO_TAGS = {"echo": "remove_input", "output": "remove_output", "include": "remove_cell"}  # when the option is false
 
 def as_quarto_shows_it(nb):
     "Drop the front matter and the `#|` cell options, which Quarto consumes; honour echo/output/include: false."
     nb.cells = [c for c in nb.cells if not (c.cell_type == "raw" and c.source.startswith("---"))]
     for c in nb.cells:
         if c.cell_type != "code": continue
-        options = [l[2:].strip() for l in c.source.splitlines() if l.startswith("#|")]
-        c.metadata.setdefault("tags", []).extend(tag for opt, tag in QUARTO_TAGS.items() if opt in options)
+        options = cell_options(c)
+        c.metadata.setdefault("tags", []).extend(tag for opt, tag in QUARTO_TAGS.items() if options.get(opt) == "false")
         c.source = "\n".join(l for l in c.source.splitlines() if not l.startswith("#|")).strip("\n")
     return nb
 
@@ -93,17 +98,25 @@ def check_processed(path: Path, nb) -> list[str]:
 
 
 def render_html(out: Path) -> int:
+    "Build the article site into `out`; fail on what a reader would see broken."
+    start, problems = time.monotonic(), check_sidebar()
     _, nbs = processed_notebooks()
-    out.mkdir(parents=True, exist_ok=True)
-    html, problems = exporter(HTMLExporter), check_sidebar()
-    for path in nbs:
-        nb = nbformat.read(path, as_version=4)
-        problems += check_processed(path, nb)
-        fm = front_matter(nb)
-        body, _ = html.from_notebook_node(as_quarto_shows_it(nb), resources={"metadata": {"name": fm.get("title", path.stem)}})
-        (out / f"{path.stem}.html").write_text(body, encoding="utf-8")
-        print(f"{path.name:32s} -> {out / (path.stem + '.html')}  ({len(body) // 1024} KiB) {fm.get('title', '')}")
+    cfg = get_config()
+    rendered, notes = build_site(out, nbs, quarto_config(), dict(cfg.d), cfg.nbs_path, cfg.config_path)
+    for r in rendered:
+        problems += check_processed(Path(r.page.source), r.nb)
+        print(f"{r.page.source:32s} -> {out / r.page.href}  {r.page.title}")
+    for n in notes: print("NOTE:", n)
     for p in problems: print("PROBLEM:", p, file=sys.stderr)
+    print(f"{len(rendered)} pages in {out} ({time.monotonic() - start:.0f} s)")
+    return 1 if problems else 0
+
+
+def check_html(root: Path) -> int:
+    "Check a built site (links, anchors, no remote assets)."
+    problems = check_site(root)
+    for p in problems: print("PROBLEM:", p, file=sys.stderr)
+    print(f"{root}: {len(problems)} problems" if problems else f"{root}: every link and anchor resolves, every asset is local")
     return 1 if problems else 0
 
 
@@ -135,10 +148,12 @@ def write_readme(check: bool) -> int:
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    h = sub.add_parser("html"); h.add_argument("--out", type=Path, default=Path("site-check"))
+    h = sub.add_parser("html"); h.add_argument("--out", type=Path, default=Path("_site"))
+    c = sub.add_parser("check"); c.add_argument("dir", type=Path)
     r = sub.add_parser("readme"); r.add_argument("--check", action="store_true")
     args = p.parse_args()
-    sys.exit(render_html(args.out) if args.cmd == "html" else write_readme(args.check))
+    if args.cmd == "html": sys.exit(render_html(args.out))
+    sys.exit(check_html(args.dir) if args.cmd == "check" else write_readme(args.check))
 
 
 if __name__ == "__main__":
