@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,13 +41,10 @@ def browser():
 
 
 def sidebar_notebooks() -> list[str]:
-    "The notebooks `_quarto.yml`'s sidebar lists, in order."
-    def flat(items):
-        for it in items:
-            if isinstance(it, str): yield it
-            elif "contents" in it: yield from flat(it["contents"])
-            elif "href" in it: yield it["href"]
-    return list(flat(yaml.safe_load((ROOT / "_quarto.yml").read_text())["website"]["sidebar"]["contents"]))
+    "The notebooks `_quarto.yml`'s sidebar lists, in order: what `.ci/docs.py` builds the sidebar from."
+    sys.path.insert(0, str(ROOT / ".ci"))
+    from docs import sidebar_pages
+    return sidebar_pages()
 
 
 def title_of(notebook: str) -> str:
