@@ -386,7 +386,8 @@ def validate_body(raw: bytes, model: type[BaseModel]):
     "`raw` parsed and validated as a `model`, with the cycle collector paused until a refused body is freed; errors as FastAPI's own (a 400 here)."
     with gc_paused():
         try: return model.model_validate(parsed_body(raw))
-        except ValidationError as e: error = RequestValidationError(e.errors(include_url=False, include_input=False))  # keeps no part of the body
+        except ValidationError as e:  # keeps no part of the body: neither the input nor the context (see above)
+            error = RequestValidationError(e.errors(include_url=False, include_input=False, include_context=False))
         except APIError as e: error = e
     raise error
 
