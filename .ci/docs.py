@@ -13,6 +13,8 @@ the same processing (`nbdev.serve.proc_nbs`) and renders the processed notebooks
                                            --check fails if README.md is out of date
 """
 import argparse
+import posixpath
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,7 +30,7 @@ from check_order import course_order  # .ci/check_order.py: the course's reading
 from website.build import build_site
 from website.cells import cell_options
 from website.check import check_site
-from website.pages import front_matter
+from website.pages import front_matter, page_of
 
 
 def quarto_config() -> dict:
@@ -120,12 +122,23 @@ def check_html(root: Path) -> int:
     return 1 if problems else 0
 
 
+def readme_links(text: str, notebooks: list[Path], published: str) -> str:
+    "Links that work where the README is read (a clone, or the repository's web page): relative ones from nbs/, and nbdev's links to a page of the published site to its notebook."
+    source = {page_of(p, nbformat.read(p, as_version=4)).href: p.name for p in notebooks}
+    def to_notebook(m: re.Match) -> str:
+        page = m["page"] if m["page"] in source else sys.exit(f"README: {m[0]} names no page of the site")
+        return f"](nbs/{source[page]})"
+    text = re.sub(r"\]\((?![a-z]+:|/|#)([^)\s]+)", lambda m: f"]({posixpath.normpath('nbs/' + m[1])}", text)  # relative to nbs/, where the index is
+    return re.sub(r"\]\(" + re.escape(published) + r"(?P<page>[\w.-]+\.html)(?:#[\w.-]*)?\)", to_notebook, text)
+
+
 def readme_text() -> str:
-    cache, _ = processed_notebooks()
+    cache, notebooks = processed_notebooks()
     cfg = get_config()
     nb = nbformat.read(cache / cfg.readme_nb, as_version=4)
     fm = front_matter(nb)
     body, _ = exporter(MarkdownExporter).from_notebook_node(as_quarto_shows_it(nb))
+    body = readme_links(body, notebooks, f"{cfg.doc_host}{cfg.doc_baseurl}/")
     head = f"# {fm.get('title', cfg.lib_name)}\n\n" + (f"> {fm['description']}\n\n" if fm.get("description") else "")
     note = "<!-- Generated from nbs/index.ipynb by `python .ci/docs.py readme` (nbdev_readme where Quarto exists); do not edit. -->\n\n"
     return head + note + body.strip() + "\n"
@@ -134,6 +147,9 @@ def readme_text() -> str:
 def write_readme(check: bool) -> int:
     cfg, text = get_config(), readme_text()
     readme = cfg.config_path / "README.md"
+    if missing := [t for t in re.findall(r"\]\((nbs/[^)#\s]+)", text) if not (cfg.config_path / t).exists()]:
+        print(f"README.md would link to files that do not exist: {', '.join(missing)}", file=sys.stderr)
+        return 1
     if check:
         if readme.read_text(encoding="utf-8") != text:
             print("README.md is out of date with nbs/index.ipynb: run `python .ci/docs.py readme`", file=sys.stderr)

@@ -48,6 +48,7 @@ def bounded(limit: int):
     return check
 
 class StreamOptions(BaseModel):
+    "OpenAI's `stream_options`: with `include_usage`, a stream ends with one more chunk that holds the request's `usage`."
     include_usage: bool = False
 
 class SamplingRequest(BaseModel):

@@ -36,13 +36,13 @@ from .serving import MAX_CHOICES, LogprobsFormat, OpenAIServing, Plan, SerialEng
 
 # %% auto #0
 __all__ = ['REJECTION_REASONS', 'ALL_REJECTION_REASONS', 'Deadline', 'DEFAULT_MAX_REQUEST_BYTES', 'CHUNKED_JSON_BYTES',
-           'MAX_JSON_CONTAINERS', 'OPENAI_ERROR_SCHEMA', 'KEY_COOKIE', 'error_response', 'validation_error',
-           'http_error', 'internal_error', 'install_error_handlers', 'rejection_labels', 'Rejections', 'Admission',
-           'Ticket', 'within_deadline', 'stream', 'sse', 'client_request_id', 'ClientGone', 'unless_disconnected',
-           'respond', 'BodyLimit', 'ServerState', 'load_in_background', 'build_app', 'json_body', 'gc_paused',
-           'parse_json', 'too_many_containers', 'parsed_body', 'validate_body', 'parse_body', 'document_openai_errors',
-           'component', 'TokenizeRequest', 'DetokenizeRequest', 'model_card', 'add_routes', 'add_token_routes',
-           'serving_for', 'route_path', 'APIKeyCheck', 'require_api_key', 'allow_cors']
+           'gc_paused', 'MAX_JSON_CONTAINERS', 'OPENAI_ERROR_SCHEMA', 'KEY_COOKIE', 'error_response',
+           'validation_error', 'http_error', 'internal_error', 'install_error_handlers', 'rejection_labels',
+           'Rejections', 'Admission', 'Ticket', 'within_deadline', 'stream', 'sse', 'client_request_id', 'ClientGone',
+           'unless_disconnected', 'respond', 'BodyLimit', 'ServerState', 'load_in_background', 'build_app', 'json_body',
+           'CollectorPause', 'parse_json', 'too_many_containers', 'parsed_body', 'validate_body', 'parse_body',
+           'document_openai_errors', 'component', 'TokenizeRequest', 'DetokenizeRequest', 'model_card', 'add_routes',
+           'add_token_routes', 'serving_for', 'route_path', 'APIKeyCheck', 'require_api_key', 'allow_cors']
 
 # %% ../nbs/04c_server.ipynb #b8701245
 def error_response(e: APIError) -> JSONResponse:
@@ -334,20 +334,19 @@ class _Chunks:
         self.pos += len(chunk)
         return chunk
 
-_gc_lock, _gc_pausers = threading.Lock(), 0
-
-@contextlib.contextmanager
-def gc_paused():
+class CollectorPause:
     "Python's cycle collector off while any thread is inside (it was on before; reference counting still frees)."
-    global _gc_pausers
-    with _gc_lock:
-        _gc_pausers += 1
-        if _gc_pausers == 1: gc.disable()
-    try: yield
-    finally:
-        with _gc_lock:
-            _gc_pausers -= 1
-            if _gc_pausers == 0: gc.enable()
+    def __init__(self): self.lock, self.inside = threading.Lock(), 0
+    def __enter__(self):
+        with self.lock:
+            self.inside += 1
+            if self.inside == 1: gc.disable()
+    def __exit__(self, *exc):
+        with self.lock:
+            self.inside -= 1
+            if self.inside == 0: gc.enable()
+
+gc_paused = CollectorPause()  # one for the process: the collector is global
 
 def parse_json(raw: bytes):
     "`raw` as JSON without holding the GIL for long: `json.loads` up to `CHUNKED_JSON_BYTES`, ijson 64 KB at a time above; ValueError if not JSON."
@@ -384,7 +383,7 @@ def parsed_body(raw: bytes):
 
 def validate_body(raw: bytes, model: type[BaseModel]):
     "`raw` parsed and validated as a `model`, with the cycle collector paused until a refused body is freed; errors as FastAPI's own (a 400 here)."
-    with gc_paused():
+    with gc_paused:
         try: return model.model_validate(parsed_body(raw))
         except ValidationError as e:  # keeps no part of the body: neither the input nor the context (see above)
             error = RequestValidationError(e.errors(include_url=False, include_input=False, include_context=False))
@@ -428,10 +427,12 @@ def component(schemas: dict, schema: dict) -> dict:
 
 # %% ../nbs/04c_server.ipynb #2a495ee3
 class TokenizeRequest(BaseModel):
+    "vLLM's `/tokenize` body: the text to split into the served model's tokens."
     prompt: str
     model: str | None = None
 
 class DetokenizeRequest(BaseModel):
+    "vLLM's `/detokenize` body: the token ids to turn back into text."
     tokens: list[int]
     model: str | None = None
 

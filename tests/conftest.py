@@ -1,5 +1,6 @@
 """Shared setup for ruvon's pytest suites: the offline data and Hub cache every test uses."""
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,6 +30,14 @@ def standin_6l(data_dir) -> Path: return data_dir / "checkpoints" / "ruvon-stand
 
 @pytest.fixture(scope="session")
 def standin_2l(data_dir) -> Path: return data_dir / "checkpoints" / "ruvon-standin-2l"
+
+
+def chromium() -> str:
+    "The Chromium the browser tests drive (Debian's package; Playwright downloads no browser here), or skip saying how to get one."
+    exe = os.environ.get("RUVON_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe: pytest.skip("no Chromium: the browser tests need one (Debian/Ubuntu: apt-get install chromium fonts-noto-color-emoji), "
+                            "or RUVON_CHROMIUM=/path/to/it")
+    return exe
 
 
 def free_port() -> int:

@@ -3,13 +3,12 @@ API): the index and two Parts show the sidebar of `_quarto.yml`, the title as <h
 syntax, fetch nothing from the network, and search finds a Part. Screenshots (1280x800) go to test-artifacts/site/;
 nbs/images/site/ holds copies committed from a run. And `python .ci/docs.py check` fails on a broken site."""
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import chromium
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,10 +31,8 @@ def site(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser():
-    exe = os.environ.get("RUVON_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not exe: pytest.skip("the site's browser test needs Debian's chromium on PATH (apt-get install chromium), or RUVON_CHROMIUM=/path/to/it")
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe)
+        b = p.chromium.launch(executable_path=chromium())
         yield b
         b.close()
 

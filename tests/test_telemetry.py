@@ -2,14 +2,13 @@
 stderr, and the live dashboard in headless Chromium (Debian's `chromium`, driven by Playwright's Python API)."""
 import collections
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from conftest import chromium
 from playwright.sync_api import sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -98,12 +97,6 @@ def test_request_log_lines(server, served):
         assert 0 <= d["queue_s"] <= d["ttft_s"] <= d["e2e_s"]
         assert (d["tpot_s"] is None) == (d["completion_tokens"] < 2)
     assert len({d["id"] for d in lines}) == len(lines)
-
-
-def chromium() -> str:
-    exe = os.environ.get("RUVON_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not exe: pytest.skip("no Chromium: the dashboard test needs one (Debian/Ubuntu: apt-get install chromium), or RUVON_CHROMIUM=/path/to/it")
-    return exe
 
 
 def test_dashboard_in_chromium(server, served):
