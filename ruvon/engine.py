@@ -196,13 +196,16 @@ LLMEngine._sample, LLMEngine._report = _sample, _report
 # %% ../nbs/08b_engine.ipynb #e84d045e
 def _next_token(self: LLMEngine, req: EngineRequest, index: int, logits: torch.Tensor, row: int, argmax: int) -> ChoiceDelta:
     "Choice `index`'s next token from row `row` of `logits` (whose argmax is given), as a delta; finishes the sequence if it ends."
-    seq, state, p = req.seqs[index], req.states[index], req.params
-    row_logits = logits[row] if not req.argmax_decides or p.logprobs is not None else None
-    token = argmax if req.argmax_decides else state.sampler(row_logits)
+    row_logits = logits[row] if not req.argmax_decides or req.params.logprobs is not None else None
+    return self._emit(req, index, argmax if req.argmax_decides else req.states[index].sampler(row_logits), row_logits)
+
+def _emit(self: LLMEngine, req: EngineRequest, index: int, token: int, row_logits: torch.Tensor | None) -> ChoiceDelta:
+    "Append `token` to choice `index` (its logits row given for logprobs) and make its delta; finishes the sequence if it ends."
+    seq, p = req.seqs[index], req.params
     seq.output_ids.append(token)
     reason = finish_reason(token, len(seq.output_ids), seq.num_tokens, p.max_tokens, self.config.max_model_len,
                            self.tokenizer.eos_token_id, p.ignore_eos)
-    delta = state.delta(token, reason, row_logits)
+    delta = req.states[index].delta(token, reason, row_logits)
     if delta.finish_reason: self._finish(req, index, delta.finish_reason)
     return delta
 
@@ -231,7 +234,7 @@ def abort(self: LLMEngine, request_id: str) -> None:
     for index in list(req.unfinished if req else ()): self._finish(req, index, "abort")
     if req and self.observer: self._report(time.monotonic(), [], [])  # a report without a step: the abort, the freed blocks
 
-LLMEngine._next_token, LLMEngine._finish, LLMEngine._fork_choices, LLMEngine.abort = _next_token, _finish, _fork_choices, abort
+LLMEngine._next_token, LLMEngine._emit, LLMEngine._finish, LLMEngine._fork_choices, LLMEngine.abort = _next_token, _emit, _finish, _fork_choices, abort
 
 # %% ../nbs/08b_engine.ipynb #6fa41726
 @dataclass

@@ -104,7 +104,8 @@ def greedy_pick(logits: torch.Tensor, drafted: list[int]) -> tuple[int, None]:
 class Proposer(Protocol):
     "What Part 16c's engine asks of a proposer (n-gram lookup, draft model)."
     def propose(self, seqs: list[Sequence], num_tokens: list[int], picks: list[Pick]) -> list[Proposal]: ...
-    def retain(self, seq_ids: set[int]) -> None: ...
+    def retain(self, seq_ids: set[int]) -> None: ...  # every sequence not named left (finished, preempted)
+    def forget(self, seq_id: int) -> None: ...        # this one finished
 
 # %% ../nbs/16b_proposers.ipynb #0ea1a18a
 def ngram_lookup(tokens: list[int] | np.ndarray, k: int, n_min: int, n_max: int) -> list[int]:
@@ -125,6 +126,7 @@ class NgramProposer:
         return [Proposal(ngram_lookup(s.token_ids, k, self.n_min, self.n_max)) for s, k in zip(seqs, num_tokens, strict=True)]
 
     def retain(self, seq_ids: set[int]) -> None: pass  # it keeps nothing between steps
+    def forget(self, seq_id: int) -> None: pass
 
 # %% ../nbs/16b_proposers.ipynb #6949a386
 class DraftModelProposer:
@@ -135,9 +137,11 @@ class DraftModelProposer:
 
     def retain(self, seq_ids: set[int]) -> None:
         "Free the cache of every sequence not in `seq_ids` (finished, aborted or preempted)."
-        for seq_id in [s for s in self.cached if s not in seq_ids]: self._forget(seq_id)
+        for seq_id in [s for s in self.cached if s not in seq_ids]: self.forget(seq_id)
 
-    def _forget(self, seq_id: int) -> None:
+    def forget(self, seq_id: int) -> None:
+        "Free the draft's cache of `seq_id` (it finished), if it has one."
+        if seq_id not in self.cached: return
         del self.cached[seq_id]
         if seq_id in self.bm.block_tables: self.bm.free(seq_id)
 
@@ -152,7 +156,7 @@ def _reserve(self: DraftModelProposer, seq: Sequence, k: int) -> int | None:
     valid, need = self._valid_prefix(seq), seq.num_tokens + k - 1  # positions the draft computes: up to the (k-1)th draft token
     valid = min(valid, seq.num_tokens - 1)                           # the last token is always computed: its logits draft token 1
     if seq.seq_id in self.bm.block_tables:
-        if valid == 0: self._forget(seq.seq_id)
+        if valid == 0: self.forget(seq.seq_id)
         else:
             self.bm.truncate(seq.seq_id, valid)
             self.cached[seq.seq_id] = seq.token_ids[:valid]

@@ -64,12 +64,13 @@ class Sampler:
         self.seed = (params.seed if params.seed is not None else secrets.randbits(62)) + choice_index
         self._generator: torch.Generator | None = None
 
-    def _rng(self, device: torch.device) -> torch.Generator:
+    def generator(self, device: torch.device) -> torch.Generator:
+        "This sequence's random stream, seeded once: every draw for the sequence comes from it, so a seed reproduces its output."
         if self._generator is None: self._generator = torch.Generator(device=device).manual_seed(self.seed)
         return self._generator
 
     def __call__(self, logits: torch.Tensor) -> int:
-        token_id = sample_token(self.processed(logits), self.params, self._rng(logits.device))
+        token_id = sample_token(self.processed(logits), self.params, self.generator(logits.device))
         self.output_ids.append(token_id)
         return token_id
 
