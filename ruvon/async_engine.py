@@ -36,8 +36,8 @@ class AsyncLLMEngine:
     "Part 4's Engine interface over LLMEngine: a worker thread steps the batch; requests join via an inbox."
     def __init__(self, model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig = EngineConfig(),
                  observer: EngineObserver | None = None, *, runner: Callable[[GPT2, EngineConfig], ModelRunner] = ModelRunner,
-                 stall_timeout_s: float = 60.0, logprobs: LogprobsComputer | None = None):
-        self.engine = LLMEngine(model, tokenizer, config, observer, runner=runner, logprobs=logprobs)
+                 stall_timeout_s: float = 60.0, logprobs: LogprobsComputer | None = None, make_engine: Callable[..., LLMEngine] = LLMEngine):
+        self.engine = make_engine(model, tokenizer, config, observer, runner=runner, logprobs=logprobs)  # an LLMEngine or a subclass
         self.stall_timeout_s, self.last_progress = stall_timeout_s, time.monotonic()  # the heartbeat: see `health`
         self.max_model_len = self.engine.config.max_model_len
         self.inbox: queue.Queue = queue.Queue()

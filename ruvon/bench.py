@@ -16,6 +16,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -26,19 +27,20 @@ from .engine import LLMEngine
 from .loading import CONV1D_WEIGHTS
 from .model import GPT2, GPT2Config
 from .outputs import SamplingParams
+from .speculative import SpecDecodeStats
 from .stats import summarize, time_per_output_token
 from .tokenizer import GPT2Tokenizer
 
 # %% auto #0
 __all__ = ['HF_PAGE_SIZE', 'BASELINES', 'device_name', 'package_version', 'result_header', 'check_range', 'check_context',
            'ThroughputWorkload', 'LatencyWorkload', 'sample_lens', 'random_prompts', 'throughput_requests',
-           'latency_prompts', 'clock', 'RequestTiming', 'run_engine', 'warm_up', 'tpot_s', 'request_metrics',
-           'reset_peak_memory', 'peak_memory_bytes', 'peak_memory_kind', 'free_memory', 'ruvon_throughput', 'hf_config',
-           'hf_state_dict', 'quiet_transformers', 'hf_model', 'StepClock', 'hf_generate_timings', 'BaselineError',
-           'hf_paged_attention_spellings', 'hf_paged_model', 'hf_cb_limits', 'hf_generate_batch_kwargs',
-           'hf_generate_batch_timings', 'check_baseline', 'token_agreement', 'hf_throughput', 'throughput_result',
-           'latency_metrics', 'timed_iterations', 'ruvon_latency', 'hf_latency', 'copy_bandwidth_gbs', 'weight_bytes',
-           'roofline', 'latency_result']
+           'latency_prompts', 'clock', 'RequestTiming', 'run_engine', 'warm_up', 'speculation_counted', 'tpot_s',
+           'request_metrics', 'reset_peak_memory', 'peak_memory_bytes', 'peak_memory_kind', 'free_memory',
+           'ruvon_throughput', 'hf_config', 'hf_state_dict', 'quiet_transformers', 'hf_model', 'StepClock',
+           'hf_generate_timings', 'BaselineError', 'hf_paged_attention_spellings', 'hf_paged_model', 'hf_cb_limits',
+           'hf_generate_batch_kwargs', 'hf_generate_batch_timings', 'check_baseline', 'token_agreement',
+           'hf_throughput', 'throughput_result', 'latency_metrics', 'timed_iterations', 'ruvon_latency', 'hf_latency',
+           'copy_bandwidth_gbs', 'weight_bytes', 'roofline', 'latency_result']
 
 # %% ../nbs/bench.ipynb #920055f1
 def device_name(device: torch.device) -> str:
@@ -162,6 +164,16 @@ def warm_up(engine: LLMEngine) -> None:
     "One short request, untimed: first-call costs (allocator growth, kernel selection) stay out of the numbers."
     run_engine(engine, [[0] * 8], [4])
 
+@contextmanager
+def speculation_counted(engine: LLMEngine):
+    "A dict that, after the block, holds a speculating engine's counters over the block (Part 16c) as `spec_decode`; empty for a plain engine."
+    out, before = {}, getattr(engine, "spec_stats", None)
+    if before is not None: engine.spec_stats = SpecDecodeStats(before.num_speculative_tokens)
+    yield out
+    if before is not None:
+        s = engine.spec_stats
+        out["spec_decode"] = {**dataclasses.asdict(s), "acceptance_rate": s.acceptance_rate, "mean_accepted_length": s.mean_accepted_length}
+
 # %% ../nbs/bench.ipynb #01510dbf
 def tpot_s(t: RequestTiming) -> float | None:
     "Time per output token after the first (Part 6b); None for a single-token output."
@@ -199,15 +211,16 @@ def free_memory(device: torch.device) -> None:
 
 # %% ../nbs/bench.ipynb #739198a1
 def ruvon_throughput(model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig, prompts: list[list[int]],
-                     output_lens: list[int], ignore_eos: bool) -> tuple[dict, list[RequestTiming]]:
-    "Run the requests through a fresh, warmed-up `LLMEngine`: its metrics and per-request timings."
+                     output_lens: list[int], ignore_eos: bool, make_engine: Callable[..., LLMEngine] = LLMEngine) -> tuple[dict, list[RequestTiming]]:
+    "Run the requests through a fresh, warmed-up engine (`make_engine`: `LLMEngine` or Part 16's speculating one): its metrics and per-request timings."
     device = model.wte.weight.device
-    engine = LLMEngine(model, tokenizer, config, runner=GraphModelRunner)
+    engine = make_engine(model, tokenizer, config, runner=GraphModelRunner)
     warm_up(engine)
     reset_peak_memory(device)
-    timings = run_engine(engine, prompts, output_lens, ignore_eos)
+    with speculation_counted(engine) as spec:
+        timings = run_engine(engine, prompts, output_lens, ignore_eos)
     return {**request_metrics(timings), "peak_memory_bytes": peak_memory_bytes(device),
-            "kv_capacity_tokens": engine.bm.num_blocks * engine.bm.block_size}, timings
+            "kv_capacity_tokens": engine.bm.num_blocks * engine.bm.block_size, **spec}, timings
 
 # %% ../nbs/bench.ipynb #72ab8451
 def hf_config(cfg: GPT2Config):
@@ -363,7 +376,7 @@ def hf_throughput(model: GPT2, config: EngineConfig, prompts: list[list[int]], o
 
 # %% ../nbs/bench.ipynb #81f43d79
 def throughput_result(model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig, workload: ThroughputWorkload,
-                      baseline: str | None = None) -> dict:
+                      baseline: str | None = None, make_engine: Callable[..., LLMEngine] = LLMEngine) -> dict:
     "Run the throughput workload on ruvon (and the baseline): config, workload, metrics, baseline and speedup."
     workload.check_context(config.for_model(model.config.n_positions).max_model_len)
     check_baseline(baseline, "throughput")
@@ -371,7 +384,7 @@ def throughput_result(model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfi
         raise ValueError("--baseline hf needs a fixed output length (generate_batch takes one max_new_tokens): use --output-len")
     device = model.wte.weight.device
     prompts, output_lens = throughput_requests(workload, model.config.vocab_size, tokenizer.eos_token_id)
-    metrics, timings = ruvon_throughput(model, tokenizer, config, prompts, output_lens, workload.ignore_eos)
+    metrics, timings = ruvon_throughput(model, tokenizer, config, prompts, output_lens, workload.ignore_eos, make_engine)
     result = {"config": dataclasses.asdict(config), "workload": dataclasses.asdict(workload), "peak_memory_kind": peak_memory_kind(device),
               "metrics": metrics, "baseline": None, "speedup": None}
     if baseline:
@@ -402,11 +415,14 @@ def timed_iterations(run, device: torch.device, w: LatencyWorkload) -> tuple[dic
     return {**latency_metrics(iterations), "peak_memory_bytes": peak_memory_bytes(device)}, iterations[-1]
 
 # %% ../nbs/bench.ipynb #8f7ad054
-def ruvon_latency(model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig, prompts: list[list[int]], w: LatencyWorkload):
-    "The latency loop on a fresh, warmed-up `LLMEngine`."
-    engine = LLMEngine(model, tokenizer, config, runner=GraphModelRunner)
+def ruvon_latency(model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig, prompts: list[list[int]], w: LatencyWorkload,
+                  make_engine: Callable[..., LLMEngine] = LLMEngine):
+    "The latency loop on a fresh, warmed-up engine (`make_engine`: `LLMEngine` or Part 16's speculating one)."
+    engine = make_engine(model, tokenizer, config, runner=GraphModelRunner)
     warm_up(engine)
-    return timed_iterations(lambda: run_engine(engine, prompts, [w.output_len] * len(prompts)), model.wte.weight.device, w)
+    with speculation_counted(engine) as spec:
+        metrics, last = timed_iterations(lambda: run_engine(engine, prompts, [w.output_len] * len(prompts)), model.wte.weight.device, w)
+    return {**metrics, **spec}, last
 
 def hf_latency(model: GPT2, prompts: list[list[int]], w: LatencyWorkload, pad_id: int):
     "The latency loop on transformers' `generate`, same weights and batch: (setup, metrics, last timings)."
@@ -446,13 +462,13 @@ def roofline(model: GPT2, metrics: dict) -> dict | None:
 
 # %% ../nbs/bench.ipynb #ee861c0c
 def latency_result(model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig, workload: LatencyWorkload,
-                   baseline: str | None = None) -> dict:
+                   baseline: str | None = None, make_engine: Callable[..., LLMEngine] = LLMEngine) -> dict:
     "Run the latency workload on ruvon (and the baseline): config, workload, metrics, baseline and speedup."
     workload.check_context(config.for_model(model.config.n_positions).max_model_len)
     check_baseline(baseline, "latency")
     device = model.wte.weight.device
     prompts = latency_prompts(workload, model.config.vocab_size, tokenizer.eos_token_id)
-    metrics, timings = ruvon_latency(model, tokenizer, config, prompts, workload)
+    metrics, timings = ruvon_latency(model, tokenizer, config, prompts, workload, make_engine)
     result = {"config": dataclasses.asdict(config), "workload": dataclasses.asdict(workload), "peak_memory_kind": peak_memory_kind(device),
               "metrics": metrics, "roofline": roofline(model, metrics), "baseline": None, "speedup": None}
     if baseline:

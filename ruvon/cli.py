@@ -23,11 +23,12 @@ from .config import EngineConfig, flag
 
 # %% auto #0
 __all__ = ['app', 'THROUGHPUT_DEFAULTS', 'LATENCY_DEFAULTS', 'LOADTEST_DEFAULTS', 'GPU_COST_PER_HOUR', 'MAX_CHOICES',
-           'ENGINE_HELP', 'WEIGHT_BITS', 'bench_app', 'ModelArg', 'DtypeOpt', 'DeviceOpt', 'LoadFormatOpt',
-           'BaselineOpt', 'JsonOpt', 'SPEEDUP_LABELS', 'DEFAULT_CONCURRENCY', 'main', 'user_error_types', 'user_errors',
-           'require', 'engine_option', 'engine_options', 'generate', 'text_printer', 'print_stats', 'model_info',
-           'info', 'serve', 'exit_with', 'flag_list', 'run_until_drained', 'length_range', 'run_bench', 'metric_rows',
-           'bench_table', 'throughput', 'latency', 'spread_values', 'SweepCommand', 'check_outputs', 'loadtest']
+           'SPECULATIVE_HELP', 'ENGINE_HELP', 'WEIGHT_BITS', 'bench_app', 'ModelArg', 'DtypeOpt', 'DeviceOpt',
+           'LoadFormatOpt', 'SpeculativeOpt', 'BaselineOpt', 'JsonOpt', 'SPEEDUP_LABELS', 'DEFAULT_CONCURRENCY', 'main',
+           'user_error_types', 'user_errors', 'require', 'engine_option', 'engine_options', 'generate', 'text_printer',
+           'print_stats', 'model_info', 'info', 'serve', 'exit_with', 'flag_list', 'run_until_drained', 'length_range',
+           'run_bench', 'metric_rows', 'bench_table', 'throughput', 'latency', 'spread_values', 'SweepCommand',
+           'check_outputs', 'loadtest']
 
 # %% ../nbs/cli.ipynb #ad0f2ff4
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -63,6 +64,8 @@ LATENCY_DEFAULTS = SimpleNamespace(batch_size=8, input_len=32, output_len=128, n
 LOADTEST_DEFAULTS = SimpleNamespace(max_tokens=128, seed=0, timeout_s=300.0)  # LoadTestConfig's request options
 GPU_COST_PER_HOUR = 2.50  # Part 19's DEFAULT_GPU_COST_PER_HOUR
 MAX_CHOICES = 1024  # Part 4b's serving.MAX_CHOICES: prompts x n per request
+SPECULATIVE_HELP = ('Speculative decoding (Part 16), vLLM\'s JSON: \'{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4}\' '
+                    'or \'{"method": "draft_model", "model": DRAFT, "num_speculative_tokens": 4}\'; optional "disable_by_batch_size".')
 
 # %% ../nbs/cli.ipynb #a01a1840
 ENGINE_HELP = {  # EngineConfig field -> (option type, help); the flag is the field's name in kebab case
@@ -210,6 +213,7 @@ def serve(
     ssl_certfile: Optional[str] = typer.Option(None, help="TLS certificate file (with --ssl-keyfile)."),
     root_path: str = typer.Option("", help="The path prefix a reverse proxy serves this app under."),
     disable_fastapi_docs: bool = typer.Option(False, "--disable-fastapi-docs", help="No /docs or /redoc pages (their Swagger assets load from a CDN)."),
+    speculative_config: Optional[str] = typer.Option(None, help=SPECULATIVE_HELP),
     engine_config: EngineConfig = None,  # the engine options, added by `engine_options`
 ):
     "Serve MODEL over an OpenAI-compatible HTTP API."
@@ -220,6 +224,7 @@ def serve(
     from ruvon.logprobs import OpenAILogprobs, RawLogprobs
     from ruvon.admission import BoundedAdmission
     from ruvon.server import allow_cors, build_app, require_api_key, serving_for
+    from ruvon.speculative import check_speculative, serve_spec_metrics, speculative_engine
     from ruvon.telemetry import log_requests, serve_telemetry
     with user_errors():
         require(0 < port < 65536, f"--port must be in 1..65535, got {port}")
@@ -231,13 +236,15 @@ def serve(
         guards = [require_api_key(api_key)] if api_key is not None else []
         if allowed_origins: guards.append(allow_cors(flag_list(allowed_origins), flag_list(allowed_methods), flag_list(allowed_headers), allow_credentials))
         config = engine_config.for_model(load_config(model).n_positions)  # fail fast, before loading or binding the port
+        spec = check_speculative(speculative_config, model, config.max_model_len)  # Part 16: the draft's config too
         admission = BoundedAdmission(None if max_queue is None else config.max_num_seqs + max_queue, request_timeout)  # Part 15a
         CostMeter(gpu_cost_per_hour)  # checks the price
     name = served_model_name or model
     engine = lambda m, t: AsyncLLMEngine(m, t, config, observer=CostTelemetry(name, config.max_model_len, gpu_cost_per_hour),
-                                         runner=GraphModelRunner, logprobs=RawLogprobs())  # Part 10 fills Part 4's logprobs seams, here and below
+                                         runner=GraphModelRunner, logprobs=RawLogprobs(),  # Part 10 fills Part 4's logprobs seams, here and below
+                                         make_engine=speculative_engine(spec, dtype=dtype, device=device, load_format=load_format))
     app_ = build_app(serving_for(model, served_model_name, engine, OpenAILogprobs(), max_choices_per_request, dtype=dtype, device=device, load_format=load_format), admission,
-                     extensions=[serve_telemetry, *guards], on_load_failure=exit_with, max_request_bytes=max_request_bytes,
+                     extensions=[serve_telemetry, serve_spec_metrics, *guards], on_load_failure=exit_with, max_request_bytes=max_request_bytes,
                      docs=not disable_fastapi_docs)  # Part 11: /metrics and the dashboard
     log_requests()  # Part 11: one JSON line per finished request, on stderr
     run_until_drained(app_, admission, host, port, drain_timeout, ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile, root_path=root_path)
@@ -283,6 +290,7 @@ ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Local model dire
 DtypeOpt = Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available).")]
 LoadFormatOpt = Annotated[str, typer.Option(help="auto/safetensors, or dummy for random weights.")]
+SpeculativeOpt = Annotated[Optional[str], typer.Option(help=SPECULATIVE_HELP)]
 BaselineOpt = Annotated[Optional[str], typer.Option(help="Also run a baseline on the same weights and prompts: hf (Hugging Face transformers).")]
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="Write the full result, with its header, to this JSON file.")]
 
@@ -294,25 +302,29 @@ def length_range(name: str, fixed: int | None, span: tuple[int, int] | None, def
 
 # %% ../nbs/cli.ipynb #ff6d93e0
 def run_bench(benchmark: str, model: str, workload, config: EngineConfig, baseline: str | None, json_path: Path | None,
-              dtype: str, device: str | None, load_format: str) -> None:
+              dtype: str, device: str | None, load_format: str, speculative_config: str | None = None) -> None:
     "Check, load, run `benchmark` ('throughput' or 'latency'), print its table and write its JSON."
     from ruvon.bench import check_baseline, latency_result, result_header, throughput_result
     from ruvon.loading import load_config, load_model, load_tokenizer
+    from ruvon.speculative import check_speculative, speculative_engine
     with user_errors():
         check_baseline(baseline, benchmark)
-        workload.check_context(config.for_model(load_config(model).n_positions).max_model_len)
+        max_model_len = config.for_model(load_config(model).n_positions).max_model_len
+        workload.check_context(max_model_len)
+        spec = check_speculative(speculative_config, model, max_model_len)
         lm, tokenizer = load_model(model, dtype=dtype, device=device, load_format=load_format), load_tokenizer(model)
-        body = (throughput_result if benchmark == "throughput" else latency_result)(lm, tokenizer, config, workload, baseline)
+        make_engine = speculative_engine(spec, dtype=dtype, device=device, load_format=load_format)
+        body = (throughput_result if benchmark == "throughput" else latency_result)(lm, tokenizer, config, workload, baseline, make_engine)
     result = {**result_header(benchmark, model, load_format, lm, "ruvon " + shlex.join(sys.argv[1:])), **body}
     Console().print(bench_table(result))
     if json_path is not None: json_path.write_text(json.dumps(result, indent=1) + "\n")
 
 # %% ../nbs/cli.ipynb #04b6176f
 def metric_rows(metrics: dict) -> list[tuple[str, object]]:
-    "(label, value) rows of a metrics dict; a distribution gives one row per statistic."
+    "(label, value) rows of a metrics dict; a distribution (or Part 16's speculation counters) gives one row per number; lists stay in the JSON."
     rows = []
     for key, value in metrics.items():
-        rows += [(f"{key} {stat}", v) for stat, v in value.items()] if isinstance(value, dict) else [(key, value)]
+        rows += [(f"{key} {stat}", v) for stat, v in value.items() if not isinstance(v, list)] if isinstance(value, dict) else [(key, value)]
     return rows
 
 def _cell(label: str, value) -> str:
@@ -355,7 +367,7 @@ def throughput(
     ignore_eos: Annotated[bool, typer.Option("--ignore-eos/--no-ignore-eos", help="Generate every requested token, past <|endoftext|>.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the random prompts and lengths.")] = THROUGHPUT_DEFAULTS.seed,
     baseline: BaselineOpt = None, json_path: JsonOpt = None,
-    dtype: DtypeOpt = "auto", device: DeviceOpt = None, load_format: LoadFormatOpt = "auto",
+    dtype: DtypeOpt = "auto", device: DeviceOpt = None, load_format: LoadFormatOpt = "auto", speculative_config: SpeculativeOpt = None,
     engine_config: EngineConfig = None,  # the engine options, added by `engine_options`
 ):
     "Offline throughput of MODEL: random prompts added at once, run to completion (vllm bench throughput)."
@@ -363,7 +375,7 @@ def throughput(
     with user_errors():
         workload = ThroughputWorkload(num_prompts, length_range("input-len", input_len, input_len_range, ThroughputWorkload.input_len),
                                       length_range("output-len", output_len, output_len_range, ThroughputWorkload.output_len), ignore_eos, seed)
-    run_bench("throughput", model, workload, engine_config, baseline, json_path, dtype, device, load_format)
+    run_bench("throughput", model, workload, engine_config, baseline, json_path, dtype, device, load_format, speculative_config)
 
 # %% ../nbs/cli.ipynb #770a825a
 @bench_app.command()
@@ -376,14 +388,14 @@ def latency(
     num_iters_warmup: Annotated[int, typer.Option(help="Untimed runs of the batch first.")] = LATENCY_DEFAULTS.num_iters_warmup,
     num_iters: Annotated[int, typer.Option(help="Timed runs of the batch.")] = LATENCY_DEFAULTS.num_iters,
     baseline: BaselineOpt = None, json_path: JsonOpt = None,
-    dtype: DtypeOpt = "auto", device: DeviceOpt = None, load_format: LoadFormatOpt = "auto",
+    dtype: DtypeOpt = "auto", device: DeviceOpt = None, load_format: LoadFormatOpt = "auto", speculative_config: SpeculativeOpt = None,
     engine_config: EngineConfig = None,  # the engine options, added by `engine_options`
 ):
     "Latency of one batch of MODEL, over repeated runs (vllm bench latency)."
     from ruvon.bench import LatencyWorkload
     with user_errors():
         workload = LatencyWorkload(batch_size, input_len, output_len, num_iters_warmup, num_iters)
-    run_bench("latency", model, workload, engine_config, baseline, json_path, dtype, device, load_format)
+    run_bench("latency", model, workload, engine_config, baseline, json_path, dtype, device, load_format, speculative_config)
 
 # %% ../nbs/cli.ipynb #be348e94
 from typer.core import TyperCommand

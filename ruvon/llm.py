@@ -10,18 +10,22 @@ from .cuda_graphs import GraphModelRunner
 from .engine import LLMEngine, RequestOutput, run_to_completion
 from .logprobs import RawLogprobs
 from .outputs import SamplingParams
+from .speculative import check_speculative, speculative_engine
 
 # %% auto #0
 __all__ = ['LLM']
 
 # %% ../nbs/llm.ipynb #69db38ed
 class LLM:
-    "Offline batched generation: `LLM(model).generate(prompts, SamplingParams(...))`; `engine_options` are `EngineConfig`'s fields."
-    def __init__(self, model: str, dtype: str = "auto", device: str | None = None, load_format: str = "auto", **engine_options):
+    "Offline batched generation: `LLM(model).generate(prompts, SamplingParams(...))`; `engine_options` are `EngineConfig`'s fields; `speculative_config` is vLLM's (Part 16)."
+    def __init__(self, model: str, dtype: str = "auto", device: str | None = None, load_format: str = "auto",
+                 speculative_config: str | dict | None = None, **engine_options):
         from ruvon.loading import load_config, load_model, load_tokenizer
         config = EngineConfig(**engine_options).for_model(load_config(model).n_positions)  # bad options fail before loading
+        spec = check_speculative(speculative_config, model, config.max_model_len)           # and so does a draft that cannot serve
         self.model, self.tokenizer = load_model(model, dtype=dtype, device=device, load_format=load_format), load_tokenizer(model)
-        self.engine = LLMEngine(self.model, self.tokenizer, config, runner=GraphModelRunner, logprobs=RawLogprobs())
+        make_engine = speculative_engine(spec, dtype=dtype, device=device, load_format=load_format)
+        self.engine = make_engine(self.model, self.tokenizer, config, runner=GraphModelRunner, logprobs=RawLogprobs())
 
     def generate(self, prompts: str | list[str] | list[list[int]], sampling_params: SamplingParams | list[SamplingParams] | None = None) -> list[RequestOutput]:
         "Generate for every prompt (text or token ids) with continuous batching; outputs in prompt order."

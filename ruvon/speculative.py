@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+from prometheus_client.core import CounterMetricFamily
 
 from .config import ConfigError, EngineConfig
 from .engine import EngineObserver, EngineRequest, LLMEngine
 from .kv_cache import kv_cache_bytes_per_token
+from .loading import load_config, load_model
 from .model import GPT2
 from .model_runner import ModelInput, ModelRunner, gpu_kv_budget, kv_cache_budget
 from .outputs import LogprobsComputer
@@ -24,7 +26,8 @@ from .scheduler import Sequence
 from .tokenizer import GPT2Tokenizer
 
 # %% auto #0
-__all__ = ['SpecDecodeStats', 'split_kv_budget', 'check_draft', 'make_proposer', 'SpecDecodeEngine']
+__all__ = ['SpecDecodeStats', 'split_kv_budget', 'check_draft', 'make_proposer', 'SpecDecodeEngine', 'check_speculative',
+           'speculative_engine', 'SpecDecodeCollector', 'serve_spec_metrics']
 
 # %% ../nbs/16c_spec_engine.ipynb #ecfd1faf
 @dataclass
@@ -179,3 +182,49 @@ def _finish(self: SpecDecodeEngine, req: EngineRequest, index: int, reason: str)
     super(SpecDecodeEngine, self)._finish(req, index, reason)
 
 SpecDecodeEngine._accept, SpecDecodeEngine._sample, SpecDecodeEngine._finish = _accept, _sample, _finish
+
+# %% ../nbs/16c_spec_engine.ipynb #7dfdba0c
+def check_speculative(speculative: SpeculativeConfig | str | dict | None, model_id: str, max_model_len: int) -> SpeculativeConfig | None:
+    "The parsed config, after checking from the checkpoints' configs alone that its draft fits the target `model_id` (a ConfigError if not)."
+    if speculative is None: return None
+    spec = SpeculativeConfig.parse(speculative)
+    if spec.method == "draft_model":
+        target, draft = load_config(model_id), load_config(spec.model)  # a missing checkpoint raises ModelNotFoundError
+        if draft.vocab_size != target.vocab_size or draft.n_positions < max_model_len:
+            raise ConfigError(f"speculative_config (--speculative-config): the draft {spec.model} ({draft.vocab_size} tokens, context {draft.n_positions}) "
+                              f"cannot propose for {model_id} ({target.vocab_size} tokens, max_model_len {max_model_len})")
+    return spec
+
+def speculative_engine(speculative: SpeculativeConfig | str | dict | None, **load_kwargs) -> Callable[..., LLMEngine]:
+    "An engine constructor with `LLMEngine`'s signature: plain `LLMEngine` without `speculative`, else a `SpecDecodeEngine` whose draft loads with `load_kwargs`."
+    if speculative is None: return LLMEngine
+    spec = SpeculativeConfig.parse(speculative)
+    def make(model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig = EngineConfig(), observer: EngineObserver | None = None, **options) -> SpecDecodeEngine:
+        draft = load_model(spec.model, **load_kwargs) if spec.method == "draft_model" else None
+        return SpecDecodeEngine(model, tokenizer, config, observer, speculative=spec, draft=draft, **options)
+    return make
+
+# %% ../nbs/16c_spec_engine.ipynb #995936d7
+class SpecDecodeCollector:
+    "A `SpecDecodeStats` as Prometheus counters (vLLM's names, `ruvon:` prefix), read at each scrape."
+    def __init__(self, stats: SpecDecodeStats, model_name: str): self.stats, self.model_name = stats, model_name
+
+    def collect(self):
+        s, name = self.stats, [self.model_name]
+        for key, doc in (("num_drafts", "Verifications with at least one proposed token."), ("num_draft_tokens", "Proposed tokens scored by the target."),
+                         ("num_accepted_tokens", "Proposed tokens the target kept.")):
+            family = CounterMetricFamily(f"ruvon:spec_decode_{key}", doc, labels=["model_name"])
+            family.add_metric(name, getattr(s, key))
+            yield family
+        per_pos = CounterMetricFamily("ruvon:spec_decode_num_accepted_tokens_per_pos", "Proposed tokens kept, by position in the proposal (0: the first).",
+                                      labels=["model_name", "position"])
+        for i, n in enumerate(s.accepted_per_pos): per_pos.add_metric([self.model_name, str(i)], n)
+        yield per_pos
+
+def serve_spec_metrics(app, state) -> None:
+    "A Part 4c server extension (after Part 11's `serve_telemetry`): the speculation counters on /metrics when the served engine speculates."
+    def on_load(serving) -> None:
+        engine = getattr(serving.engine, "engine", None)  # Part 8c's AsyncLLMEngine holds the LLMEngine
+        if isinstance(engine, SpecDecodeEngine) and app.state.telemetry is not None:
+            app.state.telemetry.metrics.registry.register(SpecDecodeCollector(engine.spec_stats, serving.model_name))
+    state.on_load.append(on_load)
