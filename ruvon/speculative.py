@@ -133,17 +133,22 @@ def _propose(self: SpecDecodeEngine, plan) -> dict[int, Proposal]:
 
 # %% ../nbs/16c_spec_engine.ipynb #276129e9
 def _model_input(self: SpecDecodeEngine, plan) -> tuple[ModelInput, list[int]]:
-    "Part 8's runner input with this step's proposals spliced in (see above)."
+    "Part 8's runner input with each speculating sequence's last token and guesses as one-token decode rows (see above)."
     self._proposals = props = self._propose(plan)
     if not props: return super(SpecDecodeEngine, self)._model_input(plan)
-    plan.spans.sort(key=lambda span: 2 if span[2] - span[1] > 1 else 1 if span[0].seq_id in props else 0)  # plain decodes lead
+    plan.spans.sort(key=lambda span: 2 if span[2] - span[1] > 1 else 1 if span[0].seq_id in props else 0)  # one-token rows lead
     batch, counts = super(SpecDecodeEngine, self)._model_input(plan)
-    ids, lens, row = [], [], 0
-    for i, ((seq, a, b), n) in enumerate(zip(plan.spans, batch.query_lens)):
-        extra = props[seq.seq_id].token_ids if seq.seq_id in props else []
-        ids += batch.token_ids[row : row + n] + extra; lens.append(n + len(extra)); row += n
-        if extra: counts[i] = 1 + len(extra); plan.spans[i] = (seq, a, b + len(extra))
-    return ModelInput(ids, lens, batch.starts, batch.block_tables, None if all(k == 1 for k in counts) else counts, plan.copies), counts
+    ids, lens, starts, tables, logits, row = [], [], [], [], [], 0
+    for i, ((seq, a, b), n, start, table) in enumerate(zip(plan.spans, batch.query_lens, batch.starts, batch.block_tables)):
+        guesses = props[seq.seq_id].token_ids if seq.seq_id in props else []
+        if guesses:  # a decode (n == 1) becomes 1 + k rows: positions a .. a + k, each a one-token span of the same table
+            ids += batch.token_ids[row : row + 1] + guesses; lens += [1] * (1 + len(guesses)); starts += range(a, a + 1 + len(guesses))
+            tables += [table] * (1 + len(guesses)); logits += [1] * (1 + len(guesses))
+            counts[i], plan.spans[i] = 1 + len(guesses), (seq, a, b + len(guesses))
+        else:
+            ids += batch.token_ids[row : row + n]; lens.append(n); starts.append(start); tables.append(table); logits.append(counts[i])
+        row += n
+    return ModelInput(ids, lens, starts, tables, None if all(k == 1 for k in logits) else logits, plan.copies), counts
 
 SpecDecodeEngine._propose, SpecDecodeEngine._model_input = _propose, _model_input
 
