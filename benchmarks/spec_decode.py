@@ -157,6 +157,28 @@ def decode_step_ms(engine, batch: int, tokens: int = 64) -> float:
     return 1e3 * (total - prefill) / tokens
 
 
+def profiled(engine, device) -> dict:
+    "Wrap the parts of a speculative step with synchronized timers; returns the dict of accumulated seconds (and calls)."
+    acc = {"propose": 0.0, "target_execute": 0.0, "verify_and_emit": 0.0, "steps": 0}
+    def timer(name, fn):
+        def wrapped(*a, **kw):
+            sync(device); t0 = time.perf_counter()
+            out = fn(*a, **kw)
+            sync(device); acc[name] += time.perf_counter() - t0
+            return out
+        return wrapped
+    proposer = engine.proposer
+    proposer.propose = timer("propose", proposer.propose)
+    engine.runner.execute = timer("target_execute", engine.runner.execute)
+    engine._sample = timer("verify_and_emit", engine._sample)
+    step = engine.step
+    def counted():
+        acc["steps"] += 1
+        return step()
+    engine.step = counted
+    return acc
+
+
 def controlled(args, device) -> dict:
     target = load_model(args.target, load_format="dummy", dtype=args.controlled_dtype, device=device)
     draft = load_model(args.draft, load_format="dummy", dtype=args.controlled_dtype, device=device)
@@ -187,7 +209,19 @@ def controlled(args, device) -> dict:
                        "same_tokens_as_plain": tokens == reference, **acceptance(stats)}
                 rows.append(row)
                 print(json.dumps({k_: (round(v, 3) if isinstance(v, float) else v) for k_, v in row.items() if k_ != "accepted_per_pos"}), flush=True)
-    return {"target": f"{args.target} (dummy {args.controlled_dtype})", "draft": f"{args.draft} (dummy {args.controlled_dtype}), tokens replaced (see above)", "output_len": args.output_len,
+    profile = {}
+    if args.profile:  # where a step's time goes, at k = 4, alpha = 0.9, for each batch size (timers synchronize: slower than above)
+        spec.spec = dataclasses.replace(spec.spec, num_speculative_tokens=4); proposer.alpha = 0.9
+        for batch in args.batches:
+            prompts = [[rng.randrange(50257) for _ in range(32)] for _ in range(batch)]
+            _, reference = timed(plain_target, prompts, args.output_len)
+            proposer.reference = {tuple(p): r for p, r in zip(prompts, reference)}
+            acc = profiled(spec, device)
+            sync(device); t0 = time.perf_counter(); timed(spec, prompts, args.output_len); total = time.perf_counter() - t0
+            del spec.step, spec._sample; spec.runner.__dict__.pop("execute", None); proposer.__dict__.pop("propose", None)
+            profile[batch] = {"total_s": total, **acc}
+            print("profile", batch, json.dumps(profile[batch]), flush=True)
+    return {"target": f"{args.target} (dummy {args.controlled_dtype})", "profile": profile, "draft": f"{args.draft} (dummy {args.controlled_dtype}), tokens replaced (see above)", "output_len": args.output_len,
             "draft_over_target_step_cost": costs, "rows": rows}
 
 
@@ -208,6 +242,7 @@ def main():
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     p.add_argument("--only", choices=["standins", "controlled"], default=None)
     p.add_argument("--no-hf", dest="hf", action="store_false")
+    p.add_argument("--profile", action="store_true", help="also time the parts of a speculative step (controlled study)")
     args = p.parse_args()
     device = torch.device(args.device)
     result = {"benchmark": "spec_decode", "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -146,7 +146,7 @@ def _run(self: LLMEngine, plan) -> list[tuple[str, ChoiceDelta]]:
     at, outputs = 0, []
     for (seq, _, _), k in zip(plan.spans, counts):
         at += k
-        try: self._sample(seq, logits, range(at - k, at), argmax[at - 1], outputs)
+        try: self._sample(seq, logits, range(at - k, at), argmax, outputs)
         except Exception as e: self._fail(seq, e, outputs)  # this sequence's request alone: its batch mates go on
     return outputs
 
@@ -169,8 +169,8 @@ def _model_input(self: LLMEngine, plan) -> tuple[ModelInput, list[int]]:
                        None if all(k == 1 for k in counts) else counts, plan.copies)
     return batch, counts
 
-def _sample(self: LLMEngine, seq: Sequence, logits: torch.Tensor, rows: range, argmax: int, out: list) -> None:
-    "Append one sequence's outputs from its `rows` of `logits` (the last row, whose argmax is given, decides the next token)."
+def _sample(self: LLMEngine, seq: Sequence, logits: torch.Tensor, rows: range, argmax: list[int], out: list) -> None:
+    "Append one sequence's outputs from its `rows` of `logits` (the last row decides the next token; `argmax`: every row's)."
     req, index = self.owner[seq.seq_id]
     if len(rows) > 1 or (index == 0 and req.wants_prompt_logprobs):
         req.prompt_logprobs_done = True
@@ -180,8 +180,8 @@ def _sample(self: LLMEngine, seq: Sequence, logits: torch.Tensor, rows: range, a
         out += [(req.request_id, ChoiceDelta(req.first_index + i, "", [], "length")) for i in range(req.params.n)]
         self._finish(req, index, "length")
         return
-    if index == 0 and req.params.n > 1 and not seq.output_ids: self._fork_choices(req, seq, logits, rows[-1], argmax, out)
-    out.append((req.request_id, self._next_token(req, index, logits, rows[-1], argmax)))
+    if index == 0 and req.params.n > 1 and not seq.output_ids: self._fork_choices(req, seq, logits, rows[-1], argmax[rows[-1]], out)
+    out.append((req.request_id, self._next_token(req, index, logits, rows[-1], argmax[rows[-1]])))
 
 def _report(self: LLMEngine, start: float, computed: list[tuple[str, int]], outputs: list[tuple[str, ChoiceDelta]]) -> None:
     "Tell the observer what the step starting at `start` did."

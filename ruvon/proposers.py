@@ -18,8 +18,8 @@ from .scheduler import Sequence
 from .slots import SlotManager
 
 # %% auto #0
-__all__ = ['SPECULATIVE_METHODS', 'MAX_SPECULATIVE_TOKENS', 'Pick', 'SpeculativeConfig', 'parse', 'truncate', 'Proposal',
-           'greedy_pick', 'Proposer', 'ngram_lookup', 'NgramProposer', 'DraftModelProposer', 'propose']
+__all__ = ['SPECULATIVE_METHODS', 'MAX_SPECULATIVE_TOKENS', 'Pick', 'CATCH_UP_ROWS', 'SpeculativeConfig', 'parse', 'truncate',
+           'Proposal', 'greedy_pick', 'Proposer', 'ngram_lookup', 'NgramProposer', 'DraftModelProposer', 'propose']
 
 # %% ../nbs/16b_proposers.ipynb #158494f5
 SPECULATIVE_METHODS = ("ngram", "draft_model")
@@ -95,11 +95,11 @@ class Proposal:
     token_ids: list[int]
     probs: torch.Tensor | None = None  # (len(token_ids), vocab)
 
-Pick = Callable[[torch.Tensor, list[int]], tuple[int, "torch.Tensor | None"]]  # (draft logits row, drafted so far) -> (token, its distribution or None)
+Pick = Callable[[torch.Tensor, int, list[int]], tuple[int, "torch.Tensor | None"]]  # (draft logits row, its argmax, drafted so far) -> (token, distribution or None)
 
-def greedy_pick(logits: torch.Tensor, drafted: list[int]) -> tuple[int, None]:
-    "The draft's likeliest token; deterministic (no distribution)."
-    return int(logits.argmax()), None
+def greedy_pick(logits: torch.Tensor, argmax: int, drafted: list[int]) -> tuple[int, None]:
+    "The draft's likeliest token (the step's argmax of the row, taken for all rows at once); deterministic."
+    return argmax, None
 
 class Proposer(Protocol):
     "What Part 16c's engine asks of a proposer (n-gram lookup, draft model)."
@@ -171,12 +171,18 @@ def _reserve(self: DraftModelProposer, seq: Sequence, k: int) -> int | None:
 DraftModelProposer._valid_prefix, DraftModelProposer._reserve = _valid_prefix, _reserve
 
 # %% ../nbs/16b_proposers.ipynb #6e388e6e
+CATCH_UP_ROWS = 16  # a catch-up this short runs as one-token decode rows (see above); longer ones as a prompt
+
 def _run(self: DraftModelProposer, spans: list[tuple[Sequence, int, list[int]]]) -> torch.Tensor:
     "One draft step: for each (sequence, first position, tokens), compute those tokens; the last logits row of each."
-    tables = self.bm.block_tables
-    batch = ModelInput([t for _, _, ids in spans for t in ids], [len(ids) for _, _, ids in spans], [start for _, start, _ in spans],
-                       [tables[s.seq_id] for s, _, _ in spans])
-    return self.runner.execute(batch)
+    rows = [(s, start + j, [t]) for s, start, ids in spans if 1 < len(ids) <= CATCH_UP_ROWS and start > 0 for j, t in enumerate(ids)]
+    rest = [span for span in spans if not (1 < len(span[2]) <= CATCH_UP_ROWS and span[1] > 0)]
+    order, tables = [*rows, *rest] if rows else spans, self.bm.block_tables  # one-token rows lead: decodes, graph-replayed on a GPU
+    logits = self.runner.execute(ModelInput([t for _, _, ids in order for t in ids], [len(ids) for _, _, ids in order],
+                                            [start for _, start, _ in order], [tables[s.seq_id] for s, _, _ in order]))
+    if not rows: return logits
+    last = {s.seq_id: i for i, (s, _, _) in enumerate(order)}  # each sequence's last row
+    return logits[torch.tensor([last[s.seq_id] for s, _, _ in spans], device=logits.device)]
 
 def propose(self: DraftModelProposer, seqs: list[Sequence], num_tokens: list[int], picks: list[Pick]) -> list[Proposal]:
     "Draft up to `num_tokens[i]` tokens for each sequence: one catch-up step, then a decode step per further token."
@@ -185,8 +191,9 @@ def propose(self: DraftModelProposer, seqs: list[Sequence], num_tokens: list[int
     spans, drafted, probs = [(seqs[i], start, seqs[i].token_slice(start, seqs[i].num_tokens)) for i, start in live], {i: [] for i, _ in live}, {i: [] for i, _ in live}
     for step in range(max((num_tokens[i] for i, _ in live), default=0)):
         logits = self._run(spans)
-        for (i, _), row in zip(live, logits):
-            token, q = picks[i](row, drafted[i])
+        argmax = logits.argmax(-1).tolist()  # one transfer for the whole batch (greedy picks need nothing more)
+        for (i, _), row, am in zip(live, logits, argmax):
+            token, q = picks[i](row, am, drafted[i])
             drafted[i].append(token); probs[i].append(q)
         for (i, _), (s, start, ids) in zip(live, spans): self.cached[s.seq_id] += ids
         live = [(i, start) for i, start in live if len(drafted[i]) < num_tokens[i]]

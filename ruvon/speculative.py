@@ -107,7 +107,7 @@ def _pick(self: SpecDecodeEngine, seq: Sequence) -> Pick:
     req, index = self.owner[seq.seq_id]
     if req.argmax_decides: return greedy_pick
     sampler, scratch = req.states[index].sampler, Sampler(req.params, req.prompt_ids)
-    def pick(logits: torch.Tensor, drafted: list[int]) -> tuple[int, torch.Tensor | None]:
+    def pick(logits: torch.Tensor, argmax: int, drafted: list[int]) -> tuple[int, torch.Tensor | None]:
         scratch.output_ids = sampler.output_ids + drafted
         processed = scratch.processed(logits)
         if req.params.is_greedy: return int(processed.argmax()), None
@@ -153,9 +153,9 @@ def _model_input(self: SpecDecodeEngine, plan) -> tuple[ModelInput, list[int]]:
 SpecDecodeEngine._propose, SpecDecodeEngine._model_input = _propose, _model_input
 
 # %% ../nbs/16c_spec_engine.ipynb #b1de8b22
-def _accept(self: SpecDecodeEngine, req: EngineRequest, index: int, logits: torch.Tensor, rows: range, p: Proposal) -> list[int]:
+def _accept(self: SpecDecodeEngine, req: EngineRequest, index: int, logits: torch.Tensor, rows: range, argmax: list[int], p: Proposal) -> list[int]:
     "The tokens a verification keeps: accepted guesses and one more (Part 16a's rule on the target's `rows` of `logits`)."
-    if req.argmax_decides: return greedy_accept(logits[rows.start : rows.stop].argmax(-1).tolist(), p.token_ids)
+    if req.argmax_decides: return greedy_accept(argmax[rows.start : rows.stop], p.token_ids)
     sampler, params, out = req.states[index].sampler, req.params, []
     for i, guess in enumerate(p.token_ids):
         processed = sampler.processed(logits[rows[i]])  # penalties see the tokens kept so far
@@ -167,12 +167,12 @@ def _accept(self: SpecDecodeEngine, req: EngineRequest, index: int, logits: torc
     sampler.output_ids.append(bonus)
     return out + [bonus]
 
-def _sample(self: SpecDecodeEngine, seq: Sequence, logits: torch.Tensor, rows: range, argmax: int, out: list) -> None:
+def _sample(self: SpecDecodeEngine, seq: Sequence, logits: torch.Tensor, rows: range, argmax: list[int], out: list) -> None:
     "Part 8's `_sample` for a sequence without proposals; a verification for one with."
     proposal = self._proposals.pop(seq.seq_id, None)
     if proposal is None: return super(SpecDecodeEngine, self)._sample(seq, logits, rows, argmax, out)
     req, index = self.owner[seq.seq_id]
-    kept = self._accept(req, index, logits, rows, proposal)
+    kept = self._accept(req, index, logits, rows, argmax, proposal)
     self.spec_stats.record(len(proposal.token_ids), len(kept) - 1)
     for i, token in enumerate(kept):
         delta = self._emit(req, index, token, logits[rows[i]] if req.params.logprobs is not None else None)
