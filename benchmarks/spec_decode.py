@@ -187,7 +187,7 @@ def controlled(args, device) -> dict:
     plain_target = LLMEngine(target, tok, config, runner=GraphModelRunner)
     plain_draft = LLMEngine(draft, tok, config, runner=GraphModelRunner)
     spec = SpecDecodeEngine(target, tok, config, runner=GraphModelRunner, draft=draft,
-                            speculative={"model": args.draft, "num_speculative_tokens": max(args.ks)})
+                            speculative={"model": args.draft, "num_speculative_tokens": max(args.ks), "disable_by_batch_size": args.disable_by_batch_size})
     rng, rows, costs = random.Random(1), [], {}
     for batch in args.batches:
         prompts = [[rng.randrange(50257) for _ in range(32)] for _ in range(batch)]
@@ -242,6 +242,7 @@ def main():
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     p.add_argument("--only", choices=["standins", "controlled"], default=None)
     p.add_argument("--no-hf", dest="hf", action="store_false")
+    p.add_argument("--disable-by-batch-size", type=int, default=None, help="the controlled study's speculative_config.disable_by_batch_size")
     p.add_argument("--profile", action="store_true", help="also time the parts of a speculative step (controlled study)")
     args = p.parse_args()
     device = torch.device(args.device)
