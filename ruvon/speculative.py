@@ -27,7 +27,7 @@ from .tokenizer import GPT2Tokenizer
 
 # %% auto #0
 __all__ = ['SpecDecodeStats', 'split_kv_budget', 'check_draft', 'make_proposer', 'SpecDecodeEngine', 'check_speculative',
-           'speculative_engine', 'SpecDecodeCollector', 'serve_spec_metrics']
+           'speculative_engine', 'SpecDecodeCollector', 'spec_panel', 'serve_spec_metrics']
 
 # %% ../nbs/16c_spec_engine.ipynb #ecfd1faf
 @dataclass
@@ -226,10 +226,18 @@ class SpecDecodeCollector:
         for i, n in enumerate(s.accepted_per_pos): per_pos.add_metric([self.model_name, str(i)], n)
         yield per_pos
 
+def spec_panel(engine: SpecDecodeEngine) -> Callable[[], tuple[str, str]]:
+    "Part 11's dashboard card for speculation: acceptance rate, and tokens per verification."
+    def card() -> tuple[str, str]:
+        s = engine.spec_stats
+        return f"{s.acceptance_rate:.0%} accepted", f"{s.mean_accepted_length:.2f} tokens per verification, {s.num_drafts:,} verifications (k = {s.num_speculative_tokens})"
+    return card
+
 def serve_spec_metrics(app, state) -> None:
-    "A Part 4c server extension (after Part 11's `serve_telemetry`): the speculation counters on /metrics when the served engine speculates."
+    "A Part 4c server extension (after Part 11's `serve_telemetry`): when the served engine speculates, its counters on /metrics and a dashboard card."
     def on_load(serving) -> None:
         engine = getattr(serving.engine, "engine", None)  # Part 8c's AsyncLLMEngine holds the LLMEngine
         if isinstance(engine, SpecDecodeEngine) and app.state.telemetry is not None:
             app.state.telemetry.metrics.registry.register(SpecDecodeCollector(engine.spec_stats, serving.model_name))
+            app.state.telemetry.panels["speculative decoding"] = spec_panel(engine)
     state.on_load.append(on_load)

@@ -231,6 +231,7 @@ class Telemetry(EngineObserver):
         self.model_name, self.tracker, self.window = model_name, RequestTracker(), Window(window_s)
         self.metrics = PrometheusMetrics(model_name, max_model_len)
         self.cost: Callable[[], dict] | None = None  # Part 19: e.g. {"usd_per_1k_output_tokens": ..., "usd_per_hour": ...}
+        self.panels: dict[str, Callable[[], tuple[str, str]]] = {}  # more dashboard cards: title -> () -> (value, note)
 
     def on_arrival(self, request_id: str, num_prompt_tokens: int, arrival: float) -> None:
         self.tracker.on_arrival(request_id, num_prompt_tokens, arrival)
@@ -242,8 +243,9 @@ class Telemetry(EngineObserver):
             for r in ev.finished: REQUEST_LOG.info(r.to_json())
 
     def snapshot(self) -> dict:
-        "The dashboard's data: the window's stats, the model's name, and cost (None without a cost model)."
-        return {"model_name": self.model_name, **self.window.snapshot(), "cost": self.cost() if self.cost else None}
+        "The dashboard's data: the window's stats, the model's name, cost (None without a cost model) and any extra cards."
+        return {"model_name": self.model_name, **self.window.snapshot(), "cost": self.cost() if self.cost else None,
+                "panels": {title: dict(zip(("value", "sub"), card())) for title, card in self.panels.items()}}
 
 # %% ../nbs/11_telemetry.ipynb #d5af85cf
 DASHBOARD_CSS = """
@@ -272,6 +274,7 @@ DASHBOARD_BODY = """
  <svg id="kv-line" viewBox="0 0 300 44" preserveAspectRatio="none"><polyline class="a"/></svg></div>
 <div class="card"><div class="label">requests finished</div><div class="value" id="finished">&ndash;</div><div class="sub" id="generated"></div></div>
 <div class="card"><div class="label">cost</div><div class="value" id="cost">&ndash;</div><div class="sub" id="cost-sub">no cost model</div></div>
+<div id="panels" style="display:contents"></div>
 </div>
 """
 
@@ -300,6 +303,15 @@ function render(d) {
     const c = d.cost.usd_per_1k_output_tokens;
     $("cost").textContent = c == null ? "\\u2013" : `$${c.toPrecision(3)} / 1K tokens`;
     $("cost-sub").textContent = Object.entries(d.cost).filter(([k]) => k != "usd_per_1k_output_tokens").map(([k, v]) => `${k}: ${v}`).join(", ");
+  }
+  for (const [title, p] of Object.entries(d.panels || {})) {  // cards later Parts add: text only, never HTML
+    let card = [...$("panels").children].find(c => c.dataset.title == title);
+    if (!card) {
+      card = document.createElement("div"); card.className = "card"; card.dataset.title = title;
+      for (const cls of ["label", "value", "sub"]) { const e = document.createElement("div"); e.className = cls; card.appendChild(e); }
+      card.children[0].textContent = title; $("panels").appendChild(card);
+    }
+    card.children[1].textContent = p.value; card.children[2].textContent = p.sub;
   }
 }
 async function poll() {

@@ -50,6 +50,8 @@ def test_served_greedy_text_is_unchanged(standin_6l, standin_2l, ruvon_server, o
     accepted = families["ruvon:spec_decode_num_accepted_tokens"].samples[0].value
     per_pos = {s.labels["position"]: s.value for s in families["ruvon:spec_decode_num_accepted_tokens_per_pos"].samples}
     assert drafts > 0 and 0 < accepted <= proposed and sum(per_pos.values()) == accepted
+    card = httpx.get(f"{url}/dashboard/data").json()["panels"]["speculative decoding"]  # Part 11's dashboard shows it
+    assert card["value"] == f"{accepted / proposed:.0%} accepted" and f"{int(drafts):,} verifications" in card["sub"], card
 
 
 @pytest.mark.parametrize("spec, says", [
