@@ -50,7 +50,10 @@ def timed(engine, prompts, output_len: int) -> tuple[float, list[list[int]]]:
 
 
 def reset_stats(engine) -> SpecDecodeStats:
-    engine.spec_stats = SpecDecodeStats(engine.spec.num_speculative_tokens)
+    "The engine's counters, zeroed (a new k gets counters of its length)."
+    if len(engine.spec_stats.accepted_per_pos) != engine.spec.num_speculative_tokens:
+        engine.spec_stats = SpecDecodeStats(engine.spec.num_speculative_tokens)
+    engine.spec_stats.reset()
     return engine.spec_stats
 
 

@@ -27,7 +27,6 @@ from .engine import LLMEngine
 from .loading import CONV1D_WEIGHTS
 from .model import GPT2, GPT2Config
 from .outputs import SamplingParams
-from .speculative import SpecDecodeStats
 from .stats import summarize, time_per_output_token
 from .tokenizer import GPT2Tokenizer
 
@@ -167,11 +166,10 @@ def warm_up(engine: LLMEngine) -> None:
 @contextmanager
 def speculation_counted(engine: LLMEngine):
     "A dict that, after the block, holds a speculating engine's counters over the block (Part 16c) as `spec_decode`; empty for a plain engine."
-    out, before = {}, getattr(engine, "spec_stats", None)
-    if before is not None: engine.spec_stats = SpecDecodeStats(before.num_speculative_tokens)
+    out, s = {}, getattr(engine, "spec_stats", None)
+    if s is not None: s.reset()
     yield out
-    if before is not None:
-        s = engine.spec_stats
+    if s is not None:
         out["spec_decode"] = {**dataclasses.asdict(s), "acceptance_rate": s.acceptance_rate, "mean_accepted_length": s.mean_accepted_length}
 
 # %% ../nbs/bench.ipynb #01510dbf

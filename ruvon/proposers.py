@@ -15,11 +15,10 @@ import torch
 from .config import ConfigError
 from .model_runner import ModelInput, ModelRunner
 from .scheduler import Sequence
-from .slots import SlotManager
 
 # %% auto #0
-__all__ = ['SPECULATIVE_METHODS', 'MAX_SPECULATIVE_TOKENS', 'Pick', 'CATCH_UP_ROWS', 'SpeculativeConfig', 'parse', 'truncate',
-           'Proposal', 'greedy_pick', 'Proposer', 'ngram_lookup', 'NgramProposer', 'DraftModelProposer', 'propose']
+__all__ = ['SPECULATIVE_METHODS', 'MAX_SPECULATIVE_TOKENS', 'Pick', 'CATCH_UP_ROWS', 'SpeculativeConfig', 'parse', 'Proposal',
+           'greedy_pick', 'Proposer', 'ngram_lookup', 'NgramProposer', 'DraftModelProposer', 'propose']
 
 # %% ../nbs/16b_proposers.ipynb #158494f5
 SPECULATIVE_METHODS = ("ngram", "draft_model")
@@ -76,17 +75,6 @@ def parse(cls, value: str | dict | SpeculativeConfig) -> SpeculativeConfig:
     return cls(**value)
 
 SpeculativeConfig._check_lookup, SpeculativeConfig.parse = _check_lookup, parse
-
-# %% ../nbs/16b_proposers.ipynb #f387ca38
-def truncate(self: SlotManager, seq_id: int, num_tokens: int) -> None:
-    "Keep the first `num_tokens` (>= 1) positions of `seq_id`, releasing blocks that held only later ones."
-    if not 1 <= num_tokens <= self.seq_lens[seq_id]: raise ValueError(f"cannot truncate sequence {seq_id} of {self.seq_lens[seq_id]} tokens to {num_tokens}")
-    table, keep = self.block_tables[seq_id], self.blocks_for(num_tokens)
-    for block in table[keep:]: self._release(block)
-    del table[keep:]
-    self.seq_lens[seq_id] = num_tokens
-
-SlotManager.truncate = truncate
 
 # %% ../nbs/16b_proposers.ipynb #e1b61804
 @dataclass

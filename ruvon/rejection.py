@@ -68,7 +68,7 @@ def greedy_accept(target_argmax: list[int], drafts: list[int]) -> list[int]:
 
 # %% ../nbs/16a_rejection_sampling.ipynb #7d319d35
 def _check_alpha_k(alpha: float, k: int) -> None:
-    if not 0 <= alpha <= 1: raise ValueError(f"alpha (the acceptance rate) must be in [0, 1], got {alpha}")
+    if not 0 <= alpha <= 1: raise ValueError(f"alpha (the chance that each draft token is right) must be in [0, 1], got {alpha}")
     if k < 1: raise ValueError(f"k (drafts per step) must be at least 1, got {k}")
 
 def expected_accepted_length(alpha: float, k: int) -> float:

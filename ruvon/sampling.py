@@ -65,7 +65,7 @@ class Sampler:
         self._generator: torch.Generator | None = None
 
     def generator(self, device: torch.device) -> torch.Generator:
-        "This sequence's random stream, seeded once: every draw for the sequence comes from it, so a seed reproduces its output."
+        "This sequence's random stream, seeded once: every draw for the sequence comes from it."
         if self._generator is None: self._generator = torch.Generator(device=device).manual_seed(self.seed)
         return self._generator
 
@@ -75,10 +75,10 @@ class Sampler:
         return token_id
 
 # %% ../nbs/05_sampling.ipynb #72e160f5
-def processed(self: Sampler, logits: torch.Tensor) -> torch.Tensor:
-    "This step's logits after bias, penalties, temperature and truncation (float32)."
+def processed(self: Sampler, logits: torch.Tensor, output_ids: list[int] | None = None) -> torch.Tensor:
+    "This step's logits after bias, penalties (over `output_ids`, default the tokens chosen so far), temperature and truncation (float32)."
     p, logits = self.params, logits.float()
-    logits = apply_penalties(apply_logit_bias(logits, p.logit_bias), self.prompt_ids, self.output_ids, p)
+    logits = apply_penalties(apply_logit_bias(logits, p.logit_bias), self.prompt_ids, self.output_ids if output_ids is None else output_ids, p)
     if p.is_greedy: return logits
     logits = (logits / p.temperature).clamp(-FLOAT32_MAX, FLOAT32_MAX)  # a tiny penalty or temperature overflows: keep it finite
     return min_p_filter(top_p_filter(top_k_filter(logits, p.top_k), p.top_p), p.min_p)

@@ -15,8 +15,8 @@ from .kv_cache import kv_cache_bytes_per_token
 from .model import GPT2Config, causal_attention
 
 # %% auto #0
-__all__ = ['KVAllocator', 'SlotManager', 'free', 'fork', 'can_allocate', 'allocate', 'can_append', 'append', 'num_slots',
-           'SlotKVCache', 'FlatStep', 'SlotStep', 'attend']
+__all__ = ['KVAllocator', 'SlotManager', 'free', 'fork', 'can_allocate', 'allocate', 'can_append', 'append', 'truncate',
+           'num_slots', 'SlotKVCache', 'FlatStep', 'SlotStep', 'attend']
 
 # %% ../nbs/08_kv_slots.ipynb #b6f177c7
 class KVAllocator(Protocol):
@@ -35,6 +35,7 @@ class KVAllocator(Protocol):
     def can_append(self, seq_id: int, num_tokens: int = 1) -> bool: ...
     def append(self, seq_id: int, num_tokens: int = 1) -> list[tuple[int, int]]: ...
     def fork(self, parent: int, child: int) -> None: ...
+    def truncate(self, seq_id: int, num_tokens: int) -> None: ...
 
 # %% ../nbs/08_kv_slots.ipynb #1c88c98f
 class SlotManager:
@@ -122,6 +123,18 @@ def append(self: SlotManager, seq_id: int, num_tokens: int = 1) -> list[tuple[in
 SlotManager.can_allocate, SlotManager.allocate = can_allocate, allocate
 SlotManager._needs_copy, SlotManager._copy_last_block = _needs_copy, _copy_last_block
 SlotManager.can_append, SlotManager.append = can_append, append
+
+# %% ../nbs/08_kv_slots.ipynb #f1b6ce69
+def truncate(self: SlotManager, seq_id: int, num_tokens: int) -> None:
+    "Keep the first `num_tokens` (>= 1) positions of `seq_id`, releasing blocks that held only later ones."
+    if not 1 <= num_tokens <= self.seq_lens[seq_id]:
+        raise ValueError(f"cannot truncate sequence {seq_id} of {self.seq_lens[seq_id]} tokens to {num_tokens}")
+    table, keep = self.block_tables[seq_id], self.blocks_for(num_tokens)
+    for block in table[keep:]: self._release(block)
+    del table[keep:]
+    self.seq_lens[seq_id] = num_tokens
+
+SlotManager.truncate = truncate
 
 # %% ../nbs/08_kv_slots.ipynb #f530a819
 def num_slots(budget_bytes: int, cfg: GPT2Config, max_model_len: int, dtype: torch.dtype = torch.float16) -> int:

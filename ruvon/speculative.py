@@ -21,7 +21,7 @@ from .model_runner import ModelInput, ModelRunner, gpu_kv_budget, kv_cache_budge
 from .outputs import LogprobsComputer
 from .proposers import DraftModelProposer, NgramProposer, Pick, Proposal, Proposer, SpeculativeConfig, greedy_pick
 from .rejection import accept_or_resample, greedy_accept
-from .sampling import Sampler, sample_token
+from .sampling import sample_token
 from .scheduler import Sequence
 from .tokenizer import GPT2Tokenizer
 
@@ -40,6 +40,11 @@ class SpecDecodeStats:
     accepted_per_pos: list[int] = field(default_factory=list)  # [i]: times the (i+1)-th proposed token was kept
 
     def __post_init__(self): self.accepted_per_pos = self.accepted_per_pos or [0] * self.num_speculative_tokens
+
+    def reset(self) -> None:
+        "Start counting again from zero (in place: whoever reads these counters keeps reading them)."
+        self.num_drafts = self.num_draft_tokens = self.num_accepted_tokens = 0
+        self.accepted_per_pos = [0] * self.num_speculative_tokens
 
     def record(self, num_proposed: int, num_accepted: int) -> None:
         self.num_drafts += 1; self.num_draft_tokens += num_proposed; self.num_accepted_tokens += num_accepted
@@ -106,10 +111,9 @@ def _pick(self: SpecDecodeEngine, seq: Sequence) -> Pick:
     "How the draft chooses tokens for `seq`: greedily where the target's argmax decides, else from its processed distribution."
     req, index = self.owner[seq.seq_id]
     if req.argmax_decides: return greedy_pick
-    sampler, scratch = req.states[index].sampler, Sampler(req.params, req.prompt_ids)
+    sampler = req.states[index].sampler
     def pick(logits: torch.Tensor, argmax: int, drafted: list[int]) -> tuple[int, torch.Tensor | None]:
-        scratch.output_ids = sampler.output_ids + drafted
-        processed = scratch.processed(logits)
+        processed = sampler.processed(logits, sampler.output_ids + drafted)  # penalties see the drafted tokens too
         if req.params.is_greedy: return int(processed.argmax()), None
         q = processed.softmax(-1)
         return int(torch.multinomial(q, 1, generator=sampler.generator(logits.device))), q
@@ -205,7 +209,8 @@ def speculative_engine(speculative: SpeculativeConfig | str | dict | None, **loa
     if speculative is None: return LLMEngine
     spec = SpeculativeConfig.parse(speculative)
     def make(model: GPT2, tokenizer: GPT2Tokenizer, config: EngineConfig = EngineConfig(), observer: EngineObserver | None = None, **options) -> SpecDecodeEngine:
-        draft = load_model(spec.model, **load_kwargs) if spec.method == "draft_model" else None
+        w = model.wte.weight  # the draft goes where the target went, in its dtype ("auto" could resolve differently for another checkpoint)
+        draft = load_model(spec.model, **{**load_kwargs, "dtype": str(w.dtype).removeprefix("torch."), "device": str(w.device)}) if spec.method == "draft_model" else None
         return SpecDecodeEngine(model, tokenizer, config, observer, speculative=spec, draft=draft, **options)
     return make
 
