@@ -127,8 +127,9 @@ def _propose(self: SpecDecodeEngine, plan) -> dict[int, Proposal]:
     self.proposer.retain({s.seq_id for s in self.scheduler.running})
     limit = self.spec.disable_by_batch_size
     if limit is not None and len(self.scheduler.running) > limit: return {}
-    seqs = [s for s, a, b in plan.spans if b - a == 1 and s.output_ids and self._num_guesses(s) > 0]
-    proposals, kept = self.proposer.propose(seqs, [self._num_guesses(s) for s in seqs], [self._pick(s) for s in seqs]), {}
+    asks = [(s, k) for s, a, b in plan.spans if b - a == 1 and s.output_ids and (k := self._num_guesses(s)) > 0]
+    seqs = [s for s, _ in asks]
+    proposals, kept = self.proposer.propose(seqs, [k for _, k in asks], [self._pick(s) for s in seqs]), {}
     for seq, p in zip(seqs, proposals):
         if p.token_ids and self.bm.can_append(seq.seq_id, len(p.token_ids)):
             plan.copies += self.bm.append(seq.seq_id, len(p.token_ids))
@@ -136,25 +137,32 @@ def _propose(self: SpecDecodeEngine, plan) -> dict[int, Proposal]:
     return kept
 
 # %% ../nbs/16c_spec_engine.ipynb #276129e9
+def _run(self: SpecDecodeEngine, plan) -> list:
+    "Part 8's step, with this step's proposals made first (read by `_model_input` and `_sample`)."
+    self._proposals = self._propose(plan)
+    return super(SpecDecodeEngine, self)._run(plan)
+
 def _model_input(self: SpecDecodeEngine, plan) -> tuple[ModelInput, list[int]]:
     "Part 8's runner input with each speculating sequence's last token and guesses as one-token decode rows (see above)."
-    self._proposals = props = self._propose(plan)
+    props = self._proposals
     if not props: return super(SpecDecodeEngine, self)._model_input(plan)
     plan.spans.sort(key=lambda span: 2 if span[2] - span[1] > 1 else 1 if span[0].seq_id in props else 0)  # one-token rows lead
     batch, counts = super(SpecDecodeEngine, self)._model_input(plan)
-    ids, lens, starts, tables, logits, row = [], [], [], [], [], 0
+    ids, lens, starts, tables, num_logits, row = [], [], [], [], [], 0
     for i, ((seq, a, b), n, start, table) in enumerate(zip(plan.spans, batch.query_lens, batch.starts, batch.block_tables)):
-        guesses = props[seq.seq_id].token_ids if seq.seq_id in props else []
-        if guesses:  # a decode (n == 1) becomes 1 + k rows: positions a .. a + k, each a one-token span of the same table
-            ids += batch.token_ids[row : row + 1] + guesses; lens += [1] * (1 + len(guesses)); starts += range(a, a + 1 + len(guesses))
-            tables += [table] * (1 + len(guesses)); logits += [1] * (1 + len(guesses))
-            counts[i], plan.spans[i] = 1 + len(guesses), (seq, a, b + len(guesses))
+        span_ids, span_logits = batch.token_ids[row : row + n], counts[i]
+        if seq.seq_id in props:  # a decode (n == 1) becomes 1 + k rows: positions a .. a + k, one-token spans of the same table
+            guesses = props[seq.seq_id].token_ids
+            span_ids, n_rows = span_ids + guesses, 1 + len(guesses)
+            counts[i], plan.spans[i] = n_rows, (seq, a, b + len(guesses))
+            lens += [1] * n_rows; starts += range(a, a + n_rows); tables += [table] * n_rows; num_logits += [1] * n_rows
         else:
-            ids += batch.token_ids[row : row + n]; lens.append(n); starts.append(start); tables.append(table); logits.append(counts[i])
+            lens.append(n); starts.append(start); tables.append(table); num_logits.append(span_logits)
+        ids += span_ids
         row += n
-    return ModelInput(ids, lens, starts, tables, None if all(k == 1 for k in logits) else logits, plan.copies), counts
+    return ModelInput(ids, lens, starts, tables, None if all(k == 1 for k in num_logits) else num_logits, plan.copies), counts
 
-SpecDecodeEngine._propose, SpecDecodeEngine._model_input = _propose, _model_input
+SpecDecodeEngine._propose, SpecDecodeEngine._run, SpecDecodeEngine._model_input = _propose, _run, _model_input
 
 # %% ../nbs/16c_spec_engine.ipynb #b1de8b22
 def _accept(self: SpecDecodeEngine, req: EngineRequest, index: int, logits: torch.Tensor, rows: range, argmax: list[int], p: Proposal) -> list[int]:
