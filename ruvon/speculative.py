@@ -100,6 +100,7 @@ class SpecDecodeEngine(LLMEngine):
         self.proposer = make_proposer(self.spec, runner(draft, draft_config) if draft is not None else None)
         self.spec_stats = SpecDecodeStats(self.spec.num_speculative_tokens)
         self._proposals: dict[int, Proposal] = {}  # this step's: seq_id -> what was proposed
+        self._guessed: list[tuple[str, int]] = []   # this step's: (request_id, guessed positions scored), for the observer
 
 # %% ../nbs/16c_spec_engine.ipynb #88d88720
 def _num_guesses(self: SpecDecodeEngine, seq: Sequence) -> int:
@@ -140,7 +141,13 @@ def _propose(self: SpecDecodeEngine, plan) -> dict[int, Proposal]:
 def _run(self: SpecDecodeEngine, plan) -> list:
     "Part 8's step, with this step's proposals made first (read by `_model_input` and `_sample`)."
     self._proposals = self._propose(plan)
+    self._guessed = [(self.owner[seq_id][0].request_id, len(p.token_ids)) for seq_id, p in self._proposals.items()]
     return super(SpecDecodeEngine, self)._run(plan)
+
+def _report(self: SpecDecodeEngine, start: float, computed: list[tuple[str, int]], outputs: list) -> None:
+    "Part 8's report, counting the guessed positions a verification scored as computed (Part 11 and Part 19 read these)."
+    guessed, self._guessed = self._guessed, []
+    super(SpecDecodeEngine, self)._report(start, computed + guessed, outputs)
 
 def _model_input(self: SpecDecodeEngine, plan) -> tuple[ModelInput, list[int]]:
     "Part 8's runner input with each speculating sequence's last token and guesses as one-token decode rows (see above)."
@@ -162,7 +169,7 @@ def _model_input(self: SpecDecodeEngine, plan) -> tuple[ModelInput, list[int]]:
         row += n
     return ModelInput(ids, lens, starts, tables, None if all(k == 1 for k in num_logits) else num_logits, plan.copies), counts
 
-SpecDecodeEngine._propose, SpecDecodeEngine._run, SpecDecodeEngine._model_input = _propose, _run, _model_input
+SpecDecodeEngine._propose, SpecDecodeEngine._run, SpecDecodeEngine._report, SpecDecodeEngine._model_input = _propose, _run, _report, _model_input
 
 # %% ../nbs/16c_spec_engine.ipynb #b1de8b22
 def _accept(self: SpecDecodeEngine, req: EngineRequest, index: int, logits: torch.Tensor, rows: range, argmax: list[int], p: Proposal) -> list[int]:
