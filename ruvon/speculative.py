@@ -16,7 +16,7 @@ from .config import ConfigError, EngineConfig
 from .engine import EngineObserver, EngineRequest, LLMEngine
 from .kv_cache import kv_cache_bytes_per_token
 from .loading import load_config, load_model
-from .model import GPT2
+from .model import GPT2, GPT2Config
 from .model_runner import ModelInput, ModelRunner, gpu_kv_budget, kv_cache_budget
 from .outputs import LogprobsComputer
 from .proposers import DraftModelProposer, NgramProposer, Pick, Proposal, Proposer, SpeculativeConfig, greedy_pick
@@ -26,8 +26,8 @@ from .scheduler import Sequence
 from .tokenizer import GPT2Tokenizer
 
 # %% auto #0
-__all__ = ['SpecDecodeStats', 'split_kv_budget', 'check_draft', 'make_proposer', 'SpecDecodeEngine', 'check_speculative',
-           'speculative_engine', 'SpecDecodeCollector', 'spec_panel', 'serve_spec_metrics']
+__all__ = ['SpecDecodeStats', 'split_kv_budget', 'check_draft_config', 'check_draft', 'make_proposer', 'SpecDecodeEngine',
+           'check_speculative', 'speculative_engine', 'SpecDecodeCollector', 'spec_panel', 'serve_spec_metrics']
 
 # %% ../nbs/16c_spec_engine.ipynb #ecfd1faf
 @dataclass
@@ -68,13 +68,16 @@ def split_kv_budget(config: EngineConfig, model: GPT2, draft: GPT2) -> tuple[Eng
     return dataclasses.replace(config, kv_cache_memory=target), dataclasses.replace(config, kv_cache_memory=max(target * d // t, 1))
 
 # %% ../nbs/16c_spec_engine.ipynb #591af170
+def check_draft_config(draft: GPT2Config, target: GPT2Config, max_model_len: int) -> None:
+    "Refuse a draft whose vocabulary differs from the target's or whose context is shorter than `max_model_len` (its config is enough)."
+    if draft.vocab_size != target.vocab_size or draft.n_positions < max_model_len:
+        raise ConfigError(f"speculative_config (--speculative-config): a draft of {draft.vocab_size} tokens and context {draft.n_positions} "
+                          f"cannot propose for a target of {target.vocab_size} tokens served at max_model_len {max_model_len}")
+
 def check_draft(draft: GPT2, model: GPT2, max_model_len: int) -> None:
     "Refuse a draft model that cannot propose for this target: another vocabulary, a shorter context, another device or dtype."
-    dc, tc, dw, tw = draft.config, model.config, draft.wte.weight, model.wte.weight
-    if dc.vocab_size != tc.vocab_size:
-        raise ConfigError(f"speculative_config (--speculative-config): the draft model's vocabulary ({dc.vocab_size} tokens) differs from the target's ({tc.vocab_size})")
-    if dc.n_positions < max_model_len:
-        raise ConfigError(f"speculative_config (--speculative-config): the draft model's context ({dc.n_positions}) is shorter than max_model_len ({max_model_len})")
+    check_draft_config(draft.config, model.config, max_model_len)
+    dw, tw = draft.wte.weight, model.wte.weight
     if (dw.device, dw.dtype) != (tw.device, tw.dtype):
         raise ConfigError(f"speculative_config (--speculative-config): the draft is on {dw.device} in {dw.dtype}, the target on {tw.device} in {tw.dtype}")
 
@@ -178,7 +181,7 @@ def _accept(self: SpecDecodeEngine, req: EngineRequest, index: int, logits: torc
     sampler, params, out = req.states[index].sampler, req.params, []
     for i, guess in enumerate(p.token_ids):
         processed = sampler.processed(logits[rows[i]])  # penalties see the tokens kept so far
-        if params.is_greedy: kept, token = int(processed.argmax()) == guess, int(processed.argmax())
+        if params.is_greedy: token = int(processed.argmax()); kept = token == guess
         else: kept, token = accept_or_resample(processed.softmax(-1), guess, None if p.probs is None else p.probs[i], sampler.generator(logits.device))
         sampler.output_ids.append(token); out.append(token)
         if not kept: return out
@@ -213,10 +216,7 @@ def check_speculative(speculative: SpeculativeConfig | str | dict | None, model_
     if speculative is None: return None
     spec = SpeculativeConfig.parse(speculative)
     if spec.method == "draft_model":
-        target, draft = load_config(model_id), load_config(spec.model)  # a missing checkpoint raises ModelNotFoundError
-        if draft.vocab_size != target.vocab_size or draft.n_positions < max_model_len:
-            raise ConfigError(f"speculative_config (--speculative-config): the draft {spec.model} ({draft.vocab_size} tokens, context {draft.n_positions}) "
-                              f"cannot propose for {model_id} ({target.vocab_size} tokens, max_model_len {max_model_len})")
+        check_draft_config(load_config(spec.model), load_config(model_id), max_model_len)  # a missing checkpoint raises ModelNotFoundError
     return spec
 
 def speculative_engine(speculative: SpeculativeConfig | str | dict | None, **load_kwargs) -> Callable[..., LLMEngine]:
