@@ -9,12 +9,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import json
+import shutil
+from pathlib import Path
+
+from safetensors.torch import load_model as load_model_file, save_model
+
+from .loading import WeightsNotFoundError, load_config, load_model, model_file, resolve_device, resolve_dtype
 from .model import GPT2
 from .quantization import (DEFAULT_GROUP_SIZE, PROJECTIONS, QuantizationConfig, dequantize_int4, dequantize_int8,
-                                quantize_int4, quantize_int8, require_bitsandbytes)
+                                num_groups, quantize_int4, quantize_int8, require_bitsandbytes)
 
 # %% auto #0
-__all__ = ['QuantizedLinear', 'Int8Linear', 'Int4Linear', 'bnb_linear', 'quantized_projection', 'quantize_model', 'weight_bytes']
+__all__ = ['QUANT_METHOD', 'FORMAT_VERSION', 'COMPANION_FILES', 'QuantizedLinear', 'Int8Linear', 'Int4Linear', 'bnb_linear',
+           'quantized_projection', 'quantize_model', 'weight_bytes', 'load_quantized', 'quantization_entry',
+           'save_quantized', 'saved_quantization', 'empty_projection', 'load_saved', 'load_file_into']
 
 # %% ../nbs/17c_quantized.ipynb #9bd896a2
 class QuantizedLinear(nn.Module):
@@ -75,23 +84,97 @@ def bnb_linear(linear: nn.Linear, method: str, device: torch.device | str | None
     return module.to(device)  # bitsandbytes quantizes here
 
 # %% ../nbs/17c_quantized.ipynb #9f92cdf9
-def quantized_projection(linear: nn.Linear, config: QuantizationConfig) -> nn.Module:
-    "The quantized module that replaces `linear` under `config`."
-    if config.method == "int8": return Int8Linear.from_linear(linear)
-    if config.method == "int4": return Int4Linear.from_linear(linear, config.group_size)
-    return bnb_linear(linear, config.method)
+def quantized_projection(linear: nn.Linear, config: QuantizationConfig, device: torch.device | str | None = None) -> nn.Module:
+    "The quantized module that replaces `linear` under `config`, on `device` (default: `linear`'s)."
+    if config.method.startswith("bitsandbytes"): return bnb_linear(linear, config.method, device)
+    linear = linear.to(device) if device is not None else linear  # quantize where the result will live
+    return Int8Linear.from_linear(linear) if config.method == "int8" else Int4Linear.from_linear(linear, config.group_size)
 
-def quantize_model(model: GPT2, config: QuantizationConfig) -> GPT2:
-    "Replace every block's projections with quantized ones, in place, one at a time; the tied embedding/LM head is kept as it is."
+def quantize_model(model: GPT2, config: QuantizationConfig, device: torch.device | str | None = None) -> GPT2:
+    "Replace every block's projections with quantized ones on `device`, in place, one at a time; the tied embedding/LM head is kept as it is."
     with torch.no_grad():
         for block in model.h:
             for parent, name in PROJECTIONS:
                 owner = getattr(block, parent)
-                setattr(owner, name, quantized_projection(getattr(owner, name), config))
+                setattr(owner, name, quantized_projection(getattr(owner, name), config, device))
     model.quantization = config
-    return model
+    return model if device is None else model.to(device)
 
 def weight_bytes(model: nn.Module) -> int:
     "Bytes of the model's parameters and buffers, each storage counted once (the tied embedding/head once)."
     seen = {t.data_ptr(): t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]}
     return sum(seen.values())
+
+# %% ../nbs/17c_quantized.ipynb #4bb8cb5d
+def load_quantized(model_id: str, quantization: QuantizationConfig | None = None, dtype: str | torch.dtype = "auto",
+                   device: str | torch.device | None = None, load_format: str = "auto", seed: int = 0) -> GPT2:
+    "Part 1c's `load_model`, quantized: a checkpoint saved quantized loads as it was saved; otherwise `quantization` is applied at load."
+    saved = saved_quantization(model_id)
+    if saved is not None: return load_saved(model_id, saved, quantization, dtype, device, load_format)
+    if quantization is None: return load_model(model_id, dtype=dtype, device=device, load_format=load_format, seed=seed)
+    dev = resolve_device(device)
+    dtype = resolve_dtype(dtype, load_config(model_id), dev)
+    model = load_model(model_id, dtype=dtype, device="cpu", load_format=load_format, seed=seed)  # float weights stay on the host
+    return quantize_model(model, quantization, dev)
+
+# %% ../nbs/17c_quantized.ipynb #48206861
+QUANT_METHOD, FORMAT_VERSION = "ruvon", 1
+COMPANION_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "generation_config.json")
+
+def quantization_entry(config: QuantizationConfig) -> dict:
+    "The `quantization_config` of a checkpoint saved under `config`."
+    entry = {"quant_method": QUANT_METHOD, "format_version": FORMAT_VERSION, "method": config.method, "bits": config.bits}
+    return entry | ({"group_size": config.group_size} if config.method == "int4" else {})
+
+def save_quantized(model: GPT2, source_id: str, out_dir: str | Path) -> Path:
+    "Write `model` (quantized from `source_id` by `quantize_model`) as a checkpoint directory that `load_quantized` loads."
+    config = getattr(model, "quantization", None)
+    if config is None or config.method not in ("int8", "int4"):
+        raise ValueError("only int8 and int4 models can be saved; bitsandbytes methods quantize at load")
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(out / "model.safetensors"), metadata={"format": "pt"})
+    hf_config = json.loads(model_file(source_id, "config.json").read_text(encoding="utf-8"))
+    hf_config["quantization_config"] = quantization_entry(config)
+    (out / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
+    for name in COMPANION_FILES:
+        if (path := model_file(source_id, name)) is not None: shutil.copyfile(path, out / name)
+    return out
+
+# %% ../nbs/17c_quantized.ipynb #2f08d846
+def saved_quantization(model_id: str) -> QuantizationConfig | None:
+    "The quantization a checkpoint was saved with (its config's `quantization_config`), None for a float checkpoint."
+    path = model_file(model_id, "config.json")
+    entry = json.loads(path.read_text(encoding="utf-8")).get("quantization_config") if path is not None else None
+    if entry is None: return None
+    ours = entry.get("quant_method") == QUANT_METHOD and entry.get("format_version") == FORMAT_VERSION and entry.get("method") in ("int8", "int4")
+    if not ours:
+        what = entry.get("quant_method", "?") + (f" {entry['method']}" if "method" in entry else "")
+        raise ValueError(f"{model_id!r} is quantized with {what}, which this ruvon cannot load: it loads the int8 and int4 checkpoints `ruvon quantize` writes")
+    return QuantizationConfig(entry["method"], entry.get("group_size", DEFAULT_GROUP_SIZE))
+
+def empty_projection(linear: nn.Linear, config: QuantizationConfig) -> QuantizedLinear:
+    "A quantized module of `linear`'s shape, dtype and device with uninitialised storage, for a checkpoint to fill."
+    (N, K), dtype, bias = linear.weight.shape, linear.weight.dtype, None if linear.bias is None else torch.empty_like(linear.bias)
+    if config.method == "int8": return Int8Linear(torch.empty(N, K, dtype=torch.int8), torch.empty(N, dtype=dtype), bias)
+    G = num_groups(K, config.group_size)
+    return Int4Linear(torch.empty(N, K // 2, dtype=torch.uint8), torch.empty(N, G, dtype=dtype), torch.empty(N, G, dtype=torch.uint8), bias, config.group_size)
+
+def load_saved(model_id: str, saved: QuantizationConfig, asked: QuantizationConfig | None, dtype, device, load_format: str) -> GPT2:
+    "Load a checkpoint written by `save_quantized`."
+    if asked is not None and asked != saved: raise ValueError(f"{model_id!r} is already quantized ({saved.method}); drop --quantization or ask for {saved.method}")
+    if load_format == "dummy": raise ValueError(f"{model_id!r} is a quantized checkpoint: it has real weights, so --load-format dummy does not apply")
+    cfg, dev = load_config(model_id), resolve_device(device)
+    with torch.device("meta"):
+        model = GPT2(cfg).to(resolve_dtype(dtype, cfg, dev))
+        for block in model.h:
+            for parent, name in PROJECTIONS: setattr(getattr(block, parent), name, empty_projection(getattr(getattr(block, parent), name), saved))
+    model = model.to_empty(device=dev); model.tie_weights()
+    load_file_into(model, model_file(model_id, "model.safetensors"), dev)
+    model.quantization = saved
+    return model.eval().requires_grad_(False)
+
+def load_file_into(model: GPT2, path: Path | None, device: torch.device) -> None:
+    "Fill `model` from the safetensors file at `path`; every tensor must have its place."
+    if path is None: raise WeightsNotFoundError("the quantized checkpoint has no model.safetensors")
+    missing, unexpected = load_model_file(model, str(path), strict=False, device=str(device))
+    if missing or unexpected: raise ValueError(f"quantized checkpoint does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
