@@ -16,14 +16,15 @@ from pathlib import Path
 from safetensors.torch import load_model as load_model_file, save_model
 
 from .loading import WeightsNotFoundError, load_config, load_model, model_file, resolve_device, resolve_dtype
-from .model import GPT2
+from .model import GPT2, GPT2Config
 from .quantization import (DEFAULT_GROUP_SIZE, PROJECTIONS, QuantizationConfig, dequantize_int4, dequantize_int8,
                                 num_groups, quantize_int4, quantize_int8, require_bitsandbytes)
 
 # %% auto #0
 __all__ = ['QUANT_METHOD', 'FORMAT_VERSION', 'COMPANION_FILES', 'QuantizedLinear', 'Int8Linear', 'Int4Linear', 'bnb_linear',
-           'quantized_projection', 'quantize_model', 'weight_bytes', 'load_quantized', 'quantization_entry',
-           'save_quantized', 'saved_quantization', 'empty_projection', 'load_saved', 'load_file_into']
+           'quantized_projection', 'quantize_model', 'weight_bytes', 'quantized_weight_bytes', 'load_quantized',
+           'quantization_entry', 'save_quantized', 'saved_quantization', 'empty_projection', 'load_saved',
+           'load_file_into']
 
 # %% ../nbs/17c_quantized.ipynb #9bd896a2
 class QuantizedLinear(nn.Module):
@@ -101,9 +102,23 @@ def quantize_model(model: GPT2, config: QuantizationConfig, device: torch.device
     return model if device is None else model.to(device)
 
 def weight_bytes(model: nn.Module) -> int:
-    "Bytes of the model's parameters and buffers, each storage counted once (the tied embedding/head once)."
-    seen = {t.data_ptr(): t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]}
-    return sum(seen.values())
+    "Bytes of the model's parameters and buffers, each storage counted once (the tied embedding/head once), bitsandbytes' 4-bit statistics included."
+    tensors = [*model.parameters(), *model.buffers()]
+    for m in model.modules():
+        if (state := getattr(getattr(m, "weight", None), "quant_state", None)) is not None:
+            tensors += [t for t in state.as_dict(packed=True).values() if isinstance(t, torch.Tensor)]
+    return sum({t.data_ptr(): t.numel() * t.element_size() for t in tensors}.values())
+
+def quantized_weight_bytes(cfg: GPT2Config, config: QuantizationConfig | None, dtype: torch.dtype = torch.float16) -> int:
+    "Bytes of a GPT-2 of `cfg` under `config` (None: unquantized), the rest in `dtype`: one layer's projections quantized for real on the CPU, no weights loaded."
+    with torch.device("meta"): model = GPT2(cfg)
+    total = sum(p.numel() for p in model.parameters()) * dtype.itemsize
+    if config is None: return total
+    for parent, name in PROJECTIONS:
+        linear = getattr(getattr(model.h[0], parent), name)
+        dense = nn.Linear(linear.in_features, linear.out_features, dtype=dtype, device="cpu")
+        total += cfg.n_layer * (weight_bytes(quantized_projection(dense, config, "cpu")) - weight_bytes(dense))
+    return total
 
 # %% ../nbs/17c_quantized.ipynb #4bb8cb5d
 def load_quantized(model_id: str, quantization: QuantizationConfig | None = None, dtype: str | torch.dtype = "auto",
