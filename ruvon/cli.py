@@ -23,10 +23,11 @@ from .config import EngineConfig, flag
 
 # %% auto #0
 __all__ = ['app', 'THROUGHPUT_DEFAULTS', 'LATENCY_DEFAULTS', 'LOADTEST_DEFAULTS', 'GPU_COST_PER_HOUR', 'MAX_CHOICES',
-           'SPECULATIVE_HELP', 'ENGINE_HELP', 'WEIGHT_BITS', 'bench_app', 'ModelArg', 'DtypeOpt', 'DeviceOpt',
-           'LoadFormatOpt', 'SpeculativeOpt', 'BaselineOpt', 'JsonOpt', 'SPEEDUP_LABELS', 'DEFAULT_CONCURRENCY', 'main',
-           'user_error_types', 'user_errors', 'require', 'engine_option', 'engine_options', 'generate', 'text_printer',
-           'print_stats', 'model_info', 'info', 'serve', 'exit_with', 'flag_list', 'run_until_drained', 'length_range',
+           'SPECULATIVE_HELP', 'DEFAULT_GROUP_SIZE', 'QuantizationOpt', 'GroupSizeOpt', 'ENGINE_HELP', 'bench_app',
+           'ModelArg', 'DtypeOpt', 'DeviceOpt', 'LoadFormatOpt', 'SpeculativeOpt', 'BaselineOpt', 'JsonOpt',
+           'SPEEDUP_LABELS', 'DEFAULT_CONCURRENCY', 'main', 'user_error_types', 'user_errors', 'require',
+           'quantization_config', 'engine_option', 'engine_options', 'generate', 'text_printer', 'print_stats',
+           'model_info', 'info', 'quantize', 'serve', 'exit_with', 'flag_list', 'run_until_drained', 'length_range',
            'run_bench', 'metric_rows', 'bench_table', 'throughput', 'latency', 'spread_values', 'SweepCommand',
            'check_outputs', 'loadtest']
 
@@ -58,6 +59,13 @@ def require(ok: bool, message: str) -> None:
     "Raise the user-facing error `message` unless `ok`."
     if not ok: raise ValueError(message)
 
+def quantization_config(method: str | None, group_size: int):
+    "Part 17's checked `QuantizationConfig` for `--quantization` and `--quantization-group-size`; None when none is asked for."
+    require(method == "int4" or group_size == DEFAULT_GROUP_SIZE, "--quantization-group-size applies to --quantization int4 only")
+    if method is None: return None
+    from ruvon.quantization import QuantizationConfig
+    return QuantizationConfig(method, group_size)
+
 # %% ../nbs/cli.ipynb #6e019aaa
 THROUGHPUT_DEFAULTS = SimpleNamespace(num_prompts=256, seed=0)
 LATENCY_DEFAULTS = SimpleNamespace(batch_size=8, input_len=32, output_len=128, num_iters_warmup=10, num_iters=30)
@@ -66,6 +74,10 @@ GPU_COST_PER_HOUR = 2.50  # Part 19's DEFAULT_GPU_COST_PER_HOUR
 MAX_CHOICES = 1024  # Part 4b's serving.MAX_CHOICES: prompts x n per request
 SPECULATIVE_HELP = ('Speculative decoding (Part 16), vLLM\'s JSON: \'{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4}\' '
                     'or \'{"method": "draft_model", "model": DRAFT, "num_speculative_tokens": 4}\'; optional "disable_by_batch_size".')
+DEFAULT_GROUP_SIZE = 128  # Part 17a's int4 group size
+QuantizationOpt = Annotated[Optional[str], typer.Option(help="Weight-only quantization at load (Part 17): int8, int4, bitsandbytes-int8 or bitsandbytes-nf4 "
+                                                             "[default: none, or what a checkpoint written by `ruvon quantize` holds].")]
+GroupSizeOpt = Annotated[int, typer.Option("--quantization-group-size", help="int4's group size: a power of two from 16 to 1024.")]
 
 # %% ../nbs/cli.ipynb #a01a1840
 ENGINE_HELP = {  # EngineConfig field -> (option type, help); the flag is the field's name in kebab case
@@ -114,15 +126,18 @@ def generate(
     ignore_eos: bool = typer.Option(False, "--ignore-eos", help="Keep going past <|endoftext|>."),
     stats: bool = typer.Option(False, "--stats", help="Print token counts and speed to stderr."),
     attention_backend: engine_option("attention_backend") = EngineConfig.attention_backend,
+    quantization: QuantizationOpt = None, quantization_group_size: GroupSizeOpt = DEFAULT_GROUP_SIZE,
 ):
     "Continue PROMPT greedily with MODEL and print the completion."
     from ruvon.attention import use_attention_backend
     from ruvon.generate import RecomputeDecoder, generate as generate_completion
     from ruvon.kv_cache import CachedDecoder
-    from ruvon.loading import load_model, load_tokenizer
+    from ruvon.loading import load_tokenizer
+    from ruvon.quantized import load_quantized
     with user_errors():
         require(max_tokens >= 1, f"--max-tokens must be at least 1, got {max_tokens}")
-        lm, tokenizer = load_model(model, dtype=dtype, device=device, load_format=load_format), load_tokenizer(model)
+        qc = quantization_config(quantization, quantization_group_size)
+        lm, tokenizer = load_quantized(model, qc, dtype=dtype, device=device, load_format=load_format), load_tokenizer(model)
         use_attention_backend(lm, attention_backend)
         decoder = RecomputeDecoder(lm) if no_cache else CachedDecoder(lm)
         out = Console(highlight=False, soft_wrap=True)
@@ -150,21 +165,22 @@ def print_stats(completion) -> None:
         f"{s.decode_tokens_per_s:.1f} tokens/s decoding[/dim]")
 
 # %% ../nbs/cli.ipynb #90a2ac30
-WEIGHT_BITS = {"float32": 32, "float16/bfloat16": 16, "int8": 8, "int4": 4}
-
-def model_info(model_id: str) -> dict:
-    "Size facts about `model_id` from its config: parameters, shape, weight and KV-cache bytes."
+def model_info(model_id: str, quantization=None) -> dict:
+    "Size facts about `model_id` from its config: parameters, shape, weight bytes (float, int8, int4, and `quantization`'s) and KV-cache bytes."
     import torch
     from ruvon.kv_cache import kv_cache_bytes_per_token
     from ruvon.loading import load_config, model_file
     from ruvon.model import num_parameters
+    from ruvon.quantization import QuantizationConfig
+    from ruvon.quantized import quantized_weight_bytes
     cfg = load_config(model_id)
+    methods = {"int8": QuantizationConfig("int8"), "int4": QuantizationConfig("int4")} | ({quantization.method: quantization} if quantization else {})
     params = num_parameters(cfg)
     has_weights = any(model_file(model_id, f) for f in ("model.safetensors.index.json", "model.safetensors"))
     return {"model": model_id, "parameters": params, "n_layer": cfg.n_layer, "n_head": cfg.n_head,
             "n_embd": cfg.n_embd, "head_dim": cfg.head_dim, "context_length": cfg.n_positions,
             "vocab_size": cfg.vocab_size, "weights_available": has_weights,
-            "weight_bytes": {k: params * bits // 8 for k, bits in WEIGHT_BITS.items()},
+            "weight_bytes": {"float32": 4 * params, "float16/bfloat16": 2 * params, **{k: quantized_weight_bytes(cfg, q) for k, q in methods.items()}},
             "kv_cache_bytes_per_token": {k: kv_cache_bytes_per_token(cfg, d) for k, d in (("float32", torch.float32), ("float16/bfloat16", torch.float16))}}
 
 # %% ../nbs/cli.ipynb #a5d0987f
@@ -175,9 +191,10 @@ def _human(n: float) -> str:
 
 @app.command()
 def info(model: str = typer.Argument(..., metavar="MODEL", help="Local model directory or Hugging Face Hub id."),
-         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")):
-    "Parameters, layers, context length, and bytes per dtype of MODEL (no weights needed)."
-    with user_errors(): facts = model_info(model)
+         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+         quantization: QuantizationOpt = None, quantization_group_size: GroupSizeOpt = DEFAULT_GROUP_SIZE):
+    "Parameters, layers, context length, and bytes per dtype and quantization of MODEL (no weights needed)."
+    with user_errors(): facts = model_info(model, quantization_config(quantization, quantization_group_size))
     if as_json: return print(json.dumps(facts, indent=1))
     t = Table(title=f"{model}", show_header=False)
     for key in ("parameters", "n_layer", "n_head", "n_embd", "head_dim", "context_length", "vocab_size", "weights_available"):
@@ -186,6 +203,23 @@ def info(model: str = typer.Argument(..., metavar="MODEL", help="Local model dir
     for dt, b in facts["kv_cache_bytes_per_token"].items():
         t.add_row(f"KV cache, {dt}", f"{_human(b)} per token, {_human(b * facts['context_length'])} per full context")
     Console().print(t)
+
+# %% ../nbs/cli.ipynb #2a76ebd2
+@app.command()
+def quantize(model: str = typer.Argument(..., metavar="MODEL", help="Local model directory or Hugging Face Hub id, with float weights."),
+             out: Path = typer.Option(..., "--out", help="Directory for the quantized checkpoint (new, or empty)."),
+             method: str = typer.Option(..., "--method", help="int8 or int4."),
+             quantization_group_size: GroupSizeOpt = DEFAULT_GROUP_SIZE,
+             dtype: str = typer.Option("float16", help="dtype of the scales and of the weights left unquantized (embeddings, LayerNorms, biases)."),
+             load_format: str = typer.Option("auto", help="auto/safetensors, or dummy for random weights.")):
+    "Quantize MODEL's projections and write a checkpoint that `ruvon serve OUT` loads as it is."
+    with user_errors():
+        require(method in ("int8", "int4"), f"--method must be int8 or int4 (bitsandbytes methods quantize at load), got {method!r}")
+        require(not out.exists() or (out.is_dir() and not any(out.iterdir())), f"--out {out} exists and is not an empty directory")
+        qc = quantization_config(method, quantization_group_size)
+        from ruvon.quantized import load_quantized, save_quantized
+        save_quantized(load_quantized(model, qc, dtype=dtype, device="cpu", load_format=load_format), model, out)
+    typer.echo(f"wrote {out}: {method}, {_human(sum(f.stat().st_size for f in out.iterdir()))}")
 
 # %% ../nbs/cli.ipynb #1cfc03cf
 @app.command()
@@ -214,6 +248,7 @@ def serve(
     root_path: str = typer.Option("", help="The path prefix a reverse proxy serves this app under."),
     disable_fastapi_docs: bool = typer.Option(False, "--disable-fastapi-docs", help="No /docs or /redoc pages (their Swagger assets load from a CDN)."),
     speculative_config: Optional[str] = typer.Option(None, help=SPECULATIVE_HELP),
+    quantization: QuantizationOpt = None, quantization_group_size: GroupSizeOpt = DEFAULT_GROUP_SIZE,
     engine_config: EngineConfig = None,  # the engine options, added by `engine_options`
 ):
     "Serve MODEL over an OpenAI-compatible HTTP API."
@@ -225,6 +260,7 @@ def serve(
     from ruvon.admission import BoundedAdmission
     from ruvon.server import allow_cors, build_app, require_api_key, serving_for
     from ruvon.speculative import check_speculative, serve_spec_metrics, speculative_engine
+    from ruvon.quantized import load_quantized
     from ruvon.telemetry import log_requests, serve_telemetry
     with user_errors():
         require(0 < port < 65536, f"--port must be in 1..65535, got {port}")
@@ -237,13 +273,15 @@ def serve(
         if allowed_origins: guards.append(allow_cors(flag_list(allowed_origins), flag_list(allowed_methods), flag_list(allowed_headers), allow_credentials))
         config = engine_config.for_model(load_config(model).n_positions)  # fail fast, before loading or binding the port
         spec = check_speculative(speculative_config, model, config.max_model_len)  # Part 16: the draft's config too
+        qc = quantization_config(quantization, quantization_group_size)           # Part 17
         admission = BoundedAdmission(None if max_queue is None else config.max_num_seqs + max_queue, request_timeout)  # Part 15a
         CostMeter(gpu_cost_per_hour)  # checks the price
     name = served_model_name or model
     engine = lambda m, t: AsyncLLMEngine(m, t, config, observer=CostTelemetry(name, config.max_model_len, gpu_cost_per_hour),
                                          runner=GraphModelRunner, logprobs=RawLogprobs(),  # Part 10 fills Part 4's logprobs seams, here and below
                                          make_engine=speculative_engine(spec, dtype=dtype, device=device, load_format=load_format))
-    app_ = build_app(serving_for(model, served_model_name, engine, OpenAILogprobs(), max_choices_per_request, dtype=dtype, device=device, load_format=load_format), admission,
+    load = functools.partial(load_quantized, quantization=qc)
+    app_ = build_app(serving_for(model, served_model_name, engine, OpenAILogprobs(), max_choices_per_request, load, dtype=dtype, device=device, load_format=load_format), admission,
                      extensions=[serve_telemetry, serve_spec_metrics, *guards], on_load_failure=exit_with, max_request_bytes=max_request_bytes,
                      docs=not disable_fastapi_docs)  # Part 11: /metrics and the dashboard
     log_requests()  # Part 11: one JSON line per finished request, on stderr
@@ -302,20 +340,25 @@ def length_range(name: str, fixed: int | None, span: tuple[int, int] | None, def
 
 # %% ../nbs/cli.ipynb #ff6d93e0
 def run_bench(benchmark: str, model: str, workload, config: EngineConfig, baseline: str | None, json_path: Path | None,
-              dtype: str, device: str | None, load_format: str, speculative_config: str | None = None) -> None:
+              dtype: str, device: str | None, load_format: str, speculative_config: str | None = None,
+              quantization: str | None = None, group_size: int = DEFAULT_GROUP_SIZE) -> None:
     "Check, load, run `benchmark` ('throughput' or 'latency'), print its table and write its JSON."
     from ruvon.bench import check_baseline, latency_result, result_header, throughput_result
-    from ruvon.loading import load_config, load_model, load_tokenizer
+    from ruvon.loading import load_config, load_tokenizer
+    from ruvon.quantized import load_quantized
     from ruvon.speculative import check_speculative, speculative_engine
     with user_errors():
         check_baseline(baseline, benchmark)
+        qc = quantization_config(quantization, group_size)
         max_model_len = config.for_model(load_config(model).n_positions).max_model_len
         workload.check_context(max_model_len)
         spec = check_speculative(speculative_config, model, max_model_len)
-        lm, tokenizer = load_model(model, dtype=dtype, device=device, load_format=load_format), load_tokenizer(model)
+        lm, tokenizer = load_quantized(model, qc, dtype=dtype, device=device, load_format=load_format), load_tokenizer(model)
         make_engine = speculative_engine(spec, dtype=dtype, device=device, load_format=load_format)
         body = (throughput_result if benchmark == "throughput" else latency_result)(lm, tokenizer, config, workload, baseline, make_engine)
-    result = {**result_header(benchmark, model, load_format, lm, "ruvon " + shlex.join(sys.argv[1:])), **body}
+    quantized = getattr(lm, "quantization", None)  # asked for, or held by the checkpoint
+    result = {**result_header(benchmark, model, load_format, lm, "ruvon " + shlex.join(sys.argv[1:])),
+              "quantization": None if quantized is None else vars(quantized), **body}
     Console().print(bench_table(result))
     if json_path is not None: json_path.write_text(json.dumps(result, indent=1) + "\n")
 
@@ -368,6 +411,7 @@ def throughput(
     seed: Annotated[int, typer.Option(help="Seed of the random prompts and lengths.")] = THROUGHPUT_DEFAULTS.seed,
     baseline: BaselineOpt = None, json_path: JsonOpt = None,
     dtype: DtypeOpt = "auto", device: DeviceOpt = None, load_format: LoadFormatOpt = "auto", speculative_config: SpeculativeOpt = None,
+    quantization: QuantizationOpt = None, quantization_group_size: GroupSizeOpt = DEFAULT_GROUP_SIZE,
     engine_config: EngineConfig = None,  # the engine options, added by `engine_options`
 ):
     "Offline throughput of MODEL: random prompts added at once, run to completion (vllm bench throughput)."
@@ -375,7 +419,8 @@ def throughput(
     with user_errors():
         workload = ThroughputWorkload(num_prompts, length_range("input-len", input_len, input_len_range, ThroughputWorkload.input_len),
                                       length_range("output-len", output_len, output_len_range, ThroughputWorkload.output_len), ignore_eos, seed)
-    run_bench("throughput", model, workload, engine_config, baseline, json_path, dtype, device, load_format, speculative_config)
+    run_bench("throughput", model, workload, engine_config, baseline, json_path, dtype, device, load_format, speculative_config,
+              quantization, quantization_group_size)
 
 # %% ../nbs/cli.ipynb #770a825a
 @bench_app.command()
@@ -389,13 +434,15 @@ def latency(
     num_iters: Annotated[int, typer.Option(help="Timed runs of the batch.")] = LATENCY_DEFAULTS.num_iters,
     baseline: BaselineOpt = None, json_path: JsonOpt = None,
     dtype: DtypeOpt = "auto", device: DeviceOpt = None, load_format: LoadFormatOpt = "auto", speculative_config: SpeculativeOpt = None,
+    quantization: QuantizationOpt = None, quantization_group_size: GroupSizeOpt = DEFAULT_GROUP_SIZE,
     engine_config: EngineConfig = None,  # the engine options, added by `engine_options`
 ):
     "Latency of one batch of MODEL, over repeated runs (vllm bench latency)."
     from ruvon.bench import LatencyWorkload
     with user_errors():
         workload = LatencyWorkload(batch_size, input_len, output_len, num_iters_warmup, num_iters)
-    run_bench("latency", model, workload, engine_config, baseline, json_path, dtype, device, load_format, speculative_config)
+    run_bench("latency", model, workload, engine_config, baseline, json_path, dtype, device, load_format, speculative_config,
+              quantization, quantization_group_size)
 
 # %% ../nbs/cli.ipynb #be348e94
 from typer.core import TyperCommand

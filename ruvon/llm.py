@@ -11,19 +11,24 @@ from .engine import LLMEngine, RequestOutput, run_to_completion
 from .logprobs import RawLogprobs
 from .outputs import SamplingParams
 from .speculative import check_speculative, speculative_engine
+from .quantization import DEFAULT_GROUP_SIZE, QuantizationConfig
+from .quantized import load_quantized
 
 # %% auto #0
 __all__ = ['LLM']
 
 # %% ../nbs/llm.ipynb #69db38ed
 class LLM:
-    "Offline batched generation: `LLM(model).generate(prompts, SamplingParams(...))`; `engine_options` are `EngineConfig`'s fields; `speculative_config` is vLLM's (Part 16)."
+    "Offline batched generation: `LLM(model).generate(prompts, SamplingParams(...))`; `engine_options` are `EngineConfig`'s fields; `speculative_config` is vLLM's (Part 16); `quantization` Part 17's."
     def __init__(self, model: str, dtype: str = "auto", device: str | None = None, load_format: str = "auto",
-                 speculative_config: str | dict | None = None, **engine_options):
-        from ruvon.loading import load_config, load_model, load_tokenizer
+                 speculative_config: str | dict | None = None, quantization: str | None = None,
+                 quantization_group_size: int = DEFAULT_GROUP_SIZE, **engine_options):
+        from ruvon.loading import load_config, load_tokenizer
         config = EngineConfig(**engine_options).for_model(load_config(model).n_positions)  # bad options fail before loading
         spec = check_speculative(speculative_config, model, config.max_model_len)           # and so does a draft that cannot serve
-        self.model, self.tokenizer = load_model(model, dtype=dtype, device=device, load_format=load_format), load_tokenizer(model)
+        qc = None if quantization is None else QuantizationConfig(quantization, quantization_group_size)  # and a bad quantization
+        self.model = load_quantized(model, qc, dtype=dtype, device=device, load_format=load_format)
+        self.tokenizer = load_tokenizer(model)
         make_engine = speculative_engine(spec, dtype=dtype, device=device, load_format=load_format)
         self.engine = make_engine(self.model, self.tokenizer, config, runner=GraphModelRunner, logprobs=RawLogprobs())
 
