@@ -91,7 +91,9 @@ def default_config(fmt: str, M: int, N: int, K: int, layer_norm: bool) -> dict:
 
 
 def sweep_configs(M: int, K: int) -> list[dict]:
-    return [c for c in (GEMV_SWEEP if M == 1 else DOT_SWEEP) if c["BLOCK_K"] <= 2 * triton.next_power_of_2(K)]
+    "The sweep's tiles that fit the row; for the GEMVs, only those with at most 256 fp32 values of the tile per thread (more spill)."
+    fits = lambda c: c["kernel"] == "dot" or c["BLOCK_N"] * c["BLOCK_K"] <= 256 * 32 * c["num_warps"]
+    return [c for c in (GEMV_SWEEP if M == 1 else DOT_SWEEP) if c["BLOCK_K"] <= 2 * triton.next_power_of_2(K) and fits(c)]
 
 
 def format_result(fmt: str, weights: list[tuple], x, kw: dict, copy_bw: float, sweep: bool) -> dict:
@@ -184,7 +186,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", required=True)
     p.add_argument("--sweep", action="store_true", help="also time a grid of tiles for the quantized kernels")
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS),
+                   help="a part of the run (the sweep compiles every tile for every epilogue: it is long, split it by model)")
     args = p.parse_args(argv)
     if not torch.cuda.is_available(): sys.exit("this benchmark needs a CUDA GPU")
     bnb, bnb_note = bnb_import()
