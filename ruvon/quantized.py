@@ -17,6 +17,7 @@ from safetensors.torch import load_model as load_model_file, save_model
 
 from .loading import WeightsNotFoundError, load_config, load_model, model_file, resolve_device, resolve_dtype
 from .model import GPT2, GPT2Config
+from .quant_kernels import int4_linear_kernel, int8_linear_kernel
 from .quantization import (DEFAULT_GROUP_SIZE, PROJECTIONS, QuantizationConfig, dequantize_int4, dequantize_int8,
                                 num_groups, quantize_int4, quantize_int8, require_bitsandbytes)
 
@@ -51,6 +52,10 @@ class Int8Linear(QuantizedLinear):
 
     def dequantized(self) -> torch.Tensor: return dequantize_int8(self.qweight, self.scale)
 
+    def fused(self, x: torch.Tensor, gelu: bool = False, residual: torch.Tensor | None = None, ln: tuple | None = None) -> torch.Tensor:
+        "Part 12b's hook: `ln`, this projection, then GELU or `+ residual`, in Part 17b's W8A16 kernel (x: (M ≤ 16, K))."
+        return int8_linear_kernel(x, self.qweight, self.scale, self.bias, gelu, residual, ln)
+
 class Int4Linear(QuantizedLinear):
     "W4A16: int4 weights packed two per byte (N, K/2), a scale and a zero point per group of `group_size`, the bias unchanged."
     def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, bias: torch.Tensor | None, group_size: int):
@@ -63,6 +68,10 @@ class Int4Linear(QuantizedLinear):
         return cls(*quantize_int4(linear.weight.detach(), group_size), _bias(linear), group_size)
 
     def dequantized(self) -> torch.Tensor: return dequantize_int4(self.qweight, self.scales, self.zeros, self.group_size)
+
+    def fused(self, x: torch.Tensor, gelu: bool = False, residual: torch.Tensor | None = None, ln: tuple | None = None) -> torch.Tensor:
+        "Part 12b's hook: `ln`, this projection, then GELU or `+ residual`, in Part 17b's W4A16 kernel (x: (M ≤ 16, K))."
+        return int4_linear_kernel(x, self.qweight, self.scales, self.zeros, self.group_size, self.bias, gelu, residual, ln)
 
     def extra_repr(self) -> str: return f"{super().extra_repr()}, group_size={self.group_size}"
 
