@@ -27,6 +27,7 @@ from .engine import LLMEngine
 from .loading import CONV1D_WEIGHTS
 from .model import GPT2, GPT2Config
 from .outputs import SamplingParams
+from .quantized import weight_bytes  # Part 17c's: parameters and buffers, quantized weights and their scales included
 from .stats import summarize, time_per_output_token
 from .tokenizer import GPT2Tokenizer
 
@@ -39,7 +40,7 @@ __all__ = ['HF_PAGE_SIZE', 'BASELINES', 'device_name', 'package_version', 'resul
            'hf_generate_timings', 'BaselineError', 'hf_paged_attention_spellings', 'hf_paged_model', 'hf_cb_limits',
            'hf_generate_batch_kwargs', 'hf_generate_batch_timings', 'check_baseline', 'token_agreement',
            'hf_throughput', 'throughput_result', 'latency_metrics', 'timed_iterations', 'ruvon_latency', 'hf_latency',
-           'copy_bandwidth_gbs', 'weight_bytes', 'roofline', 'latency_result']
+           'copy_bandwidth_gbs', 'roofline', 'latency_result']
 
 # %% ../nbs/bench.ipynb #920055f1
 def device_name(device: torch.device) -> str:
@@ -443,10 +444,6 @@ def copy_bandwidth_gbs(device: torch.device, nbytes: int = 1 << 30, repeats: int
     for _ in range(repeats): dst.copy_(src)
     end.record(); torch.cuda.synchronize(device)
     return 2 * nbytes * repeats / (start.elapsed_time(end) / 1e3) / 1e9
-
-def weight_bytes(model: GPT2) -> int:
-    "Bytes of the model's parameters (the tied LM head counted once): what a batch-1 decode step must read."
-    return sum(p.numel() * p.element_size() for p in model.parameters())
 
 def roofline(model: GPT2, metrics: dict) -> dict | None:
     "The weight-streaming floor of a decode step and the measured TPOT's ratio to it (GPU only)."
