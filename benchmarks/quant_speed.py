@@ -1,0 +1,61 @@
+"""Part 17 speed on a GPU: `ruvon bench latency` (batch 1) and `ruvon bench throughput` (256 requests) of a model with dummy
+float16 weights, unquantized and under every `--quantization` method, run as users run them (one `ruvon bench` process each,
+in the same session on the same GPU), collected into one JSON with each run's TPOT, its weight-streaming floor and throughput.
+
+Run on a GPU:  python benchmarks/quant_speed.py --json benchmarks/results/quant_speed_gpu.json
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+METHODS = [None, "int8", "int4", "bitsandbytes-int8", "bitsandbytes-nf4"]
+
+
+def bench(kind: str, model: str, method: str | None, out: Path, extra: list[str]) -> dict:
+    "One `ruvon bench KIND` process; its JSON, or the error it printed."
+    cmd = [sys.executable, "-c", "from ruvon.cli import app; app()", "bench", kind, model, "--load-format", "dummy", "--dtype", "float16",
+           "--json", str(out), *extra, *(["--quantization", method] if method else [])]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    if r.returncode != 0: return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"}
+    return json.loads(out.read_text())
+
+
+def summary(latency: dict, throughput: dict) -> dict:
+    "The numbers the article compares: TPOT at batch 1 against its floor, and throughput."
+    row = {}
+    if "error" in latency: row["latency_error"] = latency["error"]
+    else:
+        roof = latency.get("roofline") or {}
+        row |= {"tpot_ms": latency["metrics"]["tpot_ms"]["mean"], "weight_bytes": roof.get("weight_bytes"),
+                "weight_streaming_ms": roof.get("weight_streaming_ms"), "tpot_over_weight_streaming": roof.get("tpot_over_weight_streaming")}
+    if "error" in throughput: row["throughput_error"] = throughput["error"]
+    else: row["output_tokens_per_s"] = throughput["metrics"]["output_tokens_per_s"]
+    return row
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", required=True)
+    p.add_argument("--models", default="gpt2-xl")
+    p.add_argument("--methods", default=",".join(m or "none" for m in METHODS))
+    p.add_argument("--num-prompts", type=int, default=256)
+    args = p.parse_args(argv)
+    result = {"benchmark": "quant_speed", "command": "python " + " ".join(sys.argv), "runs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models.split(","):
+            for name in args.methods.split(","):
+                method = None if name == "none" else name
+                lat = bench("latency", model, method, Path(tmp) / "lat.json", ["--batch-size", "1", "--input-len", "32", "--output-len", "128"])
+                thr = bench("throughput", model, method, Path(tmp) / "thr.json", ["--num-prompts", str(args.num_prompts)])
+                result["runs"][f"{model}/{name}"] = {"summary": summary(lat, thr), "latency": lat, "throughput": thr}
+                result.setdefault("device_name", lat.get("device_name"))
+                print(model, name, json.dumps(result["runs"][f"{model}/{name}"]["summary"]), flush=True)
+    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
