@@ -122,6 +122,7 @@ class DraftModelProposer:
     def __init__(self, runner: ModelRunner):
         self.runner, self.bm = runner, runner.make_block_manager()
         self.cached: dict[int, list[int]] = {}  # seq_id -> the tokens whose K/V the draft's cache holds, in order
+        self.checked: dict[int, int] = {}       # seq_id -> how many leading cached tokens are known to be the sequence's
 
     def retain(self, seq_ids: set[int]) -> None:
         "Free the cache of every sequence not in `seq_ids` (finished, aborted or preempted)."
@@ -130,14 +131,15 @@ class DraftModelProposer:
     def forget(self, seq_id: int) -> None:
         "Free the draft's cache of `seq_id` (it finished), if it has one."
         if seq_id not in self.cached: return
-        del self.cached[seq_id]
+        del self.cached[seq_id], self.checked[seq_id]
         if seq_id in self.bm.block_tables: self.bm.free(seq_id)
 
 # %% ../nbs/16b_proposers.ipynb #46f8d131
 def _valid_prefix(self: DraftModelProposer, seq: Sequence) -> int:
     "How many of the draft's cached tokens are still the sequence's tokens (the rest were rejected drafts)."
-    cached, tokens = self.cached.get(seq.seq_id, []), seq.token_ids
-    return next((i for i, (a, b) in enumerate(zip(cached, tokens)) if a != b), min(len(cached), len(tokens)))
+    cached, start = self.cached.get(seq.seq_id, []), self.checked.get(seq.seq_id, 0)
+    tail = seq.token_slice(start, min(len(cached), seq.num_tokens))  # the drafted tokens and what the target put there
+    return next((start + i for i, (a, b) in enumerate(zip(cached[start:], tail)) if a != b), start + len(tail))
 
 def _reserve(self: DraftModelProposer, seq: Sequence, k: int) -> int | None:
     "Make the draft's cache of `seq` hold its agreeing prefix and room for k more steps; the first position to compute, or None if no room."
@@ -147,13 +149,14 @@ def _reserve(self: DraftModelProposer, seq: Sequence, k: int) -> int | None:
         if valid == 0: self.forget(seq.seq_id)
         else:
             self.bm.truncate(seq.seq_id, valid)
-            self.cached[seq.seq_id] = seq.token_ids[:valid]
+            del self.cached[seq.seq_id][valid:]
+            self.checked[seq.seq_id] = min(self.checked[seq.seq_id], valid)
             if not self.bm.can_append(seq.seq_id, need - valid): return None
             self.bm.append(seq.seq_id, need - valid)  # fresh blocks only: nothing was forked, so there is nothing to copy
             return valid
     if not self.bm.can_allocate(need): return None
     self.bm.allocate(seq.seq_id, need)
-    self.cached[seq.seq_id] = []
+    self.cached[seq.seq_id], self.checked[seq.seq_id] = [], 0
     return 0
 
 DraftModelProposer._valid_prefix, DraftModelProposer._reserve = _valid_prefix, _reserve
@@ -184,6 +187,7 @@ def propose(self: DraftModelProposer, seqs: list[Sequence], num_tokens: list[int
             token, q = picks[i](row, am, drafted[i])
             drafted[i].append(token); probs[i].append(q)
         for (i, _), (s, start, ids) in zip(live, spans): self.cached[s.seq_id] += ids
+        if step == 0: self.checked.update((s.seq_id, s.num_tokens) for s, _, _ in spans)  # caught up: all of it the sequence's own
         live = [(i, start) for i, start in live if len(drafted[i]) < num_tokens[i]]
         spans = [(seqs[i], seqs[i].num_tokens + len(drafted[i]) - 1, drafted[i][-1:]) for i, _ in live]
     for i in drafted:
