@@ -166,7 +166,8 @@ def load_lora_for(model_id: str, adapter_dir: str | Path, max_lora_rank: int = D
         raise ValueError(f"{model_id!r} is a quantized checkpoint: LoRA merges into float weights, so merge into the float checkpoint, then quantize")
     adapter = load_lora(adapter_dir, max_lora_rank)
     with torch.device("meta"): shapes = GPT2(load_config(model_id))
-    check_lora_fits(adapter, shapes)
+    try: check_lora_fits(adapter, shapes)
+    except ValueError as e: raise ValueError(f"{Path(adapter_dir)}/{e}") from None
     return adapter
 
 def load_merged(model_id: str, adapter: LoRAAdapter, quantization: QuantizationConfig | None = None, dtype: str | torch.dtype = "auto",
