@@ -23,9 +23,9 @@ from .quantization import (DEFAULT_GROUP_SIZE, PROJECTIONS, QuantizationConfig, 
 
 # %% auto #0
 __all__ = ['QUANT_METHOD', 'FORMAT_VERSION', 'COMPANION_FILES', 'QuantizedLinear', 'Int8Linear', 'Int4Linear', 'bnb_linear',
-           'quantized_projection', 'quantize_model', 'weight_bytes', 'quantized_weight_bytes', 'load_quantized',
-           'quantization_entry', 'save_quantized', 'saved_quantization', 'empty_projection', 'load_saved',
-           'load_file_into']
+           'quantized_projection', 'replace_projections', 'quantize_model', 'weight_bytes', 'quantized_weight_bytes',
+           'load_quantized', 'quantization_entry', 'save_quantized', 'saved_quantization', 'empty_projection',
+           'load_saved', 'load_file_into']
 
 # %% ../nbs/17c_quantized.ipynb #9bd896a2
 class QuantizedLinear(nn.Module):
@@ -100,13 +100,16 @@ def quantized_projection(linear: nn.Linear, config: QuantizationConfig, device: 
     linear = linear.to(device) if device is not None else linear  # quantize where the result will live
     return Int8Linear.from_linear(linear) if config.method == "int8" else Int4Linear.from_linear(linear, config.group_size)
 
+def replace_projections(model: GPT2, make) -> None:
+    "Replace each block's `PROJECTIONS`, one at a time, by `make(the nn.Linear it replaces)`."
+    for block in model.h:
+        for parent, name in PROJECTIONS:
+            owner = getattr(block, parent)
+            setattr(owner, name, make(getattr(owner, name)))
+
 def quantize_model(model: GPT2, config: QuantizationConfig, device: torch.device | str | None = None) -> GPT2:
     "Replace every block's projections with quantized ones on `device`, in place, one at a time; the tied embedding/LM head is kept as it is."
-    with torch.no_grad():
-        for block in model.h:
-            for parent, name in PROJECTIONS:
-                owner = getattr(block, parent)
-                setattr(owner, name, quantized_projection(getattr(owner, name), config, device))
+    with torch.no_grad(): replace_projections(model, lambda linear: quantized_projection(linear, config, device))
     model.quantization = config
     return model if device is None else model.to(device)
 
@@ -190,8 +193,7 @@ def load_saved(model_id: str, saved: QuantizationConfig, asked: QuantizationConf
     cfg, dev = load_config(model_id), resolve_device(device)
     with torch.device("meta"):
         model = GPT2(cfg).to(resolve_dtype(dtype, cfg, dev))
-        for block in model.h:
-            for parent, name in PROJECTIONS: setattr(getattr(block, parent), name, empty_projection(getattr(getattr(block, parent), name), saved))
+        replace_projections(model, lambda linear: empty_projection(linear, saved))
     model = model.to_empty(device=dev); model.tie_weights()
     load_file_into(model, model_file(model_id, "model.safetensors"), dev)
     model.quantization = saved
