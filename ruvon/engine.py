@@ -255,11 +255,12 @@ class RequestOutput:
     outputs: list[CompletionOutput]
     prompt_logprobs: list[TokenLogprob | None] | None = None
 
-def run_to_completion(engine: LLMEngine, prompts: list[list[int]], params: list[SamplingParams]) -> list[RequestOutput]:
-    "Add every prompt, step until all finish, and collect each request's choices (and prompt logprobs)."
+def run_to_completion(engine: LLMEngine, prompts: list[list[int]], params: list[SamplingParams],
+                      request_options: list[dict] | None = None) -> list[RequestOutput]:
+    "Add every prompt (with its `request_options`: more `add_request` arguments, for engines that take them), step until all finish, and collect each request's choices (and prompt logprobs)."
     results = {}
     for i, (p, sp) in enumerate(zip(prompts, params)):
-        engine.add_request(str(i), p, sp)
+        engine.add_request(str(i), p, sp, **(request_options[i] if request_options else {}))
         outs = [CompletionOutput(c, "", [], None, [] if sp.logprobs is not None else None) for c in range(sp.n)]
         results[str(i)] = RequestOutput(str(i), engine.tokenizer.decode(p), list(p), outs)
     while engine.has_unfinished_requests():
