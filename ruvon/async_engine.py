@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import queue
 import threading
 import time
@@ -23,7 +24,7 @@ from .outputs import LogprobsComputer, SamplingParams
 from .tokenizer import GPT2Tokenizer
 
 # %% auto #0
-__all__ = ['Client', 'AsyncLLMEngine']
+__all__ = ['Client', 'AsyncLLMEngine', 'submit']
 
 # %% ../nbs/08c_async_engine.ipynb #d6e6e662
 @dataclass
@@ -56,12 +57,12 @@ class AsyncLLMEngine:
             return f"generation loop stalled: no step has finished for {stalled:.0f} s while {len(self.clients)} requests wait"
         return None
 
-    async def generate(self, prompts: list[list[int]], params: SamplingParams, request_id: str | None = None) -> AsyncIterator[ChoiceDelta]:
-        "Every choice's deltas of every prompt (choice p·n + i), as engine request `request_id` (default: a new id); leaving early aborts it."
+    async def generate(self, prompts: list[list[int]], params: SamplingParams, request_id: str | None = None, **options) -> AsyncIterator[ChoiceDelta]:
+        "Every choice's deltas of every prompt (choice p·n + i), as engine request `request_id` (default: a new id); leaving early aborts it. `options`: more `add_request` arguments (Part 18d: `lora_name`)."
         if problem := self.health(): raise EngineDeadError(problem)
         (deltas, put), rid = channel(), request_id or uuid.uuid4().hex
         rids = [rid] if len(prompts) == 1 else [f"{rid}-{p}" for p in range(len(prompts))]
-        self.inbox.put(("add", rids, [list(p) for p in prompts], params, put, time.monotonic()))
+        self.inbox.put(("add", rids, [list(p) for p in prompts], params, put, time.monotonic(), options))
         finished = False
         try:
             async for delta in receive(deltas): yield delta
@@ -98,24 +99,40 @@ def _drain_inbox(self: AsyncLLMEngine, block: bool) -> None:
     while True:
         kind, *args = message
         if kind == "add": self._add(*args)
+        elif kind == "call": self._call(*args)
         elif kind == "abort":
             for rid in args[0]: self.engine.abort(rid); self.clients.pop(rid, None)
         try: message = self.inbox.get_nowait()
         except queue.Empty: return
 
-def _add(self: AsyncLLMEngine, rids: list[str], prompts: list[list[int]], params: SamplingParams, put: Callable, arrival: float) -> None:
+def _add(self: AsyncLLMEngine, rids: list[str], prompts: list[list[int]], params: SamplingParams, put: Callable, arrival: float,
+         options: dict | None = None) -> None:
     "Add a server request's prompts to the engine together; a refused prompt refuses the whole request, before any is added."
     client = Client(put, {})
     try:
         for prompt_ids in prompts: self.engine.check_prompt(prompt_ids)
         for p, (rid, prompt_ids) in enumerate(zip(rids, prompts)):
-            self.engine.add_request(rid, prompt_ids, params, arrival, first_index=p * params.n)
+            self.engine.add_request(rid, prompt_ids, params, arrival, first_index=p * params.n, **(options or {}))
             client.left[rid], self.clients[rid] = params.n, client
     except Exception as e:  # the request's failure alone: a RequestRejected, or a bug, which the server answers with a 500
         self._drop(client)
         put(e); put(DONE)
 
 AsyncLLMEngine._loop, AsyncLLMEngine._drain_inbox, AsyncLLMEngine._add = _loop, _drain_inbox, _add
+
+# %% ../nbs/08c_async_engine.ipynb #27eef949
+def submit(self: AsyncLLMEngine, fn: Callable[[LLMEngine], object]) -> concurrent.futures.Future:
+    "Run `fn(engine)` on the worker thread between two steps; its result or exception comes back in the future."
+    if problem := self.health(): raise EngineDeadError(problem)
+    future = concurrent.futures.Future()
+    self.inbox.put(("call", fn, future))
+    return future
+
+def _call(self: AsyncLLMEngine, fn: Callable[[LLMEngine], object], future: concurrent.futures.Future) -> None:
+    try: future.set_result(fn(self.engine))
+    except Exception as e: future.set_exception(e)
+
+AsyncLLMEngine.submit, AsyncLLMEngine._call = submit, _call
 
 # %% ../nbs/08c_async_engine.ipynb #70513263
 def _step(self: AsyncLLMEngine) -> None:

@@ -436,9 +436,11 @@ class DetokenizeRequest(BaseModel):
     tokens: list[int]
     model: str | None = None
 
-def model_card(s: OpenAIServing) -> dict:
-    "The served model as OpenAI's `/v1/models` lists it, with vLLM's `max_model_len`."
-    return {"id": s.model_name, "object": "model", "created": int(time.time()), "owned_by": "ruvon", "max_model_len": s.max_model_len}
+def model_card(s: OpenAIServing, model_id: str | None = None) -> dict:
+    "A served model (default: the base) as OpenAI's `/v1/models` lists it, with vLLM's `parent` (an adapter's base model) and `max_model_len`."
+    model_id = model_id or s.model_name
+    return {"id": model_id, "object": "model", "created": int(time.time()), "owned_by": "ruvon", "parent": s.served_models()[model_id],
+            "max_model_len": s.max_model_len}
 
 def add_routes(app: FastAPI, state: ServerState) -> None:
     @app.get("/health")
@@ -449,13 +451,13 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
     @app.get("/v1/models")
     def models():
         s = state.ready()
-        return {"object": "list", "data": [model_card(s)]}
+        return {"object": "list", "data": [model_card(s, m) for m in s.served_models()]}
 
     @app.get("/v1/models/{model_id:path}")
     def model(model_id: str):
         s = state.ready()
         s.check_model(model_id)
-        return model_card(s)
+        return model_card(s, model_id)
 
     @app.post("/v1/completions", openapi_extra=json_body(CompletionRequest))
     async def completions(request: Request):

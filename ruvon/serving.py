@@ -93,6 +93,8 @@ class Plan:
     echo: bool = False
     chat: bool = False
     request_id: str | None = None  # the response's id, and the engine's (request logs); None: a new one
+    model: str | None = None       # the model the response names (the request's; None: the served model)
+    options: dict = field(default_factory=dict)  # more for the engine's `generate` (Part 18d: the request's LoRA adapter)
 
     def id(self) -> str:
         "The response id: the request's own, else a new `cmpl-…`/`chatcmpl-…`."
@@ -116,9 +118,18 @@ class OpenAIServing:
         longest_token = max(len(tokenizer.token_bytes(i)) for i in range(tokenizer.vocab_size))  # bytes; a character is at least one
         self.max_prompt_chars = self.max_model_len * longest_token  # any longer text has more tokens than the context holds
 
+    def served_models(self) -> dict[str, str | None]:
+        "The names a request may give as `model`, each with its parent (None: a base model; Part 18d adds adapters)."
+        return {self.model_name: None}
+
     def check_model(self, name: str) -> None:
-        if name != self.model_name:
-            raise APIError(f"The model `{name}` does not exist. This server serves `{self.model_name}`.", status=404, param="model", code="model_not_found")
+        if name not in (served := self.served_models()):
+            raise APIError(f"The model `{name}` does not exist. This server serves {', '.join(f'`{m}`' for m in served)}.", status=404,
+                           param="model", code="model_not_found")
+
+    def engine_options(self, model: str) -> dict:
+        "What the engine needs to know about a request for `model` beyond prompts and parameters (Part 18d: its adapter)."
+        return {}
 
 # %% ../nbs/04b_serving.ipynb #1c05087e
 def _prompt_ids(self: OpenAIServing, prompt, param: str = "prompt", n: int = 1) -> list[list[int]]:
@@ -165,7 +176,7 @@ def plan_completion(self: OpenAIServing, req: CompletionRequest) -> Plan:
     prompt_lps = req.logprobs if req.echo else None  # echo + logprobs: the prompt's tokens get logprobs too
     params, prompts = self.in_vocab(sampling_params(req, max_tokens, logprobs=req.logprobs, prompt_logprobs=prompt_lps)), self.prompt_ids(req.prompt, n=req.n)
     for p in prompts: self.check_context(len(p), max_tokens)
-    return Plan(prompts, params, echo=req.echo)
+    return Plan(prompts, params, echo=req.echo, model=req.model, options=self.engine_options(req.model))
 
 def plan_chat(self: OpenAIServing, req: ChatCompletionRequest) -> Plan:
     "Validate a chat request; the transcript template of Part 4a becomes the prompt."
@@ -180,7 +191,7 @@ def plan_chat(self: OpenAIServing, req: ChatCompletionRequest) -> Plan:
     logprobs = (req.top_logprobs or 0) if req.logprobs else None
     try: params = sampling_params(req, max_tokens, extra_stop=[CHAT_STOP], logprobs=logprobs)
     except APIError as e: e.param = names.get(e.param, e.param); raise  # the chat API's names for the same limits
-    return Plan([prompt], self.in_vocab(params), chat=True)
+    return Plan([prompt], self.in_vocab(params), chat=True, model=req.model, options=self.engine_options(req.model))
 
 OpenAIServing.plan_completion, OpenAIServing.plan_chat = plan_completion, plan_chat
 
@@ -194,7 +205,7 @@ async def run_plan(self: OpenAIServing, plan: Plan) -> AsyncIterator[ChoiceDelta
 
 async def _presented(self: OpenAIServing, plan: Plan) -> AsyncIterator[ChoiceDelta]:
     started, prompt_lps = set(), {}
-    async for d in self.engine.generate(plan.prompts, plan.params, plan.request_id):
+    async for d in self.engine.generate(plan.prompts, plan.params, plan.request_id, **plan.options):
         p = d.index // plan.params.n
         if d.prompt_logprobs is not None:  # the first token, which nothing predicts, as an entry without a logprob
             prompt_lps[p] = [e or TokenLogprob(t, None, []) for t, e in zip(plan.prompts[p], d.prompt_logprobs)]
@@ -226,7 +237,7 @@ async def complete(self: OpenAIServing, plan: Plan) -> dict:
     if plan.chat: choices = [chat_choice(i, texts[i], reasons.get(i), self.logprobs.chat(self.tokenizer, entries[i]) if wants else None) for i in sorted(texts)]
     else: choices = [completion_choice(i, texts[i], reasons.get(i), self.logprobs.completion(self.tokenizer)(entries[i], echoes[i]) if wants else None) for i in sorted(texts)]
     kind = ("chatcmpl", "chat.completion") if plan.chat else ("cmpl", "text_completion")
-    return envelope(plan.id(), kind[1], self.model_name, choices, usage(sum(map(len, plan.prompts)), sum(tokens.values()), extra or None))
+    return envelope(plan.id(), kind[1], plan.model or self.model_name, choices, usage(sum(map(len, plan.prompts)), sum(tokens.values()), extra or None))
 
 OpenAIServing.complete = complete
 
@@ -237,7 +248,7 @@ async def stream(self: OpenAIServing, plan: Plan, include_usage: bool = False) -
     rid, opened, num_tokens, formatters, extra = plan.id(), set(), 0, {}, {}
     wants = plan.params.logprobs is not None
     usage_key = lambda u: {"usage": u} if include_usage else {}  # with include_usage, OpenAI sends usage: null until the last chunk
-    chunk = lambda choices, u=None: {**envelope(rid, kind[1], self.model_name, choices), **usage_key(u)}
+    chunk = lambda choices, u=None: {**envelope(rid, kind[1], plan.model or self.model_name, choices), **usage_key(u)}
     async for d in self.run_plan(plan):
         num_tokens += len(d.token_ids)
         add_usage(extra, d.usage_extra)
