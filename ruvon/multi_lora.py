@@ -225,12 +225,12 @@ class LoRAEngine(LLMEngine):
         self.lora_of: dict[str, int] = {}             # request id -> its adapter's slot
 
 # %% ../nbs/18c_multi_lora.ipynb #641155c7
-def add_lora(self: LoRAEngine, name: str, adapter: LoRAAdapter | str | Path) -> str | None:
-    "Load `adapter` (a PEFT directory, or one already read) as `name`; returns the idle adapter it evicted, if any."
+def add_lora(self: LoRAEngine, name: str, adapter: LoRAAdapter | str | Path, source: str | None = None) -> str | None:
+    "Load `adapter` (a PEFT directory, or one already read from `source`) as `name`; returns the idle adapter it evicted, if any."
     if not isinstance(name, str) or not name.strip(): raise ValueError(f"an adapter needs a name, got {name!r}")
     if name in self.loras.slots: raise ValueError(f"the LoRA adapter {name!r} is already loaded")
-    path = None if isinstance(adapter, LoRAAdapter) else str(adapter)
-    if path is not None: adapter = load_lora(path, self.lora_config.max_lora_rank)
+    path = source if isinstance(adapter, LoRAAdapter) else str(adapter)
+    if not isinstance(adapter, LoRAAdapter): adapter = load_lora(path, self.lora_config.max_lora_rank)
     self.runner.loras.check_fits(adapter)
     if (place := self.loras.slot_for_new()) is None:
         raise ValueError(f"all {self.lora_config.max_loras} adapter slots (--max-loras) hold adapters with running requests: "
@@ -248,7 +248,7 @@ def remove_lora(self: LoRAEngine, name: str) -> int:
     return self.loras.remove(name)
 
 def list_loras(self: LoRAEngine) -> dict[str, str | None]:
-    "The adapters requests can name, and the directory each was read from (None: given as a `LoRAAdapter`)."
+    "The adapters requests can name, and the directory each was read from (None: given as a `LoRAAdapter` without a source)."
     return dict(self.lora_paths)
 
 LoRAEngine.add_lora, LoRAEngine.remove_lora, LoRAEngine.list_loras = add_lora, remove_lora, list_loras

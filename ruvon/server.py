@@ -509,12 +509,13 @@ def add_token_routes(app: FastAPI, state: ServerState) -> None:
 
 # %% ../nbs/04c_server.ipynb #7932d1a3
 def serving_for(model_id: str, served_name: str | None = None, engine: Callable = SerialEngine, logprobs: LogprobsFormat | None = None,
-                max_choices: int = MAX_CHOICES, load_model: Callable | None = None, **load_kwargs) -> Callable[[], OpenAIServing]:
-    "A loader for `build_app` that serves `model_id` with `engine(model, tokenizer)`, presenting logprobs with `logprobs` (Part 10's, in `ruvon serve`); `load_model` (default Part 1c's) loads the weights."
+                max_choices: int = MAX_CHOICES, load_model: Callable | None = None, serving: Callable[..., OpenAIServing] = OpenAIServing,
+                **load_kwargs) -> Callable[[], OpenAIServing]:
+    "A loader for `build_app` that serves `model_id` with `engine(model, tokenizer)`, presenting logprobs with `logprobs` (Part 10's, in `ruvon serve`); `load_model` (default Part 1c's) loads the weights; `serving` (Part 18d: with adapters) makes the serving object."
     def load() -> OpenAIServing:
         from ruvon.loading import load_model as load_weights, load_tokenizer
         model, tokenizer = (load_model or load_weights)(model_id, **load_kwargs), load_tokenizer(model_id)
-        return OpenAIServing(engine(model, tokenizer), tokenizer, served_name or model_id, logprobs, max_choices)
+        return serving(engine(model, tokenizer), tokenizer, served_name or model_id, logprobs, max_choices)
     return load
 
 # %% ../nbs/04c_server.ipynb #3eb331fb
