@@ -25,13 +25,14 @@ from .config import EngineConfig, flag
 # %% auto #0
 __all__ = ['app', 'THROUGHPUT_DEFAULTS', 'LATENCY_DEFAULTS', 'LOADTEST_DEFAULTS', 'GPU_COST_PER_HOUR', 'MAX_CHOICES',
            'SPECULATIVE_HELP', 'DEFAULT_GROUP_SIZE', 'QuantizationOpt', 'GroupSizeOpt', 'DEFAULT_MAX_LORA_RANK',
-           'LoRAModulesOpt', 'MergeLoRAOpt', 'MaxLoRARankOpt', 'ENGINE_HELP', 'bench_app', 'ModelArg', 'DtypeOpt',
-           'DeviceOpt', 'LoadFormatOpt', 'SpeculativeOpt', 'BaselineOpt', 'JsonOpt', 'SPEEDUP_LABELS',
-           'DEFAULT_CONCURRENCY', 'main', 'user_error_types', 'user_errors', 'require', 'quantization_config',
-           'engine_option', 'engine_options', 'spread_values', 'LoRACommand', 'lora_module', 'lora_adapter',
-           'weights_loader', 'generate', 'text_printer', 'print_stats', 'model_info', 'info', 'quantize',
-           'merge_lora_adapter', 'serve', 'exit_with', 'flag_list', 'run_until_drained', 'length_range', 'run_bench',
-           'metric_rows', 'bench_table', 'throughput', 'latency', 'SweepCommand', 'check_outputs', 'loadtest']
+           'LoRAModulesOpt', 'MergeLoRAOpt', 'MaxLoRARankOpt', 'EnableLoRAOpt', 'MaxLoRAsOpt', 'AllowRuntimeLoRAOpt',
+           'ENGINE_HELP', 'bench_app', 'ModelArg', 'DtypeOpt', 'DeviceOpt', 'LoadFormatOpt', 'SpeculativeOpt',
+           'BaselineOpt', 'JsonOpt', 'SPEEDUP_LABELS', 'DEFAULT_CONCURRENCY', 'main', 'user_error_types', 'user_errors',
+           'require', 'quantization_config', 'engine_option', 'engine_options', 'spread_values', 'LoRACommand',
+           'lora_module', 'lora_adapter', 'unmerged_adapters', 'unmerged_lora', 'weights_loader', 'generate',
+           'text_printer', 'print_stats', 'model_info', 'info', 'quantize', 'merge_lora_adapter', 'serve', 'exit_with',
+           'flag_list', 'run_until_drained', 'length_range', 'run_bench', 'metric_rows', 'bench_table', 'throughput',
+           'latency', 'SweepCommand', 'check_outputs', 'loadtest']
 
 # %% ../nbs/cli.ipynb #ad0f2ff4
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -83,7 +84,10 @@ GroupSizeOpt = Annotated[int, typer.Option("--quantization-group-size", help="in
 DEFAULT_MAX_LORA_RANK = 16  # Part 18a's, vLLM's
 LoRAModulesOpt = Annotated[Optional[list[str]], typer.Option(metavar="NAME=DIR...", help="LoRA adapters in PEFT's format, as vLLM takes them: --lora-modules NAME=DIR [NAME=DIR ...] (Part 18); with --merge-lora, exactly one.")]
 MergeLoRAOpt = Annotated[bool, typer.Option("--merge-lora", help="Merge the --lora-modules adapter into the weights at load: the base model's speed, one adapter (Part 18a).")]
-MaxLoRARankOpt = Annotated[int, typer.Option(help="Largest LoRA rank accepted.")]
+MaxLoRARankOpt = Annotated[int, typer.Option(help="Largest LoRA rank accepted (with --enable-lora, the slots' rank: 8, 16, 32, 64, 128 or 256).")]
+EnableLoRAOpt = Annotated[bool, typer.Option("--enable-lora", help="Serve the --lora-modules adapters unmerged beside the base model; a request picks one by 'model' (Part 18c).")]
+MaxLoRAsOpt = Annotated[int, typer.Option(help="With --enable-lora: adapters held at once (device slots); loading one more evicts the least recently used idle one.")]
+AllowRuntimeLoRAOpt = Annotated[bool, typer.Option("--allow-runtime-lora", help="With --enable-lora: POST /v1/load_lora_adapter and /v1/unload_lora_adapter, which read server-side paths [default: off].")]
 
 # %% ../nbs/cli.ipynb #a01a1840
 ENGINE_HELP = {  # EngineConfig field -> (option type, help); the flag is the field's name in kebab case
@@ -158,13 +162,45 @@ def lora_adapter(model: str, lora_modules: list[str] | None, merge_lora: bool, m
         require(not merge_lora, "--merge-lora needs an adapter: --lora-modules NAME=DIR")
         return None
     modules = [lora_module(m) for m in lora_modules]
-    require(merge_lora, "--lora-modules without --merge-lora would serve adapters unmerged (--enable-lora), which comes in Part 18b; "
-                        "add --merge-lora to merge one adapter into the weights at load")
+    require(merge_lora, "--lora-modules needs --merge-lora (one adapter merged into the weights at load) or, with `ruvon serve`, "
+                        "--enable-lora (adapters served unmerged, chosen per request by 'model')")
     require(len(modules) == 1, f"--merge-lora merges exactly one adapter, got {len(modules)} ({', '.join(n for n, _ in modules)}); "
-                               "serving several at once is Part 18b's")
+                               "to serve several, use `ruvon serve --enable-lora` instead")
     from ruvon.lora import load_lora_for
     name, path = modules[0]
     return name, load_lora_for(model, path, max_lora_rank)
+
+def unmerged_adapters(model: str, lora_modules: list[str] | None, served_name: str, lora) -> dict[str, str]:
+    "With `--enable-lora`: the `--lora-modules` adapters by NAME, each read and checked against `model`'s shapes (`lora`: Part 18c's MultiLoRAConfig)."
+    modules = [lora_module(m) for m in lora_modules or []]
+    names = [n for n, _ in modules]
+    require(len(set(names)) == len(names), f"--lora-modules names an adapter twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+    require(served_name not in names, f"--lora-modules: {served_name!r} is the base model's served name; give the adapter another NAME")
+    require(len(modules) <= lora.max_loras, f"--lora-modules names {len(modules)} adapters but --max-loras is {lora.max_loras}: raise --max-loras")
+    import torch
+    from ruvon.loading import load_config
+    from ruvon.lora import check_lora_fits, load_lora
+    from ruvon.model import GPT2
+    with torch.device("meta"): shapes = GPT2(load_config(model))
+    for name, path in modules:
+        try: check_lora_fits(load_lora(path, lora.max_lora_rank), shapes)
+        except ValueError as e: raise ValueError(f"--lora-modules {name}: {e}") from None
+    return dict(modules)
+
+def unmerged_lora(model: str, name: str, enable_lora: bool, lora_modules, merge_lora: bool, max_loras: int, max_lora_rank: int,
+                  allow_runtime_lora: bool, spec) -> tuple[Callable | None, Callable, list]:
+    "For `serve`: (make_engine or None, the serving class, extensions) that serve adapters unmerged with `--enable-lora` (Parts 18c, 18d); checked, nothing loaded."
+    from ruvon.serving import OpenAIServing
+    if not enable_lora:
+        require(not allow_runtime_lora, "--allow-runtime-lora needs --enable-lora")
+        return None, OpenAIServing, []
+    require(not merge_lora, "--merge-lora and --enable-lora exclude each other: merge one adapter into the weights, or serve adapters unmerged")
+    require(spec is None, "--speculative-config with --enable-lora is not supported: the draft would run without the request's adapter")
+    from ruvon.lora_serving import LoRAServing, lora_engine, serve_runtime_lora
+    from ruvon.multi_lora import MultiLoRAConfig
+    lora = MultiLoRAConfig(max_loras, max_lora_rank)
+    adapters = unmerged_adapters(model, lora_modules, name, lora)
+    return lora_engine(lora), functools.partial(LoRAServing, lora_modules=adapters), [serve_runtime_lora] if allow_runtime_lora else []
 
 def weights_loader(quantization, lora: tuple | None) -> Callable:
     "What loads the model's weights: Part 17c's `load_quantized`, or with a LoRA adapter Part 18a's `load_merged` (merged, then quantized)."
@@ -334,6 +370,7 @@ def serve(
     speculative_config: Optional[str] = typer.Option(None, help=SPECULATIVE_HELP),
     quantization: QuantizationOpt = None, quantization_group_size: GroupSizeOpt = DEFAULT_GROUP_SIZE,
     lora_modules: LoRAModulesOpt = None, merge_lora: MergeLoRAOpt = False, max_lora_rank: MaxLoRARankOpt = DEFAULT_MAX_LORA_RANK,
+    enable_lora: EnableLoRAOpt = False, max_loras: MaxLoRAsOpt = 1, allow_runtime_lora: AllowRuntimeLoRAOpt = False,
     engine_config: EngineConfig = None,  # the engine options, added by `engine_options`
 ):
     "Serve MODEL over an OpenAI-compatible HTTP API."
@@ -358,15 +395,18 @@ def serve(
         config = engine_config.for_model(load_config(model).n_positions)  # fail fast, before loading or binding the port
         spec = check_speculative(speculative_config, model, config.max_model_len)  # Part 16: the draft's config too
         qc = quantization_config(quantization, quantization_group_size)           # Part 17
-        lora = lora_adapter(model, lora_modules, merge_lora, max_lora_rank)       # Part 18a: read and checked, no weights loaded
+        lora = None if enable_lora else lora_adapter(model, lora_modules, merge_lora, max_lora_rank)  # Part 18a: read and checked, no weights loaded
+        name = served_model_name or (lora[0] if lora else model)  # a merged adapter is served under its NAME
+        make_engine, serving, lora_routes = unmerged_lora(model, name, enable_lora, lora_modules, merge_lora, max_loras, max_lora_rank, allow_runtime_lora, spec)
+        make_engine = make_engine or speculative_engine(spec, dtype=dtype, device=device, load_format=load_format)
         admission = BoundedAdmission(None if max_queue is None else config.max_num_seqs + max_queue, request_timeout)  # Part 15a
         CostMeter(gpu_cost_per_hour)  # checks the price
-    name = served_model_name or (lora[0] if lora else model)  # a merged adapter is served under its NAME
     engine = lambda m, t: AsyncLLMEngine(m, t, config, observer=CostTelemetry(name, config.max_model_len, gpu_cost_per_hour),
                                          runner=GraphModelRunner, logprobs=RawLogprobs(),  # Part 10 fills Part 4's logprobs seams, here and below
-                                         make_engine=speculative_engine(spec, dtype=dtype, device=device, load_format=load_format))
-    app_ = build_app(serving_for(model, name, engine, OpenAILogprobs(), max_choices_per_request, weights_loader(qc, lora), dtype=dtype, device=device, load_format=load_format), admission,
-                     extensions=[serve_telemetry, serve_spec_metrics, *guards], on_load_failure=exit_with, max_request_bytes=max_request_bytes,
+                                         make_engine=make_engine)
+    app_ = build_app(serving_for(model, name, engine, OpenAILogprobs(), max_choices_per_request, weights_loader(qc, lora), serving,
+                                 dtype=dtype, device=device, load_format=load_format), admission,
+                     extensions=[serve_telemetry, serve_spec_metrics, *lora_routes, *guards], on_load_failure=exit_with, max_request_bytes=max_request_bytes,
                      docs=not disable_fastapi_docs)  # Part 11: /metrics and the dashboard
     log_requests()  # Part 11: one JSON line per finished request, on stderr
     run_until_drained(app_, admission, host, port, drain_timeout, ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile, root_path=root_path)

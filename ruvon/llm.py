@@ -9,6 +9,7 @@ from .config import EngineConfig
 from .cuda_graphs import GraphModelRunner
 from .engine import LLMEngine, RequestOutput, run_to_completion
 from .logprobs import RawLogprobs
+from .multi_lora import LoRAEngine, LoRARequest, MultiLoRAConfig
 from .outputs import SamplingParams
 from .speculative import check_speculative, speculative_engine
 from .quantization import DEFAULT_GROUP_SIZE, QuantizationConfig
@@ -19,23 +20,38 @@ __all__ = ['LLM']
 
 # %% ../nbs/llm.ipynb #69db38ed
 class LLM:
-    "Offline batched generation: `LLM(model).generate(prompts, SamplingParams(...))`; `engine_options` are `EngineConfig`'s fields; `speculative_config` is vLLM's (Part 16); `quantization` Part 17's."
+    "Offline batched generation: `LLM(model).generate(prompts, SamplingParams(...))`; `engine_options` are `EngineConfig`'s fields; `speculative_config` is vLLM's (Part 16); `quantization` Part 17's; `enable_lora` Part 18c's."
     def __init__(self, model: str, dtype: str = "auto", device: str | None = None, load_format: str = "auto",
                  speculative_config: str | dict | None = None, quantization: str | None = None,
-                 quantization_group_size: int = DEFAULT_GROUP_SIZE, **engine_options):
+                 quantization_group_size: int = DEFAULT_GROUP_SIZE, enable_lora: bool = False, max_loras: int = 1,
+                 max_lora_rank: int = 16, **engine_options):
         from ruvon.loading import load_config, load_tokenizer
         config = EngineConfig(**engine_options).for_model(load_config(model).n_positions)  # bad options fail before loading
         spec = check_speculative(speculative_config, model, config.max_model_len)           # and so does a draft that cannot serve
         qc = None if quantization is None else QuantizationConfig(quantization, quantization_group_size)  # and a bad quantization
+        lora = MultiLoRAConfig(max_loras, max_lora_rank) if enable_lora else None          # and bad LoRA slots
+        if lora and spec: raise ValueError("speculative_config with enable_lora is not supported: the draft would run without the request's adapter")
         self.model = load_quantized(model, qc, dtype=dtype, device=device, load_format=load_format)
         self.tokenizer = load_tokenizer(model)
-        make_engine = speculative_engine(spec, dtype=dtype, device=device, load_format=load_format)
-        self.engine = make_engine(self.model, self.tokenizer, config, runner=GraphModelRunner, logprobs=RawLogprobs())
+        if lora: self.engine = LoRAEngine(self.model, self.tokenizer, config, lora=lora, logprobs=RawLogprobs())
+        else: self.engine = speculative_engine(spec, dtype=dtype, device=device, load_format=load_format)(
+                  self.model, self.tokenizer, config, runner=GraphModelRunner, logprobs=RawLogprobs())
 
-    def generate(self, prompts: str | list[str] | list[list[int]], sampling_params: SamplingParams | list[SamplingParams] | None = None) -> list[RequestOutput]:
-        "Generate for every prompt (text or token ids) with continuous batching; outputs in prompt order."
+    def generate(self, prompts: str | list[str] | list[list[int]], sampling_params: SamplingParams | list[SamplingParams] | None = None,
+                 lora_request: LoRARequest | list[LoRARequest | None] | None = None) -> list[RequestOutput]:
+        "Generate for every prompt (text or token ids) with continuous batching, each with its `lora_request`'s adapter if given; outputs in prompt order."
         if isinstance(prompts, str) or (prompts and isinstance(prompts[0], int)): prompts = [prompts]
         ids = [self.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompts]
         params = sampling_params if isinstance(sampling_params, list) else [sampling_params or SamplingParams()] * len(ids)
         if len(params) != len(ids): raise ValueError(f"{len(params)} SamplingParams for {len(ids)} prompts")
-        return run_to_completion(self.engine, ids, params)
+        loras = lora_request if isinstance(lora_request, list) else [lora_request] * len(ids)
+        if len(loras) != len(ids): raise ValueError(f"{len(loras)} LoRA requests for {len(ids)} prompts")
+        if not any(loras): return run_to_completion(self.engine, ids, params)
+        return run_to_completion(self.engine, ids, params, [dict(lora_name=self.use_lora(r)) for r in loras])
+
+    def use_lora(self, request: LoRARequest | None) -> str | None:
+        "The engine's name for `request`'s adapter, loading it first if it is not loaded (evicting the least recently used idle one)."
+        if request is None: return None
+        if not isinstance(self.engine, LoRAEngine): raise ValueError("lora_request needs LLM(..., enable_lora=True)")
+        if request.lora_name not in self.engine.list_loras(): self.engine.add_lora(request.lora_name, request.lora_path)
+        return request.lora_name
