@@ -42,3 +42,16 @@ def test_cost_sweep_script_runs(tmp_path, standin_2l):
     assert [lv["concurrency"] for lv in result["levels"]] == [1, 2]
     for lv in result["levels"]:
         assert lv["num_errors"] == 0 and lv["output_tokens_charged"] == lv["num_output_tokens"] > 0 and lv["usd_per_1m_output_tokens"] > 0
+
+
+def test_multi_lora_script_runs(tmp_path, standin_2l):
+    "Part 18's benchmark on the 2-layer stand-in: every engine and PEFT measured, the ratios computed from them."
+    out = tmp_path / "result.json"
+    subprocess.run([sys.executable, str(BENCH / "multi_lora.py"), "--model", str(standin_2l), "--load-format", "auto", "--device", "cpu",
+                    "--dtype", "float32", "--num-loras", "3", "--rank", "8", "--num-prompts", "6", "--input-len", "8", "--output-len", "4",
+                    "--peft-batch", "3", "--runs", "1", "--json", str(out)], check=True, capture_output=True, text=True, timeout=300)
+    r = json.loads(out.read_text())
+    assert r["device"] == "cpu" and r["num_loras"] == 3 and r["pool_bytes"] > 0
+    for key in ("base", "merged", "lora", "lora_engine_base_requests"): assert r[key]["throughput_tok_s"] > 0 and r[key]["tpot_s"] > 0
+    assert r["peft"]["throughput_tok_s"] > 0
+    assert r["ratios"]["lora_tpot_over_base"] == r["lora"]["tpot_s"] / r["base"]["tpot_s"]
