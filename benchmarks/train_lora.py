@@ -94,6 +94,13 @@ def perplexity(model, ids: torch.Tensor, seq_len: int) -> float:
     return math.exp(nll / count)
 
 
+def portable_base_name(config_path: Path) -> None:
+    "PEFT records the base model's path as given (an absolute path on this machine); keep only its directory name."
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = Path(config["base_model_name_or_path"]).name
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def main():
     args = arguments()
     torch.set_num_threads(args.threads)
@@ -106,6 +113,7 @@ def main():
         model, losses = train_adapter(args.model, corpora[corpus][0], args)
         model.save_pretrained(Path(args.out) / adapter)
         (Path(args.out) / adapter / "README.md").unlink(missing_ok=True)  # PEFT's model-card template: nothing but placeholders
+        portable_base_name(Path(args.out) / adapter / "adapter_config.json")
         trained[adapter] = {"corpus": corpus, "train_seconds": round(time.perf_counter() - t0, 1), "loss_every_10_steps": losses}
         print(f"{adapter}: trained on {corpus} in {trained[adapter]['train_seconds']} s, last losses {losses[-3:]}", flush=True)
     t0 = time.perf_counter()
