@@ -189,18 +189,18 @@ def unmerged_adapters(model: str, lora_modules: list[str] | None, served_name: s
 
 def unmerged_lora(model: str, name: str, enable_lora: bool, lora_modules, merge_lora: bool, max_loras: int, max_lora_rank: int,
                   allow_runtime_lora: bool, spec) -> tuple[Callable | None, Callable, list]:
-    "For `serve`: (make_engine or None, the serving class, extensions) that serve adapters unmerged with `--enable-lora` (Parts 18c, 18d); checked, nothing loaded."
+    "For `serve`: (make_engine or None, the serving class, server extensions: the LoRA gauge, the runtime endpoints) that serve adapters unmerged with `--enable-lora` (Parts 18c, 18d); checked, nothing loaded."
     from ruvon.serving import OpenAIServing
     if not enable_lora:
         require(not allow_runtime_lora, "--allow-runtime-lora needs --enable-lora")
         return None, OpenAIServing, []
     require(not merge_lora, "--merge-lora and --enable-lora exclude each other: merge one adapter into the weights, or serve adapters unmerged")
     require(spec is None, "--speculative-config with --enable-lora is not supported: the draft would run without the request's adapter")
-    from ruvon.lora_serving import LoRAServing, lora_engine, serve_runtime_lora
+    from ruvon.lora_serving import LoRAServing, lora_engine, serve_lora_metrics, serve_runtime_lora
     from ruvon.multi_lora import MultiLoRAConfig
     lora = MultiLoRAConfig(max_loras, max_lora_rank)
     adapters = unmerged_adapters(model, lora_modules, name, lora)
-    return lora_engine(lora), functools.partial(LoRAServing, lora_modules=adapters), [serve_runtime_lora] if allow_runtime_lora else []
+    return lora_engine(lora), functools.partial(LoRAServing, lora_modules=adapters), [serve_lora_metrics] + ([serve_runtime_lora] if allow_runtime_lora else [])
 
 def weights_loader(quantization, lora: tuple | None) -> Callable:
     "What loads the model's weights: Part 17c's `load_quantized`, or with a LoRA adapter Part 18a's `load_merged` (merged, then quantized)."
