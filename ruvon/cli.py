@@ -28,11 +28,11 @@ __all__ = ['app', 'THROUGHPUT_DEFAULTS', 'LATENCY_DEFAULTS', 'LOADTEST_DEFAULTS'
            'LoRAModulesOpt', 'MergeLoRAOpt', 'MaxLoRARankOpt', 'EnableLoRAOpt', 'MaxLoRAsOpt', 'AllowRuntimeLoRAOpt',
            'ENGINE_HELP', 'bench_app', 'ModelArg', 'DtypeOpt', 'DeviceOpt', 'LoadFormatOpt', 'SpeculativeOpt',
            'BaselineOpt', 'JsonOpt', 'SPEEDUP_LABELS', 'DEFAULT_CONCURRENCY', 'main', 'user_error_types', 'user_errors',
-           'require', 'quantization_config', 'engine_option', 'engine_options', 'spread_values', 'LoRACommand',
-           'lora_module', 'lora_adapter', 'unmerged_adapters', 'unmerged_lora', 'weights_loader', 'generate',
-           'text_printer', 'print_stats', 'model_info', 'info', 'quantize', 'merge_lora_adapter', 'serve', 'exit_with',
-           'flag_list', 'run_until_drained', 'length_range', 'run_bench', 'metric_rows', 'bench_table', 'throughput',
-           'latency', 'SweepCommand', 'check_outputs', 'loadtest']
+           'require', 'quantization_config', 'quantization_record', 'engine_option', 'engine_options', 'spread_values',
+           'LoRACommand', 'lora_module', 'lora_adapter', 'unmerged_adapters', 'unmerged_lora', 'weights_loader',
+           'generate', 'text_printer', 'print_stats', 'model_info', 'info', 'quantize', 'merge_lora_adapter', 'serve',
+           'exit_with', 'flag_list', 'run_until_drained', 'length_range', 'run_bench', 'metric_rows', 'bench_table',
+           'throughput', 'latency', 'SweepCommand', 'check_outputs', 'loadtest']
 
 # %% ../nbs/cli.ipynb #ad0f2ff4
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -68,6 +68,11 @@ def quantization_config(method: str | None, group_size: int):
     if method is None: return None
     from ruvon.quantization import QuantizationConfig
     return QuantizationConfig(method, group_size)
+
+def quantization_record(config) -> dict:
+    "What a result JSON records of a quantization: Part 17c's checkpoint entry (method, bits, int4's group size) without its format fields."
+    from ruvon.quantized import quantization_entry
+    return {k: v for k, v in quantization_entry(config).items() if k not in ("quant_method", "format_version")}
 
 # %% ../nbs/cli.ipynb #6e019aaa
 THROUGHPUT_DEFAULTS = SimpleNamespace(num_prompts=256, seed=0)
@@ -482,7 +487,7 @@ def run_bench(benchmark: str, model: str, workload, config: EngineConfig, baseli
         body = (throughput_result if benchmark == "throughput" else latency_result)(lm, tokenizer, config, workload, baseline, make_engine)
     quantized = getattr(lm, "quantization", None)  # asked for, or held by the checkpoint
     result = {**result_header(benchmark, model, load_format, lm, "ruvon " + shlex.join(sys.argv[1:])),
-              "quantization": None if quantized is None else vars(quantized), **body}
+              "quantization": None if quantized is None else quantization_record(quantized), **body}
     Console().print(bench_table(result))
     if json_path is not None: json_path.write_text(json.dumps(result, indent=1) + "\n")
 
