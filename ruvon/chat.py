@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -111,7 +110,8 @@ def http_error_line(status: int, body: bytes, headers: httpx.Headers | dict, url
     message, headers = error_message(body), httpx.Headers(headers)
     if status == 429:
         wait = headers.get("retry-after")
-        return f"429 too many requests: {message}" + (f"; retry after {wait} s" if wait else "")
+        said = wait is None or f"retry after {wait} s" in message  # ruvon's message says it already
+        return f"429 too many requests: {message}" + ("" if said else f"; retry after {wait} s")
     if status == 401: return f"401 unauthorized: {message} (give --api-key KEY or set OPENAI_API_KEY)"
     if status == 404:
         try: code = json.loads(body)["error"].get("code")
@@ -297,6 +297,8 @@ def answer(session: ChatSession, text: str, console: Console, err: Console) -> A
         with view: stats = session.ask(text, view.on_text)
     except ChatError as e:
         err.print(f"error: {e}", style="red", markup=False, highlight=False); return None
+    except KeyboardInterrupt:  # before the stream opened (asking for the model) or after it closed
+        err.print("[stopped]", style="dim"); return None
     (console if console.is_terminal else err).print(("[stopped] " if stats.is_stopped else "") + stats.footer(), style="dim", markup=False, highlight=False)
     return stats
 

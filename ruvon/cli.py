@@ -619,9 +619,10 @@ def chat(
         require(top_p is None or 0 < top_p <= 1, f"--top-p must be in (0, 1], got {top_p}")
         http = connect(url, api_key)
     params = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}
-    session, console = ChatSession(http, model, system, completion, params), Console(highlight=False, soft_wrap=True)
+    session = ChatSession(http, model, system, completion, params)
+    console, err = (Console(stderr=to_stderr, highlight=False, soft_wrap=True, force_jupyter=False) for to_stderr in (False, True))
     if console.is_terminal: greet(session, console)
-    run_chat(session, line_reader(), console)
+    run_chat(session, line_reader(), console, err)
 
 # %% ../nbs/cli.ipynb #9d7393c7
 def greet(session, console: Console) -> None:
@@ -635,6 +636,10 @@ def greet(session, console: Console) -> None:
 
 def line_reader() -> Callable[[], str]:
     "Read the next line: after a '> ' prompt with readline's editing and history in a terminal; bare lines from a pipe."
-    if not (sys.stdin.isatty() and sys.stdout.isatty()): return input
-    import readline  # noqa: F401 -- importing it gives input() line editing and history
-    return lambda: input("> ")
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        import readline  # noqa: F401 -- importing it gives input() line editing and history
+        return lambda: input("> ")
+    def read_piped() -> str:
+        if not (line := sys.stdin.readline()): raise EOFError
+        return line
+    return read_piped

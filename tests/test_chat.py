@@ -158,3 +158,21 @@ def test_generate_sampling_flags(standin_2l):
 def test_generate_bad_sampling_values_are_one_line(standin_2l, args, says):
     r = generate(standin_2l, "hi", *args)
     assert (r.returncode, r.stderr) == (1, says + "\n")
+
+
+def test_401_and_429_from_a_real_server_are_one_line_each(standin_2l, ruvon_server):
+    "A server with --api-key and room for one request: no key is a 401 line; the key from OPENAI_API_KEY works; a full server's 429 says when to retry."
+    _, url = ruvon_server(standin_2l, "--api-key", "k3y", "--max-num-seqs", "1", "--max-queue", "0")
+    def piped_chat(env: dict) -> subprocess.CompletedProcess:
+        return subprocess.run([RUVON, "chat", url, "--model", "standin", "--max-tokens", "4"], input="Hello\n", capture_output=True, text=True,
+                              timeout=120, env={k: v for k, v in {**os.environ, **env}.items() if v is not None})
+    r = piped_chat({"OPENAI_API_KEY": None})
+    assert (r.returncode, r.stderr) == (0, "error: 401 unauthorized: Incorrect or missing API key: send it as Authorization: Bearer <key> "
+                                           "(give --api-key KEY or set OPENAI_API_KEY)\n")
+    assert FOOTER.search(piped_chat({"OPENAI_API_KEY": "k3y"}).stderr)
+    body = {"model": "standin", "prompt": "Busy:", "max_tokens": 1000, "ignore_eos": True, "stream": True}
+    with httpx.stream("POST", f"{url}/v1/completions", json=body, headers={"Authorization": "Bearer k3y"}, timeout=60) as busy:
+        lines = busy.iter_lines()  # kept: a dropped iterator would close the stream, and the server would drop the request
+        assert busy.status_code == 200 and next(lines).startswith("data: ")  # the one place is taken
+        r = piped_chat({"OPENAI_API_KEY": "k3y"})
+    assert r.returncode == 0 and re.fullmatch(r"error: 429 too many requests: [^\n]+retry after \d+ s\n", r.stderr), r.stderr
