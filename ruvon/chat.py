@@ -20,9 +20,9 @@ from rich.text import Text
 # %% auto #0
 __all__ = ['DONE', 'TIMEOUT', 'DEFAULT_URL', 'CHAT_PATH', 'COMPLETION_PATH', 'COMMANDS', 'sse_data', 'ChatError', 'error_message',
            'iter_events', 'delta_text', 'AnswerStats', 'ttft_s', 'num_tokens', 'tokens_per_s', 'footer',
-           'http_error_line', 'transport_error_line', 'connect', 'stream_answer', 'ChatSession', 'payload', 'user_turn',
-           'default_model', 'ask', 'reset', 'set_system', 'set_temperature', 'set_model', 'save', 'quit_', 'command',
-           'LiveAnswer', 'PlainAnswer', 'answer', 'run_chat']
+           'http_error_line', 'transport_error_line', 'base_url', 'connect', 'stream_answer', 'ChatSession', 'payload',
+           'user_turn', 'default_model', 'ask', 'reset', 'set_system', 'set_temperature', 'set_model', 'save', 'quit_',
+           'command', 'LiveAnswer', 'PlainAnswer', 'answer', 'run_chat']
 
 # %% ../nbs/14a_chat_client.ipynb #3408179b
 DONE = "[DONE]"
@@ -130,13 +130,17 @@ def transport_error_line(e: httpx.TransportError, url: str) -> str:
 TIMEOUT = httpx.Timeout(600.0, connect=10.0)  # a long answer may take minutes; a server that is not there, seconds
 DEFAULT_URL = "http://127.0.0.1:8000"
 
-def connect(url: str = DEFAULT_URL, api_key: str | None = None) -> httpx.Client:
-    "A client for the server at `url` (its root or its /v1), sending `api_key` as a bearer token; a bad URL is a `ValueError`."
+def base_url(url: str) -> str:
+    "The server's root URL from `url` (its root or its /v1): http(s), a host, no trailing slash or /v1; a bad URL is a `ValueError`."
     try: u = httpx.URL(url)
     except httpx.InvalidURL as e: raise ValueError(f"{url!r} is not a URL: {e}") from None
     if u.scheme not in ("http", "https") or not u.host: raise ValueError(f"{url!r} is not a server URL; expected e.g. {DEFAULT_URL}")
+    return url.rstrip("/").removesuffix("/v1")
+
+def connect(url: str = DEFAULT_URL, api_key: str | None = None) -> httpx.Client:
+    "A client for the server at `url` (its root or its /v1), sending `api_key` as a bearer token."
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    return httpx.Client(base_url=url.rstrip("/").removesuffix("/v1"), headers=headers, timeout=TIMEOUT)
+    return httpx.Client(base_url=base_url(url), headers=headers, timeout=TIMEOUT)
 
 # %% ../nbs/14a_chat_client.ipynb #aad52ade
 def stream_answer(http: httpx.Client, path: str, payload: dict, on_text: Callable[[str], None]) -> AnswerStats:
