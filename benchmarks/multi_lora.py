@@ -180,7 +180,7 @@ def main(argv=None):
     print("lora", result["lora"], flush=True)
     result["lora_engine_base_requests"] = measure(engine, [None] * len(prompts), None)
     print("lora engine, base requests", result["lora_engine_base_requests"], flush=True)
-    result["pool_bytes"] = engine.runner.loras.nbytes
+    result["pool_bytes"] = engine.runner.lora_slots.nbytes
     del engine
     if not args.skip_peft:
         result["peft"] = peft_numbers(fresh(), adapters, prompts, args.output_len, args.peft_batch, args.runs)

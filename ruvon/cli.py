@@ -199,11 +199,12 @@ def unmerged_lora(model: str, name: str, enable_lora: bool, lora_modules, merge_
     from ruvon.serving import OpenAIServing
     if not enable_lora:
         require(not allow_runtime_lora, "--allow-runtime-lora needs --enable-lora")
+        require(max_loras == 1, "--max-loras needs --enable-lora (adapters served unmerged)")
         return None, OpenAIServing, []
     require(not merge_lora, "--merge-lora and --enable-lora exclude each other: merge one adapter into the weights, or serve adapters unmerged")
-    require(spec is None, "--speculative-config with --enable-lora is not supported: the draft would run without the request's adapter")
     from ruvon.lora_serving import LoRAServing, lora_engine, serve_lora_metrics, serve_runtime_lora
-    from ruvon.multi_lora import MultiLoRAConfig
+    from ruvon.multi_lora import MultiLoRAConfig, refuse_speculation
+    refuse_speculation(spec)
     lora = MultiLoRAConfig(max_loras, max_lora_rank)
     adapters = unmerged_adapters(model, lora_modules, name, lora)
     return lora_engine(lora), functools.partial(LoRAServing, lora_modules=adapters), [serve_lora_metrics] + ([serve_runtime_lora] if allow_runtime_lora else [])

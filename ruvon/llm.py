@@ -9,7 +9,8 @@ from .config import EngineConfig
 from .cuda_graphs import GraphModelRunner
 from .engine import LLMEngine, RequestOutput, run_to_completion
 from .logprobs import RawLogprobs
-from .multi_lora import LoRAEngine, LoRARequest, MultiLoRAConfig
+from .lora import DEFAULT_MAX_LORA_RANK
+from .multi_lora import LoRAEngine, LoRARequest, MultiLoRAConfig, refuse_speculation
 from .outputs import SamplingParams
 from .speculative import check_speculative, speculative_engine
 from .quantization import DEFAULT_GROUP_SIZE, QuantizationConfig
@@ -24,15 +25,16 @@ class LLM:
     def __init__(self, model: str, dtype: str = "auto", device: str | None = None, load_format: str = "auto",
                  speculative_config: str | dict | None = None, quantization: str | None = None,
                  quantization_group_size: int = DEFAULT_GROUP_SIZE, enable_lora: bool = False, max_loras: int = 1,
-                 max_lora_rank: int = 16, **engine_options):
+                 max_lora_rank: int = DEFAULT_MAX_LORA_RANK, **engine_options):
         from ruvon.loading import load_config, load_tokenizer
         config = EngineConfig(**engine_options).for_model(load_config(model).n_positions)  # bad options fail before loading
         spec = check_speculative(speculative_config, model, config.max_model_len)           # and so does a draft that cannot serve
         qc = None if quantization is None else QuantizationConfig(quantization, quantization_group_size)  # and a bad quantization
         lora = MultiLoRAConfig(max_loras, max_lora_rank) if enable_lora else None          # and bad LoRA slots
-        if lora and spec: raise ValueError("speculative_config with enable_lora is not supported: the draft would run without the request's adapter")
+        if lora: refuse_speculation(spec)
         self.model = load_quantized(model, qc, dtype=dtype, device=device, load_format=load_format)
         self.tokenizer = load_tokenizer(model)
+        self.lora_requests: dict[str, LoRARequest] = {}  # the request each loaded adapter came from
         if lora: self.engine = LoRAEngine(self.model, self.tokenizer, config, lora=lora, logprobs=RawLogprobs())
         else: self.engine = speculative_engine(spec, dtype=dtype, device=device, load_format=load_format)(
                   self.model, self.tokenizer, config, runner=GraphModelRunner, logprobs=RawLogprobs())
@@ -47,11 +49,21 @@ class LLM:
         loras = lora_request if isinstance(lora_request, list) else [lora_request] * len(ids)
         if len(loras) != len(ids): raise ValueError(f"{len(loras)} LoRA requests for {len(ids)} prompts")
         if not any(loras): return run_to_completion(self.engine, ids, params)
-        return run_to_completion(self.engine, ids, params, [dict(lora_name=self.use_lora(r)) for r in loras])
+        self.use_loras({r.lora_name: r for r in loras if r is not None})
+        return run_to_completion(self.engine, ids, params, [dict(lora_name=r and r.lora_name) for r in loras])
 
-    def use_lora(self, request: LoRARequest | None) -> str | None:
-        "The engine's name for `request`'s adapter, loading it first if it is not loaded (evicting the least recently used idle one)."
-        if request is None: return None
+    def use_loras(self, requests: dict[str, LoRARequest]) -> None:
+        "Load the adapters of `requests` that are not loaded (evicting idle ones), after checking they fit the slots together and match what is loaded."
         if not isinstance(self.engine, LoRAEngine): raise ValueError("lora_request needs LLM(..., enable_lora=True)")
-        if request.lora_name not in self.engine.list_loras(): self.engine.add_lora(request.lora_name, request.lora_path)
-        return request.lora_name
+        if len(requests) > self.engine.lora_config.max_loras:
+            raise ValueError(f"{len(requests)} different adapters in one generate call, but max_loras is {self.engine.lora_config.max_loras}: "
+                             "raise max_loras, or split the call")
+        for name, r in requests.items():
+            if (known := self.lora_requests.get(name)) is not None and name in self.engine.list_loras() and known != r:
+                raise ValueError(f"LoRA adapter {name!r} is loaded as {known}, not {r}: give each adapter its own name")
+        loaded = self.engine.list_loras()
+        missing, spare = [n for n in requests if n not in loaded], [n for n in loaded if n not in requests]
+        for name in spare[: max(0, len(missing) - (self.engine.lora_config.max_loras - len(loaded)))]:  # make room, never evicting one this call needs
+            self.engine.remove_lora(name); self.lora_requests.pop(name, None)
+        for name in missing: self.engine.add_lora(name, requests[name].lora_path)
+        self.lora_requests.update(requests)

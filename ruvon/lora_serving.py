@@ -18,14 +18,15 @@ from starlette.concurrency import run_in_threadpool
 from .async_engine import AsyncLLMEngine
 from .lora import LoRAAdapter, load_lora
 from .multi_lora import LoRAEngine, MultiLoRAConfig
+from .outputs import EngineDeadError
 from .protocol import APIError
 from .server import ServerState, json_body, parse_body
 from .serving import MAX_CHOICES, LogprobsFormat, OpenAIServing
 
 # %% auto #0
-__all__ = ['lora_engine', 'LoRAServing', 'read_adapter', 'add_adapter', 'load_adapter', 'unload_adapter',
-           'LoadLoRAAdapterRequest', 'UnloadLoRAAdapterRequest', 'lora_serving', 'serve_runtime_lora', 'lora_activity',
-           'LoRACollector', 'lora_panel', 'serve_lora_metrics']
+__all__ = ['lora_engine', 'LoRAServing', 'check_new_name', 'read_adapter', 'record', 'on_engine', 'load_adapter',
+           'unload_adapter', 'LoadLoRAAdapterRequest', 'UnloadLoRAAdapterRequest', 'lora_serving', 'serve_runtime_lora',
+           'lora_activity', 'LoRACollector', 'lora_panel', 'serve_lora_metrics']
 
 # %% ../nbs/18d_lora_serving.ipynb #c4ea5c9f
 def lora_engine(lora: MultiLoRAConfig) -> Callable[..., LoRAEngine]:
@@ -41,8 +42,13 @@ class LoRAServing(OpenAIServing):
                  max_choices: int = MAX_CHOICES, lora_modules: dict[str, str] | None = None):
         super().__init__(engine, tokenizer, model_name, logprobs, max_choices)
         self.lora_config: MultiLoRAConfig = engine.engine.lora_config
-        self.adapters: dict[str, str] = {}     # adapter name -> its directory, as clients may name them now
-        for name, path in (lora_modules or {}).items(): self.add_adapter(name, self.read_adapter(name, path), path)
+        modules = dict(lora_modules or {})
+        if len(modules) > self.lora_config.max_loras:
+            raise ValueError(f"{len(modules)} adapters for {self.lora_config.max_loras} slots (max_loras, --max-loras): each needs its own")
+        self.adapters: dict[str, str] = {}     # adapter name -> its directory, as clients may name them now (replaced, never changed)
+        for name, path in modules.items():     # at startup, before any request: waiting on the engine thread is fine
+            self.check_new_name(name)
+            self.record(name, path, self.engine.submit(lambda engine, name=name, path=path: engine.add_lora(name, self.read_adapter(name, path), path)).result())
 
     def served_models(self) -> dict[str, str | None]:
         return {self.model_name: None, **{name: self.model_name for name in self.adapters}}
@@ -50,39 +56,48 @@ class LoRAServing(OpenAIServing):
     def engine_options(self, model: str) -> dict:
         return {} if model == self.model_name else {"lora_name": model}
 
-# %% ../nbs/18d_lora_serving.ipynb #1b077ea9
+# %% ../nbs/18d_lora_serving.ipynb #bdd45846
+def check_new_name(self: LoRAServing, name: str) -> None:
+    "A 400 if `name` is already served (the base model or an adapter)."
+    if name in self.served_models(): raise APIError(f"The model `{name}` is already served: unload it first, or choose another lora_name", param="lora_name")
+
 def read_adapter(self: LoRAServing, name: str, path: str) -> LoRAAdapter:
     "The adapter at `path`, read and checked against the base model and the slots; a 400 naming `lora_path` if it cannot serve."
-    if name in self.served_models(): raise APIError(f"The model `{name}` is already served: unload it first, or choose another lora_name", param="lora_name")
     try:
         adapter = load_lora(path, self.lora_config.max_lora_rank)
-        self.engine.engine.runner.loras.check_fits(adapter)   # shapes only: safe from any thread
+        self.engine.engine.runner.lora_slots.check_fits(adapter)   # shapes only: safe from any thread
     except ValueError as e: raise APIError(f"LoRA adapter {name!r} cannot be loaded: {e}", param="lora_path") from None
     return adapter
 
-def add_adapter(self: LoRAServing, name: str, adapter: LoRAAdapter, path: str) -> str | None:
-    "Put `adapter` into a slot on the engine thread (waiting for it) and serve it as `name`; the adapter it evicted, if any."
-    try: evicted = self.engine.submit(lambda engine: engine.add_lora(name, adapter, source=path)).result()
-    except ValueError as e: raise APIError(f"LoRA adapter {name!r} cannot be loaded: {e}", param="lora_name") from None
-    self.adapters.pop(evicted, None)
-    self.adapters[name] = path
-    return evicted
+def record(self: LoRAServing, name: str, path: str | None, evicted: str | None) -> None:
+    "Serve `name` from now on, and no longer `evicted` (a new table, swapped in)."
+    self.adapters = {**{n: p for n, p in self.adapters.items() if n != evicted}, name: path}
 
-LoRAServing.read_adapter, LoRAServing.add_adapter = read_adapter, add_adapter
+async def on_engine(self: LoRAServing, fn):
+    "`fn(engine)` on the engine thread, between steps; a dead engine is a 503."
+    try: return await asyncio.wrap_future(self.engine.submit(fn))
+    except EngineDeadError as e: raise APIError(f"server not ready: {e}", status=503, type="service_unavailable") from None
 
-# %% ../nbs/18d_lora_serving.ipynb #9ffb787d
+LoRAServing.check_new_name, LoRAServing.read_adapter, LoRAServing.record, LoRAServing.on_engine = check_new_name, read_adapter, record, on_engine
+
+# %% ../nbs/18d_lora_serving.ipynb #567e65d9
 async def load_adapter(self: LoRAServing, name: str, path: str) -> str:
     "`POST /v1/load_lora_adapter`: read in a worker thread, then load on the engine thread; vLLM's success message."
+    self.check_new_name(name)
     adapter = await run_in_threadpool(self.read_adapter, name, path)
-    evicted = await run_in_threadpool(self.add_adapter, name, adapter, path)
+    try: evicted = await self.on_engine(lambda engine: engine.add_lora(name, adapter, source=path))
+    except ValueError as e: raise APIError(f"LoRA adapter {name!r} cannot be loaded: {e}", param="lora_name") from None
+    self.record(name, path, evicted)
     return f"Success: LoRA adapter '{name}' added successfully." + (f" It took the slot of '{evicted}', the least recently used idle adapter, which is unloaded." if evicted else "")
 
 async def unload_adapter(self: LoRAServing, name: str) -> str:
     "`POST /v1/unload_lora_adapter`: new requests can no longer name it; running ones finish on it."
     if name == self.model_name: raise APIError(f"`{name}` is the base model, not an adapter: it cannot be unloaded", param="lora_name")
-    if name not in self.adapters: raise APIError(f"The lora adapter '{name}' cannot be found.", status=404, param="lora_name", code="model_not_found")
-    del self.adapters[name]                                   # refused from now on, before the engine hears of it
-    running = await asyncio.wrap_future(self.engine.submit(lambda engine: engine.remove_lora(name)))
+    not_found = APIError(f"The lora adapter '{name}' cannot be found.", status=404, param="lora_name", code="model_not_found")
+    if name not in self.adapters: raise not_found
+    self.adapters = {n: p for n, p in self.adapters.items() if n != name}   # refused from now on, before the engine hears of it
+    try: running = await self.on_engine(lambda engine: engine.remove_lora(name))
+    except KeyError: raise not_found from None                              # evicted by a load in the meantime
     return f"Success: LoRA adapter '{name}' removed successfully." + (f" {running} running requests finish on it first." if running else "")
 
 LoRAServing.load_adapter, LoRAServing.unload_adapter = load_adapter, unload_adapter
@@ -119,7 +134,7 @@ def serve_runtime_lora(app: FastAPI, state: ServerState) -> None:
 # %% ../nbs/18d_lora_serving.ipynb #14bab365
 def lora_activity(engine: LoRAEngine) -> tuple[str, str]:
     "The adapters of the running and of the waiting requests, each as sorted comma-separated names (read from copies: another thread steps the engine)."
-    name_of = {slot: name for name, slot in dict(engine.loras.slots).items()}
+    name_of = {slot: name for name, slot in dict(engine.lora_manager.slot_of).items()}
     lora_of, owner = dict(engine.lora_of), dict(engine.owner)
     def names(seqs) -> str:
         found = {name_of.get(lora_of[req.request_id], "(unloaded)") for seq in list(seqs)
@@ -141,7 +156,7 @@ def lora_panel(engine: LoRAEngine) -> Callable[[], tuple[str, str]]:
     "Part 11's dashboard card: slots in use, and which adapters have requests."
     def card() -> tuple[str, str]:
         running, waiting = lora_activity(engine)
-        return (f"{len(engine.loras.slots)} of {engine.lora_config.max_loras} slots",
+        return (f"{len(engine.lora_manager.slot_of)} of {engine.lora_config.max_loras} slots",
                 f"running: {running or 'none'}; waiting: {waiting or 'none'}")
     return card
 

@@ -5,6 +5,7 @@
 # %% ../nbs/18c_multi_lora.ipynb #75df4ea9
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 from pathlib import Path
@@ -16,19 +17,18 @@ from .config import ConfigError, EngineConfig
 from .cuda_graphs import GraphModelRunner
 from .engine import EngineRequest, LLMEngine
 from .fused import fused_linear, layer_norm_kernel
-from .lora import DEFAULT_MAX_LORA_RANK, LoRAAdapter, load_lora
+from .lora import DEFAULT_MAX_LORA_RANK, LoRAAdapter, check_lora_fits, load_lora
 from .lora_kernels import lora_add
-from .model import GPT2
+from .model import GPT2, Block
 from .model_runner import ModelInput
 from .outputs import RequestRejected, SamplingParams
 from .quantization import PROJECTIONS
-from .quantized import replace_projections
 
 # %% auto #0
 __all__ = ['MAX_LORA_RANKS', 'MultiLoRAConfig', 'projection_names', 'LoRASlots', 'check_fits', 'load', 'set_token_slots',
-           'LoRALinear', 'add_lora_layers', 'LoRAModelInput', 'token_lora_slots', 'LoRAModelRunner', 'LoRAManager',
-           'add', 'acquire', 'release', 'remove', 'LoRARequest', 'LoRAEngine', 'add_lora', 'remove_lora', 'list_loras',
-           'add_lora_request']
+           'LoRALinear', 'lora_view', 'LoRAModelInput', 'token_lora_slots', 'max_pass_tokens', 'LoRAModelRunner',
+           'LoRAManager', 'add', 'acquire', 'release', 'remove', 'LoRARequest', 'refuse_speculation', 'LoRAEngine',
+           'add_lora', 'remove_lora', 'list_loras', 'add_lora_request']
 
 # %% ../nbs/18c_multi_lora.ipynb #a2b2e087
 MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256)  # vLLM's accepted --max-lora-rank values
@@ -56,6 +56,7 @@ class LoRASlots:
         w = model.wte.weight
         S, R = config.max_loras, config.max_lora_rank
         self.config, self.A, self.B = config, {}, {}
+        with torch.device("meta"): self.shapes = GPT2(model.config)  # what adapters are checked against (Part 18a's check)
         for name in projection_names(model):
             p = model.get_submodule(name)
             self.A[name] = torch.zeros(S, R, p.in_features, dtype=w.dtype, device=w.device)
@@ -68,15 +69,10 @@ class LoRASlots:
 
 # %% ../nbs/18c_multi_lora.ipynb #6902eee4
 def check_fits(self: LoRASlots, adapter: LoRAAdapter) -> None:
-    "Refuse an adapter whose rank is above the slots' or whose projections are not the model's."
+    "Refuse an adapter whose rank is above the slots' or whose projections are not the model's (Part 18a's shape check)."
     if adapter.config.r > self.config.max_lora_rank:
         raise ValueError(f"the adapter's rank r = {adapter.config.r} is above max_lora_rank = {self.config.max_lora_rank} (--max-lora-rank)")
-    for name, (A, B) in adapter.weights.items():
-        if name not in self.A: raise ValueError(f"{name} is not a projection of the base model ({len(self.A) // len(PROJECTIONS)} layers): the adapter was trained for another base model")
-        want = ((adapter.config.r, self.A[name].shape[2]), (self.B[name].shape[1], adapter.config.r))
-        if (tuple(A.shape), tuple(B.shape)) != want:
-            raise ValueError(f"{name} has lora_A {tuple(A.shape)} and lora_B {tuple(B.shape)}, but the base model needs {want[0]} and {want[1]}: "
-                             "the adapter was trained for another base model")
+    check_lora_fits(adapter, self.shapes)
 
 @torch.no_grad()
 def load(self: LoRASlots, slot: int, adapter: LoRAAdapter) -> None:
@@ -123,11 +119,25 @@ class LoRALinear(nn.Module):
     def extra_repr(self) -> str: return f"{self.name}, max_loras={self.slots.config.max_loras}, max_lora_rank={self.slots.config.max_lora_rank}"
 
 # %% ../nbs/18c_multi_lora.ipynb #61de2e1e
-def add_lora_layers(model: GPT2, slots: LoRASlots) -> GPT2:
-    "Wrap every block's projections in `LoRALinear`s reading `slots`, in place."
-    names = iter(projection_names(model))
-    replace_projections(model, lambda p: LoRALinear(p, next(names), slots))
-    return model
+def lora_view(model: GPT2, slots: LoRASlots) -> GPT2:
+    "A GPT2 over the same parameters as `model` whose projections are `LoRALinear`s reading `slots`; `model` is left as it was (like Part 12b's `fused_view`)."
+    view = _shallow_copy(model)
+    view.h = nn.ModuleList(_lora_block(block, i, slots) for i, block in enumerate(model.h))
+    return view
+
+def _shallow_copy(module: nn.Module) -> nn.Module:
+    "A second module object over the same parameters, with its own table of children."
+    twin = copy.copy(module)
+    twin._modules = dict(module._modules)
+    return twin
+
+def _lora_block(block: Block, i: int, slots: LoRASlots) -> Block:
+    out = _shallow_copy(block)
+    for parent in dict.fromkeys(parent for parent, _ in PROJECTIONS): setattr(out, parent, _shallow_copy(getattr(block, parent)))
+    for parent, name in PROJECTIONS:
+        owner = getattr(out, parent)
+        setattr(owner, name, LoRALinear(getattr(owner, name), f"h.{i}.{parent}.{name}", slots))
+    return out
 
 # %% ../nbs/18c_multi_lora.ipynb #24993719
 @dataclasses.dataclass
@@ -141,30 +151,31 @@ def token_lora_slots(batch: ModelInput, first: int = 0) -> list[int]:
     return [s for s, q in zip(seq_slots[first:], batch.query_lens[first:]) for _ in range(q)]
 
 # %% ../nbs/18c_multi_lora.ipynb #68ed8989
+def max_pass_tokens(config: EngineConfig) -> int:
+    "The most tokens one forward pass can hold under a resolved `config` (see above)."
+    return max(config.max_model_len, config.max_num_batched_tokens + config.max_num_seqs ** 2)
+
 class LoRAModelRunner(GraphModelRunner):
     "Part 13c's runner that owns a `LoRASlots` pool and gives every token of a step its sequence's adapter."
     def __init__(self, model: GPT2, config: EngineConfig = EngineConfig(), lora: MultiLoRAConfig = MultiLoRAConfig(),
                  decode_mode: str | None = None):
-        resolved = config.for_model(model.config.n_positions)
-        max_tokens = max(resolved.max_num_batched_tokens, resolved.max_model_len, resolved.max_num_seqs)
-        self.loras = LoRASlots(model, lora, max_tokens)    # before the KV cache is sized and the graphs are captured
-        add_lora_layers(model, self.loras)
-        super().__init__(model, config, decode_mode)
+        self.lora_slots = LoRASlots(model, lora, max_pass_tokens(config.for_model(model.config.n_positions)))
+        super().__init__(lora_view(model, self.lora_slots), config, decode_mode)  # pool first: the KV cache gets what is left
 
     @torch.no_grad()
     def compute(self, batch: ModelInput) -> torch.Tensor:
-        if n := self.num_padded(batch): self.loras.set_token_slots(token_lora_slots(batch)[:n], pad_to=self.config.max_num_seqs)
+        if n := self.num_padded(batch): self.lora_slots.set_token_slots(token_lora_slots(batch)[:n], pad_to=self.config.max_num_seqs)
         return super().compute(batch)     # its plain pass, if any, goes through `forward` below
 
     def forward(self, batch: ModelInput, first: int) -> torch.Tensor:
-        self.loras.set_token_slots(token_lora_slots(batch, first))
+        self.lora_slots.set_token_slots(token_lora_slots(batch, first))
         return super().forward(batch, first)
 
 # %% ../nbs/18c_multi_lora.ipynb #f6632d21
 class LoRAManager:
     "Which adapter each of `max_loras` slots holds, how many running requests use each slot, and which to evict (CPU only)."
     def __init__(self, max_loras: int):
-        self.slots: dict[str, int] = {}        # resident adapters by name
+        self.slot_of: dict[str, int] = {}        # resident adapters by name
         self.users = [0] * max_loras           # running requests per slot
         self.used_at = [0] * max_loras         # when each slot was last given to a request (for LRU)
         self.empty = list(range(max_loras))    # slots holding no adapter
@@ -174,21 +185,21 @@ class LoRAManager:
     def slot_for_new(self) -> tuple[int, str | None] | None:
         "The slot a new adapter would take and the adapter it would evict (None: an empty slot); None if every slot is busy."
         if self.empty: return self.empty[0], None
-        idle = [(self.used_at[s], name) for name, s in self.slots.items() if self.users[s] == 0]
+        idle = [(self.used_at[s], name) for name, s in self.slot_of.items() if self.users[s] == 0]
         if not idle: return None
         name = min(idle)[1]
-        return self.slots[name], name
+        return self.slot_of[name], name
 
 # %% ../nbs/18c_multi_lora.ipynb #bac510ca
 def add(self: LoRAManager, name: str, slot: int, evicted: str | None) -> None:
     "Record `name` in `slot` (from `slot_for_new`), evicting `evicted` if given."
-    if evicted is not None: del self.slots[evicted]
+    if evicted is not None: del self.slot_of[evicted]
     else: self.empty.remove(slot)
-    self.slots[name], self.used_at[slot] = slot, next(self._clock)
+    self.slot_of[name], self.used_at[slot] = slot, next(self._clock)
 
 def acquire(self: LoRAManager, name: str) -> int:
     "A request starts on adapter `name`: its slot."
-    slot = self.slots[name]
+    slot = self.slot_of[name]
     self.users[slot] += 1
     self.used_at[slot] = next(self._clock)
     return slot
@@ -200,7 +211,7 @@ def release(self: LoRAManager, slot: int) -> None:
 
 def remove(self: LoRAManager, name: str) -> int:
     "Unload `name`: new requests cannot use it; its slot empties now, or when its running requests end. Their count."
-    slot = self.slots.pop(name)
+    slot = self.slot_of.pop(name)
     if self.users[slot]: self.draining.add(slot)
     else: self.empty.append(slot)
     return self.users[slot]
@@ -215,12 +226,22 @@ class LoRARequest:
     lora_int_id: int
     lora_path: str
 
+    def __post_init__(self):
+        if not isinstance(self.lora_name, str) or not self.lora_name.strip(): raise ValueError(f"lora_name must be a non-empty string, got {self.lora_name!r}")
+        if isinstance(self.lora_int_id, bool) or not isinstance(self.lora_int_id, int) or self.lora_int_id < 1:
+            raise ValueError(f"lora_int_id must be a positive integer, got {self.lora_int_id!r}")
+
+def refuse_speculation(speculative) -> None:
+    "Speculative decoding does not combine with unmerged adapters here: the draft would propose without the request's adapter."
+    if speculative is not None:
+        raise ValueError("speculative decoding with LoRA adapters served unmerged is not supported: the draft would propose without the request's adapter")
+
 class LoRAEngine(LLMEngine):
     "Part 8b's engine whose requests may use LoRA adapters held, unmerged, in `lora.max_loras` device slots."
     def __init__(self, model: GPT2, tokenizer, config: EngineConfig = EngineConfig(), observer=None, *,
                  lora: MultiLoRAConfig = MultiLoRAConfig(), runner: type[LoRAModelRunner] = LoRAModelRunner, logprobs=None):
         super().__init__(model, tokenizer, config, observer, runner=lambda m, c: runner(m, c, lora), logprobs=logprobs)
-        self.lora_config, self.loras = lora, LoRAManager(lora.max_loras)
+        self.lora_config, self.lora_manager = lora, LoRAManager(lora.max_loras)
         self.lora_paths: dict[str, str | None] = {}   # resident adapter -> where it was read from
         self.lora_of: dict[str, int] = {}             # request id -> its adapter's slot
 
@@ -228,24 +249,24 @@ class LoRAEngine(LLMEngine):
 def add_lora(self: LoRAEngine, name: str, adapter: LoRAAdapter | str | Path, source: str | None = None) -> str | None:
     "Load `adapter` (a PEFT directory, or one already read from `source`) as `name`; returns the idle adapter it evicted, if any."
     if not isinstance(name, str) or not name.strip(): raise ValueError(f"an adapter needs a name, got {name!r}")
-    if name in self.loras.slots: raise ValueError(f"the LoRA adapter {name!r} is already loaded")
+    if name in self.lora_manager.slot_of: raise ValueError(f"the LoRA adapter {name!r} is already loaded")
     path = source if isinstance(adapter, LoRAAdapter) else str(adapter)
     if not isinstance(adapter, LoRAAdapter): adapter = load_lora(path, self.lora_config.max_lora_rank)
-    self.runner.loras.check_fits(adapter)
-    if (place := self.loras.slot_for_new()) is None:
+    self.runner.lora_slots.check_fits(adapter)
+    if (place := self.lora_manager.slot_for_new()) is None:
         raise ValueError(f"all {self.lora_config.max_loras} adapter slots (--max-loras) hold adapters with running requests: "
                          "retry when one finishes, or unload one")
-    self.runner.loras.load(place[0], adapter)
-    self.loras.add(name, *place)
+    self.runner.lora_slots.load(place[0], adapter)
+    self.lora_manager.add(name, *place)
     if place[1] is not None: del self.lora_paths[place[1]]
     self.lora_paths[name] = path
     return place[1]
 
 def remove_lora(self: LoRAEngine, name: str) -> int:
     "Unload adapter `name` at once for new requests; returns how many running requests keep it until they finish."
-    if name not in self.loras.slots: raise KeyError(f"the LoRA adapter {name!r} is not loaded")
+    if name not in self.lora_manager.slot_of: raise KeyError(f"the LoRA adapter {name!r} is not loaded")
     del self.lora_paths[name]
-    return self.loras.remove(name)
+    return self.lora_manager.remove(name)
 
 def list_loras(self: LoRAEngine) -> dict[str, str | None]:
     "The adapters requests can name, and the directory each was read from (None: given as a `LoRAAdapter` without a source)."
@@ -257,10 +278,10 @@ LoRAEngine.add_lora, LoRAEngine.remove_lora, LoRAEngine.list_loras = add_lora, r
 def add_lora_request(self: LoRAEngine, request_id: str, prompt_ids: list[int], params: SamplingParams, arrival: float | None = None,
                      first_index: int = 0, lora_name: str | None = None) -> None:
     "Part 8b's `add_request`; with `lora_name`, every token of the request goes through that adapter."
-    if lora_name is not None and lora_name not in self.loras.slots:
-        raise RequestRejected(f"the LoRA adapter {lora_name!r} is not loaded (loaded: {', '.join(sorted(self.loras.slots)) or 'none'})", "model")
+    if lora_name is not None and lora_name not in self.lora_manager.slot_of:
+        raise RequestRejected(f"the LoRA adapter {lora_name!r} is not loaded (loaded: {', '.join(sorted(self.lora_manager.slot_of)) or 'none'})", "model")
     LLMEngine.add_request(self, request_id, prompt_ids, params, arrival, first_index)
-    if lora_name is not None and request_id in self.requests: self.lora_of[request_id] = self.loras.acquire(lora_name)
+    if lora_name is not None and request_id in self.requests: self.lora_of[request_id] = self.lora_manager.acquire(lora_name)
 
 def _lora_model_input(self: LoRAEngine, plan) -> tuple[LoRAModelInput, list[int]]:
     "Part 8b's step input with each sequence's adapter slot."
@@ -272,6 +293,6 @@ def _lora_model_input(self: LoRAEngine, plan) -> tuple[LoRAModelInput, list[int]
 def _lora_finish(self: LoRAEngine, req: EngineRequest, index: int, reason: str) -> None:
     "Part 8b's `_finish`; the request's last choice gives its adapter's slot back."
     LLMEngine._finish(self, req, index, reason)
-    if not req.unfinished and (slot := self.lora_of.pop(req.request_id, None)) is not None: self.loras.release(slot)
+    if not req.unfinished and (slot := self.lora_of.pop(req.request_id, None)) is not None: self.lora_manager.release(slot)
 
 LoRAEngine.add_request, LoRAEngine._model_input, LoRAEngine._finish = add_lora_request, _lora_model_input, _lora_finish

@@ -200,7 +200,9 @@ async def run_plan(self: OpenAIServing, plan: Plan) -> AsyncIterator[ChoiceDelta
     "Every choice's deltas for every prompt, with echo applied; engine exceptions as API errors."
     try:
         async for d in self._presented(plan): yield d
-    except RequestRejected as e: raise APIError(str(e), param=e.param) from None
+    except RequestRejected as e:  # a model the engine no longer has (Part 18d: an adapter unloaded meanwhile) is a 404, as `check_model`'s
+        if e.param == "model": raise APIError(str(e), status=404, param="model", code="model_not_found") from None
+        raise APIError(str(e), param=e.param) from None
     except EngineDeadError as e: raise APIError(f"server not ready: {e}", status=503, type="service_unavailable") from None
 
 async def _presented(self: OpenAIServing, plan: Plan) -> AsyncIterator[ChoiceDelta]:

@@ -114,7 +114,7 @@ def test_lora_on_gpu_graphs_mixed_batch_and_kernels(standin_6l):
     mixed = [o.outputs[0].token_ids for o in llm.generate([p for p, _ in requests], GREEDY_32, lora_request=[r for _, r in requests])]
     assert mixed == alone
     assert alone[0] != alone[4]  # the adapter changes the text, so a mix-up would show
-    slots = runner.loras  # the kernels against the PyTorch grouped path on one projection, real adapter weights
+    slots = runner.lora_slots  # the kernels against the PyTorch grouped path on one projection, real adapter weights
     x = torch.randn(64, slots.A["h.0.mlp.c_fc"].shape[2], device="cuda")
     idx = torch.tensor([(-1, 0, 1)[i % 3] for i in range(64)], dtype=torch.int32, device="cuda")
     y = torch.randn(64, slots.B["h.0.mlp.c_fc"].shape[1], device="cuda")
