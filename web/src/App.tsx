@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { APIError, Message, Params, listModels, streamAnswer } from "./api";
-import { AnswerClock, Stats } from "./timing";
-import { ChatView, Turn } from "./components/ChatView";
+import { AnswerClock } from "./timing";
+import { ChatView, type Turn } from "./components/ChatView";
 import { Composer } from "./components/Composer";
 import { ModelPicker } from "./components/ModelPicker";
 import { Mode, ParamsPanel } from "./components/ParamsPanel";
@@ -20,9 +20,9 @@ function useTheme(): [string, () => void] {
 /** What the reader should see for a failed request. */
 function describe(e: unknown): string {
   if (e instanceof APIError) {
-    if (e.status === 401) return `401: the server needs an API key (enter it in Settings). ${e.message}`;
-    if (e.status === 429) return `429: the server is busy and refused the request; try again shortly. ${e.message}`;
-    return `${e.status}: ${e.message}`;
+    if (e.status === 401) return `401 — the server needs an API key: enter it in Settings. (${e.message})`;
+    if (e.status === 429) return `429 — the server is busy and refused the request; try again shortly. (${e.message})`;
+    return `${e.status} — ${e.message}`;
   }
   if (e instanceof TypeError) return `Network error: could not reach the server (${e.message}).`;
   return String(e);
@@ -70,21 +70,21 @@ export function App() {
     abort.current = controller;
     setStreaming(true);
     const clock = new AnswerClock(index);
-    let content = "", tokens: number | undefined, stats: Stats | undefined;
+    let content = "", tokens: number | undefined; // tokens: the server's count, from the last chunk's usage
     try {
       for await (const delta of streamAnswer(mode, model, messages, text, params, apiKey, controller.signal)) {
         if (delta.text) { clock.tick(); content += delta.text; }
         if (delta.usage) tokens = delta.usage.completion_tokens;
-        stats = clock.stats(tokens);
-        update(index, { content, stats });
+        update(index, { content, stats: clock.stats(tokens) });
       }
       update(index, { streaming: false, stats: clock.stats(tokens) });
     } catch (e) {
       if (controller.signal.aborted) update(index, { streaming: false, stopped: true, stats: clock.stats() });
       else {
         if (e instanceof APIError && e.status === 401) setNeedsKey(true);
-        update(index, { streaming: false, stats: content ? clock.stats() : undefined });
-        setTurns((ts) => [...ts, { role: "error", content: describe(e) }]);
+        const error: Turn = { role: "error", content: describe(e) };
+        setTurns((ts) => content ? [...ts.map((t, i) => (i === index ? { ...t, streaming: false, stats: clock.stats() } : t)), error]
+                                 : [...ts.slice(0, index), error]); // nothing was written: the error takes the answer's place
       }
     } finally {
       abort.current = null;

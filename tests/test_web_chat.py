@@ -1,0 +1,162 @@
+"""Part 14b's chat page on a real `ruvon serve` (the 2-layer stand-in, CPU), in headless Chromium (Debian's `chromium`, driven by
+Playwright's Python API): tokens appear progressively, Stop cancels on the server, a 429 and a 401 are shown inline, the model
+picker lists what /v1/models serves. Screenshots land in test-artifacts/."""
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import chromium
+from playwright.sync_api import Page, expect, sync_playwright
+from prometheus_client.parser import text_string_to_metric_families
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+LONG = {"max_tokens": 900, "ignore_eos": True}  # an answer that runs for seconds, so there is time to watch and to stop it
+
+
+@pytest.fixture(scope="module")
+def server(standin_2l, ruvon_server):
+    return ruvon_server(standin_2l)[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium())
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1000, "height": 700})
+    yield ctx.new_page()
+    ctx.close()
+
+
+def open_chat(page: Page, url: str, body: dict | None = None) -> None:
+    "Open the page in completion mode; `body` is merged into each completion request the page sends (the real server answers)."
+    if body:
+        page.route("**/v1/completions", lambda route: route.continue_(post_data=json.dumps(json.loads(route.request.post_data) | body)))
+    page.goto(url + "/")
+    page.get_by_label("completion").check()
+    expect(page.get_by_label("model")).not_to_be_disabled()
+
+
+def send(page: Page, prompt: str) -> None:
+    page.get_by_label("prompt").fill(prompt)
+    page.get_by_label("prompt").press("Enter")
+
+
+def running(url: str) -> float:
+    fams = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{url}/metrics").text)}
+    return sum(s.value for s in fams["ruvon:num_requests_running"].samples)
+
+
+def test_page_and_api_served_together(server):
+    page = httpx.get(server + "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html") and '<div id="root">' in page.text
+    js, css = httpx.get(server + "/assets/app.js"), httpx.get(server + "/assets/index.css")
+    assert (js.status_code, js.headers["content-type"].split(";")[0]) == (200, "text/javascript")
+    assert (css.status_code, css.headers["content-type"].split(";")[0]) == (200, "text/css")
+    assert [m["id"] for m in httpx.get(server + "/v1/models").json()["data"]] == ["standin"]
+    assert httpx.get(server + "/health").status_code == 200 and httpx.get(server + "/nowhere").headers["content-type"] == "application/json"
+
+
+# Counts DOM mutations inside the answer being written, and its text length at each, until it stops streaming.
+OBSERVE = """() => {
+  window.__seen = [];
+  new MutationObserver(() => {
+    const a = document.querySelector('article.assistant[data-streaming] .content');
+    if (a) window.__seen.push(a.textContent.length);
+  }).observe(document.querySelector('.messages'), {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def test_tokens_appear_progressively(server, page):
+    open_chat(page, server, {"max_tokens": 200, "ignore_eos": True})
+    page.get_by_label("prompt").fill("ROMEO:")
+    page.get_by_label("prompt").press("Shift+Enter")  # a new line, not a send
+    assert page.get_by_label("prompt").input_value() == "ROMEO:\n" and page.locator("article.assistant").count() == 0
+    page.evaluate(OBSERVE)
+    page.get_by_label("prompt").press("Enter")
+    page.wait_for_selector("article.assistant:not([data-streaming])", timeout=60_000)
+    seen = page.evaluate("window.__seen")
+    growth = sorted(set(n for n in seen if n > 0))
+    assert len(growth) >= 5, f"the answer grew in only {len(growth)} steps before the stream ended: {seen[:50]}"
+    stats = page.locator("article.assistant .stats").inner_text()
+    assert "TTFT" in stats and "tok/s" in stats and "200 tokens" in stats, stats
+    assert page.evaluate("performance.getEntriesByName('ruvon:ttft').length") == 1
+    page.screenshot(path=str(ARTIFACTS / "web_chat.png"))
+
+
+def test_stop_cancels_on_the_server(server, page):
+    open_chat(page, server, LONG)
+    for stop in (lambda: page.get_by_role("button", name="Stop").click(), lambda: page.keyboard.press("Escape")):
+        send(page, "First Citizen:")
+        page.wait_for_function("document.querySelector('article.assistant[data-streaming] .content')?.textContent.length > 20")
+        assert running(server) == 1
+        stop()
+        expect(page.locator("article.assistant").last.locator(".stopped")).to_be_visible()
+        deadline = time.time() + 10
+        while running(server) != 0 and time.time() < deadline: time.sleep(0.1)
+        assert running(server) == 0, "the server kept generating after Stop"
+        text = page.locator("article.assistant .content").last.inner_text()
+        time.sleep(0.5)
+        assert page.locator("article.assistant .content").last.inner_text() == text and "900 tokens" not in page.locator("article.assistant .stats").last.inner_text()
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+
+
+def test_busy_server_429_shown_inline(standin_2l, ruvon_server, page):
+    _, url = ruvon_server(standin_2l, "--max-num-seqs", "1", "--max-queue", "0")
+    held = threading.Event()
+    def hold():  # one long stream occupies the only place in the batch
+        with httpx.stream("POST", f"{url}/v1/completions", json={"model": "standin", "prompt": "ROMEO:", "stream": True, **LONG}, timeout=60) as r:
+            lines = r.iter_lines(); next(lines)  # kept: a dropped iterator would close the stream
+            held.set(); release.wait(30)
+    release = threading.Event()
+    t = threading.Thread(target=hold); t.start()
+    try:
+        assert held.wait(30)
+        open_chat(page, url)
+        send(page, "JULIET:")
+        error = page.locator("article.error")
+        expect(error).to_contain_text("429")
+        expect(error).to_contain_text("busy")
+        assert page.locator("article.assistant").count() == 0  # refused before a token: the error takes the answer's place
+        page.screenshot(path=str(ARTIFACTS / "web_chat_429.png"))
+    finally:
+        release.set(); t.join()
+
+
+def test_model_picker_lists_the_served_names(server, page):
+    open_chat(page, server)
+    served = [m["id"] for m in httpx.get(server + "/v1/models").json()["data"]]
+    assert page.get_by_label("model").locator("option").all_inner_texts() == served
+    # A server with adapters serves several names: the real answer plus one more, and the page sends the chosen one.
+    def more(route):
+        r = route.fetch(); body = r.json(); body["data"].append({**body["data"][0], "id": "poetry"})
+        route.fulfill(response=r, json=body)
+    page.route("**/v1/models", more)
+    page.reload()
+    expect(page.get_by_label("model").locator("option")).to_have_text(served + ["poetry"])
+    page.get_by_label("model").select_option("poetry")
+    page.get_by_label("completion").check()
+    with page.expect_request("**/v1/completions") as req: send(page, "ROMEO:")
+    assert req.value.post_data_json["model"] == "poetry"
+    expect(page.locator("article.error")).to_contain_text("404")  # this server has no adapter of that name, and says so
+
+
+def test_api_key_asked_after_401(standin_2l, ruvon_server, page):
+    _, url = ruvon_server(standin_2l, "--api-key", "sesame")
+    page.goto(url + "/")
+    key = page.get_by_label("API key")
+    expect(key).to_be_visible()  # /v1/models answered 401
+    key.fill("sesame"); key.blur()
+    expect(page.get_by_label("model")).to_have_value("standin")
+    page.get_by_label("completion").check()
+    send(page, "ROMEO:")
+    page.wait_for_selector("article.assistant:not([data-streaming])", timeout=60_000)
+    assert page.locator("article.error").count() == 0 and page.locator("article.assistant .stats").inner_text().startswith("TTFT")
