@@ -46,8 +46,8 @@ def open_chat(page: Page, url: str, body: dict | None = None) -> None:
 
 
 def send(page: Page, prompt: str) -> None:
-    page.get_by_label("prompt").fill(prompt)
-    page.get_by_label("prompt").press("Enter")
+    page.get_by_label("prompt", exact=True).fill(prompt)
+    page.get_by_label("prompt", exact=True).press("Enter")
 
 
 def running(url: str) -> float:
@@ -77,11 +77,11 @@ OBSERVE = """() => {
 
 def test_tokens_appear_progressively(server, page):
     open_chat(page, server, {"max_tokens": 200, "ignore_eos": True})
-    page.get_by_label("prompt").fill("ROMEO:")
-    page.get_by_label("prompt").press("Shift+Enter")  # a new line, not a send
-    assert page.get_by_label("prompt").input_value() == "ROMEO:\n" and page.locator("article.assistant").count() == 0
+    page.get_by_label("prompt", exact=True).fill("ROMEO:")
+    page.get_by_label("prompt", exact=True).press("Shift+Enter")  # a new line, not a send
+    assert page.get_by_label("prompt", exact=True).input_value() == "ROMEO:\n" and page.locator("article.assistant").count() == 0
     page.evaluate(OBSERVE)
-    page.get_by_label("prompt").press("Enter")
+    page.get_by_label("prompt", exact=True).press("Enter")
     page.wait_for_selector("article.assistant:not([data-streaming])", timeout=60_000)
     seen = page.evaluate("window.__seen")
     growth = sorted(set(n for n in seen if n > 0))

@@ -39,6 +39,7 @@ export function App() {
   const [model, setModel] = useState("");
   const [modelError, setModelError] = useState("");
   const abort = useRef<AbortController | null>(null); // the answer in flight, for Stop and Esc
+  const answers = useRef(0); // numbers the answers' timing entries
   const [streaming, setStreaming] = useState(false);
   const [theme, toggleTheme] = useTheme();
 
@@ -69,7 +70,7 @@ export function App() {
     const controller = new AbortController();
     abort.current = controller;
     setStreaming(true);
-    const clock = new AnswerClock(index);
+    const clock = new AnswerClock(++answers.current);
     let content = "", tokens: number | undefined; // tokens: the server's count, from the last chunk's usage
     try {
       for await (const delta of streamAnswer(mode, model, messages, text, params, apiKey, controller.signal)) {

@@ -26,14 +26,14 @@ function Bubble({ turn, mode }: { turn: Turn; mode: Mode }) {
 }
 
 export function ChatView({ turns, mode }: { turns: Turn[]; mode: Mode }) {
-  const end = useRef<HTMLDivElement>(null);
+  const box = useRef<HTMLDivElement>(null);
   const last = turns[turns.length - 1];
-  useEffect(() => { end.current?.scrollIntoView({ block: "end" }); }, [turns.length, last?.content]);
+  // Follow the answer as it grows (scrolling this box only, never the page).
+  useEffect(() => { if (box.current) box.current.scrollTop = box.current.scrollHeight; }, [turns.length, last?.content]);
   return (
-    <div className="messages" aria-live="polite">
+    <div className="messages" ref={box} aria-live="polite">
       {turns.length === 0 && <p className="empty">Ask something. Enter sends, Shift+Enter adds a line, Esc stops.</p>}
       {turns.map((t, i) => <Bubble key={i} turn={t} mode={mode} />)}
-      <div ref={end} />
     </div>
   );
 }
