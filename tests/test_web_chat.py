@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ADAPTERS = Path(__file__).resolve().parents[1] / "adapters"
 LONG = {"max_tokens": 900, "ignore_eos": True}  # an answer that runs for seconds, so there is time to watch and to stop it
 
 
@@ -131,22 +132,20 @@ def test_busy_server_429_shown_inline(standin_2l, ruvon_server, page):
         release.set(); t.join()
 
 
-def test_model_picker_lists_the_served_names(server, page):
-    open_chat(page, server)
-    served = [m["id"] for m in httpx.get(server + "/v1/models").json()["data"]]
-    assert page.get_by_label("model").locator("option").all_inner_texts() == served
-    # A server with adapters serves several names: the real answer plus one more, and the page sends the chosen one.
-    def more(route):
-        r = route.fetch(); body = r.json(); body["data"].append({**body["data"][0], "id": "poetry"})
-        route.fulfill(response=r, json=body)
-    page.route("**/v1/models", more)
-    page.reload()
-    expect(page.get_by_label("model").locator("option")).to_have_text(served + ["poetry"])
-    page.get_by_label("model").select_option("poetry")
-    page.get_by_label("completion").check()
-    with page.expect_request("**/v1/completions") as req: send(page, "ROMEO:")
-    assert req.value.post_data_json["model"] == "poetry"
-    expect(page.locator("article.error")).to_contain_text("404")  # this server has no adapter of that name, and says so
+def test_model_picker_lists_the_served_names(standin_6l, ruvon_server, page):
+    "A server with two LoRA adapters (Part 18) serves three names; the page lists them and asks the one picked."
+    _, url = ruvon_server(standin_6l, "--kv-cache-memory", str(32 << 20), "--dtype", "float32", "--enable-lora", "--max-loras", "2",
+                          "--lora-modules", f"business={ADAPTERS / 'business'}", f"poetry={ADAPTERS / 'poetry'}")
+    served = [m["id"] for m in httpx.get(url + "/v1/models").json()["data"]]
+    assert served == ["standin", "business", "poetry"]
+    open_chat(page, url)
+    expect(page.get_by_label("model").locator("option")).to_have_text(served)
+    for name in ("poetry", "business"):
+        page.get_by_label("model").select_option(name)
+        with page.expect_request("**/v1/completions") as req: send(page, "ROMEO:")
+        assert req.value.post_data_json["model"] == name
+        page.wait_for_selector("article.assistant:not([data-streaming])", timeout=60_000)
+        assert page.locator("article.error").count() == 0 and "TTFT" in page.locator("article.assistant .stats").inner_text()
 
 
 def test_api_key_asked_after_401(standin_2l, ruvon_server, page):
