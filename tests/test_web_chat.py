@@ -77,7 +77,7 @@ OBSERVE = """() => {
 
 
 def test_tokens_appear_progressively(server, page):
-    open_chat(page, server, {"max_tokens": 200, "ignore_eos": True})
+    open_chat(page, server, {"max_tokens": 60, "ignore_eos": True})
     page.get_by_label("prompt", exact=True).fill("ROMEO:")
     page.get_by_label("prompt", exact=True).press("Shift+Enter")  # a new line, not a send
     assert page.get_by_label("prompt", exact=True).input_value() == "ROMEO:\n" and page.locator("article.assistant").count() == 0
@@ -88,7 +88,7 @@ def test_tokens_appear_progressively(server, page):
     growth = sorted(set(n for n in seen if n > 0))
     assert len(growth) >= 5, f"the answer grew in only {len(growth)} steps before the stream ended: {seen[:50]}"
     stats = page.locator("article.assistant .stats").inner_text()
-    assert "TTFT" in stats and "tok/s" in stats and "200 tokens" in stats, stats
+    assert "TTFT" in stats and "tok/s" in stats and "60 tokens" in stats, stats
     assert page.evaluate("performance.getEntriesByName('ruvon:ttft').length") == 1
     page.screenshot(path=str(ARTIFACTS / "web_chat.png"))
 
@@ -139,6 +139,7 @@ def test_model_picker_lists_the_served_names(standin_6l, ruvon_server, page):
     served = [m["id"] for m in httpx.get(url + "/v1/models").json()["data"]]
     assert served == ["standin", "business", "poetry"]
     open_chat(page, url)
+    page.get_by_label("Max tokens").fill("8")
     expect(page.get_by_label("model").locator("option")).to_have_text(served)
     for name in ("poetry", "business"):
         page.get_by_label("model").select_option(name)
@@ -156,6 +157,50 @@ def test_api_key_asked_after_401(standin_2l, ruvon_server, page):
     key.fill("sesame"); key.blur()
     expect(page.get_by_label("model")).to_have_value("standin")
     page.get_by_label("completion").check()
+    page.get_by_label("Max tokens").fill("16")
     send(page, "ROMEO:")
     page.wait_for_selector("article.assistant:not([data-streaming])", timeout=60_000)
     assert page.locator("article.error").count() == 0 and page.locator("article.assistant .stats").inner_text().startswith("TTFT")
+
+
+def test_chat_mode_sends_the_conversation(server, page):
+    page.goto(server + "/")
+    expect(page.get_by_label("model")).to_have_value("standin")
+    page.get_by_label("Max tokens").fill("8")
+    page.get_by_label("system prompt").fill("You are terse.")
+    send(page, "Hello")
+    page.wait_for_selector("article.assistant:not([data-streaming])", timeout=60_000)
+    first = page.locator("article.assistant .content").first.inner_text()
+    with page.expect_request("**/v1/chat/completions") as req: send(page, "And then?")
+    body = req.value.post_data_json
+    assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
+    assert body["messages"][0]["content"] == "You are terse." and body["messages"][2]["content"].strip() == first.strip()
+    assert (body["stream"], body["max_tokens"], body["temperature"], body["top_p"]) == (True, 8, 0.8, 0.95)
+    page.wait_for_selector("article.assistant:not([data-streaming])", timeout=60_000)
+
+
+def test_network_error_shown_inline(server, page):
+    open_chat(page, server)
+    page.route("**/v1/completions", lambda route: route.abort("connectionrefused"))
+    send(page, "ROMEO:")
+    expect(page.locator("article.error")).to_contain_text("Network error")
+
+
+def test_theme_and_phone_width(server, browser):
+    ctx = browser.new_context(viewport={"width": 375, "height": 700}, color_scheme="light")
+    page = ctx.new_page()
+    page.goto(server + "/")
+    assert page.evaluate("document.documentElement.dataset.theme") == "light"
+    page.get_by_label("toggle theme").click()
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(15, 18, 22)", background
+    page.get_by_text("Settings").click()  # folded at phone width
+    page.get_by_label("Max tokens").fill("24")
+    page.get_by_text("Settings").click()
+    send(page, "ROMEO:")
+    page.wait_for_selector("article.assistant:not([data-streaming])", timeout=60_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375  # nothing wider than the phone
+    assert page.get_by_label("prompt", exact=True).is_visible() and page.get_by_label("model").is_visible()
+    page.screenshot(path=str(ARTIFACTS / "web_chat_phone.png"))
+    ctx.close()
