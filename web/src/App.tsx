@@ -54,7 +54,8 @@ export function App() {
       setModelError(describe(e));
     }
   }, [apiKey]);
-  useEffect(() => { void refreshModels(); }, [refreshModels]);
+  // Asked once at start, and again when the key field loses focus: not on every keystroke of a key being typed.
+  useEffect(() => { void refreshModels(); }, []);
   useEffect(() => { sessionStorage.setItem(KEY_STORAGE, apiKey); }, [apiKey]);
 
   const update = (index: number, change: Partial<Turn>) =>

@@ -29,7 +29,8 @@ export function ParamsPanel({ mode, onMode, params, onParams, system, onSystem, 
         <label className="field key">
           <span>API key</span>
           <input type="password" value={apiKey} autoComplete="off" aria-label="API key" placeholder="the server's --api-key"
-                 onChange={(e) => onApiKey(e.target.value)} onBlur={onRetryModels} />
+                 onChange={(e) => onApiKey(e.target.value)} onBlur={onRetryModels}
+                 onKeyDown={(e) => { if (e.key === "Enter") e.currentTarget.blur(); }} />
         </label>
       )}
       <fieldset className="mode">
