@@ -4,6 +4,7 @@ picker lists what /v1/models serves. Screenshots land in test-artifacts/."""
 import json
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -204,3 +205,33 @@ def test_theme_and_phone_width(server, browser):
     assert page.get_by_label("prompt", exact=True).is_visible() and page.get_by_label("model").is_visible()
     page.screenshot(path=str(ARTIFACTS / "web_chat_phone.png"))
     ctx.close()
+
+
+EVENTS = 'data: {"choices":[{"text":"café "}]}\n\ndata: {"choices":[{"text":"🎭 done"}]}\n\ndata: [DONE]\n\n'.encode()
+CUTS = [EVENTS.index("é".encode()) + 1, EVENTS.index("🎭".encode()) + 2]  # inside the é, inside the emoji (and inside events)
+
+
+class SplitStream(BaseHTTPRequestHandler):
+    "An SSE response written in three pieces, each cut inside a UTF-8 character and inside an event."
+    def do_POST(self):
+        self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(200); self.send_header("Content-Type", "text/event-stream"); self.end_headers()
+        for a, b in zip([0, *CUTS], [*CUTS, len(EVENTS)]):
+            self.wfile.write(EVENTS[a:b]); self.wfile.flush(); time.sleep(0.3)
+    def log_message(self, *args): pass
+
+
+def test_events_and_characters_split_across_chunks(server, page):
+    "sse.ts keeps an unfinished event and an unfinished character for the next chunk (TextDecoder's stream mode)."
+    split = ThreadingHTTPServer(("127.0.0.1", 0), SplitStream)
+    threading.Thread(target=split.serve_forever, daemon=True).start()
+    try:
+        open_chat(page, server)
+        page.route("**/v1/completions", lambda route: route.continue_(url=f"http://127.0.0.1:{split.server_port}/v1/completions"))
+        page.evaluate(OBSERVE)
+        send(page, "ROMEO:")
+        page.wait_for_selector("article.assistant:not([data-streaming])")
+        assert page.locator("article.assistant .content").inner_text() == "café 🎭 done"
+        assert 5 in page.evaluate("window.__seen")  # "café " was shown alone first: the pieces arrived apart
+    finally:
+        split.shutdown()
