@@ -155,6 +155,8 @@ def test_api_key_asked_after_401(standin_2l, ruvon_server, page):
     page.goto(url + "/")
     key = page.get_by_label("API key")
     expect(key).to_be_visible()  # /v1/models answered 401
+    send(page, "ROMEO:")
+    expect(page.locator("article.error")).to_contain_text("401")
     key.fill("sesame"); key.blur()
     expect(page.get_by_label("model")).to_have_value("standin")
     page.get_by_label("completion").check()
