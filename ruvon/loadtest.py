@@ -25,15 +25,16 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
+from .chat import base_url, error_message  # Part 14a's: a server URL checked, an OpenAI error body's message
 from .stats import summarize, time_per_output_token
 
 # %% auto #0
 __all__ = ['WORDS', 'Send', 'Probe', 'COUNT_ROWS', 'LATENCY_ROWS', 'RequestResult', 'ttft_s', 'tpot_s', 'itls_s', 'e2e_s',
-           'completion_payload', 'fail', 'take_usage', 'read_stream', 'read_body', 'error_message', 'exchange',
-           'send_request', 'PromptSet', 'random_prompts', 'file_prompts', 'retry_after_s', 'run_closed',
-           'poisson_arrivals', 'run_open', 'level_metrics', 'LoadTestConfig', 'base_url', 'resolve_model',
-           'check_test_request', 'level_name', 'progress_bar', 'tracked', 'run_level', 'run_sweep', 'loadtest_header',
-           'run_loadtest', 'errors_line', 'sweep_table', 'sweep_report', 'plot_sweep']
+           'completion_payload', 'fail', 'take_usage', 'read_stream', 'read_body', 'exchange', 'send_request',
+           'PromptSet', 'random_prompts', 'file_prompts', 'retry_after_s', 'run_closed', 'poisson_arrivals', 'run_open',
+           'level_metrics', 'LoadTestConfig', 'resolve_model', 'check_test_request', 'level_name', 'progress_bar',
+           'tracked', 'run_level', 'run_sweep', 'loadtest_header', 'run_loadtest', 'errors_line', 'sweep_table',
+           'sweep_report', 'plot_sweep']
 
 # %% ../nbs/15_loadtest.ipynb #8bcdb2c8
 @dataclass
@@ -108,11 +109,6 @@ def read_body(content: bytes, r: RequestResult) -> RequestResult:
     try: take_usage(r, json.loads(content))
     except (json.JSONDecodeError, AttributeError): return fail(r, "response", f"malformed body: {content[:80]!r}")
     return r if r.num_output_tokens is not None else fail(r, "response", "the body has no usage")
-
-def error_message(content: bytes) -> str:
-    "The message of an OpenAI-style error body, else the body's start."
-    try: return str(json.loads(content)["error"]["message"])
-    except (json.JSONDecodeError, KeyError, TypeError): return content[:200].decode(errors="replace")
 
 # %% ../nbs/15_loadtest.ipynb #332b6450
 async def exchange(client: httpx.AsyncClient, url: str, payload: dict, r: RequestResult) -> RequestResult:
@@ -246,13 +242,6 @@ class LoadTestConfig:
     def levels(self) -> tuple: return self.concurrency or self.request_rate
 
 # %% ../nbs/15_loadtest.ipynb #9ed27e82
-def base_url(url: str) -> str:
-    "The server's root URL: http(s), a host, no trailing slash or /v1."
-    try: u = httpx.URL(url)
-    except httpx.InvalidURL as e: raise ValueError(f"{url!r} is not a URL: {e}") from None
-    if u.scheme not in ("http", "https") or not u.host: raise ValueError(f"{url!r} is not a server URL; expected e.g. http://127.0.0.1:8000")
-    return url.rstrip("/").removesuffix("/v1")
-
 def resolve_model(url: str, model: str | None = None, timeout_s: float = 10.0) -> str:
     "`model`, or the first model the server lists; a clear error when the server does not answer."
     try: r = httpx.get(f"{url}/v1/models", timeout=min(timeout_s, 30.0))

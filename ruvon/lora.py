@@ -71,6 +71,7 @@ class LoRAConfig:
 # %% ../nbs/18a_lora_adapters.ipynb #641e3d1e
 def lora_config(d: dict, max_lora_rank: int = DEFAULT_MAX_LORA_RANK) -> LoRAConfig:
     "A `LoRAConfig` from the dictionary of PEFT's `adapter_config.json`; a field a merged update cannot express is refused by name."
+    if not isinstance(d, dict): raise ValueError(f"{ADAPTER_CONFIG} must hold a JSON object, got a {type(d).__name__}")
     if d.get("peft_type", "LORA") != "LORA": raise ValueError(f"{ADAPTER_CONFIG}: peft_type {d['peft_type']!r} is not LORA")
     if d.get("bias", "none") != "none":
         raise ValueError(f"{ADAPTER_CONFIG}: bias {d['bias']!r} is not supported: only \"none\" (an adapter that leaves the base model's biases alone)")
@@ -78,6 +79,8 @@ def lora_config(d: dict, max_lora_rank: int = DEFAULT_MAX_LORA_RANK) -> LoRAConf
         if d.get(field): raise ValueError(f"{ADAPTER_CONFIG}: {field} is not supported ({what})")
     target = d.get("target_modules")
     if isinstance(target, str): raise ValueError(f"{ADAPTER_CONFIG}: target_modules as a regular expression ({target!r}) is not supported: list the module names")
+    if target is not None and (not isinstance(target, list) or not all(isinstance(t, str) for t in target)):
+        raise ValueError(f"{ADAPTER_CONFIG}: target_modules must be a list of module names, got {target!r}")
     return LoRAConfig(d.get("r", 8), d.get("lora_alpha", 8), tuple(target or ()), bool(d.get("use_rslora", False)), max_lora_rank)
 
 # %% ../nbs/18a_lora_adapters.ipynb #39aba559
@@ -130,7 +133,8 @@ def load_lora(adapter_dir: str | Path, max_lora_rank: int = DEFAULT_MAX_LORA_RAN
     for f in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         if not (d / f).is_file(): raise ValueError(f"LoRA adapter {str(d)!r} has no {f}: PEFT's save_pretrained writes {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}")
     try: config = json.loads((d / ADAPTER_CONFIG).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e: raise ValueError(f"{d / ADAPTER_CONFIG} is not valid JSON: {e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{d / ADAPTER_CONFIG} is not valid JSON: {e}") from None
+    except OSError as e: raise ValueError(f"{d / ADAPTER_CONFIG} cannot be read: {e.strerror or e}") from None
     try: return LoRAAdapter(lora_config(config, max_lora_rank), lora_weights(d / ADAPTER_WEIGHTS))
     except ValueError as e: raise ValueError(f"{d}/{e}") from None  # "adapters/x/adapter_config.json: use_dora is not supported (...)"
 

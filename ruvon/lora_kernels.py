@@ -12,7 +12,7 @@ from .fused import _gelu_tanh
 from .kernels import interpret_triton_without_cuda
 
 # %% auto #0
-__all__ = ['lora_delta_reference', 'lora_kernel_config', 'lora_shrink', 'lora_expand', 'lora_add_torch', 'lora_add']
+__all__ = ['MAX_TILE', 'lora_delta_reference', 'lora_kernel_config', 'lora_shrink', 'lora_expand', 'lora_add_torch', 'lora_add']
 
 # %% ../nbs/18b_lora_kernels.ipynb #415fd736
 interpret_triton_without_cuda()
@@ -34,18 +34,18 @@ def lora_delta_reference(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slot
 @triton.jit
 def _shrink_kernel(x_ptr, a_ptr, slots_ptr, t_ptr, M, K, R, stride_xm, stride_as, stride_ar,
                    SPLIT_K: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
-    m, split = tl.program_id(0), tl.program_id(1)
+    m, split = tl.program_id(0).to(tl.int64), tl.program_id(1)  # 64-bit offsets: m · stride can pass 2³¹
     slot = tl.load(slots_ptr + m).to(tl.int64)
     if slot >= 0:
         r = tl.arange(0, BLOCK_R)
         a_rows = a_ptr + slot * stride_as + r[:, None] * stride_ar
-        acc = tl.zeros((BLOCK_R, BLOCK_K), dtype=tl.float32)
+        acc = tl.zeros((BLOCK_R,), dtype=tl.float32)
         for k0 in range(split * BLOCK_K, K, SPLIT_K * BLOCK_K):       # this split's chunks: every SPLIT_K-th
             k = k0 + tl.arange(0, BLOCK_K)
             x = tl.load(x_ptr + m * stride_xm + k, mask=k < K, other=0.0).to(tl.float32)
             a = tl.load(a_rows + k[None, :], mask=(r[:, None] < R) & (k[None, :] < K), other=0.0)
-            acc += a.to(tl.float32) * x[None, :]
-        tl.store(t_ptr + (split * M + m) * R + r, tl.sum(acc, axis=1), mask=r < R)
+            acc += tl.sum(a.to(tl.float32) * x[None, :], axis=1)
+        tl.store(t_ptr + (split * M + m) * R + r, acc, mask=r < R)
 
 # %% ../nbs/18b_lora_kernels.ipynb #0d084686
 @triton.jit
@@ -63,7 +63,7 @@ def _expand_row(t_ptr, b_ptr, y_ptr, m, n, slot, rank, M, N, R, stride_bs, strid
 @triton.jit
 def _expand_kernel(t_ptr, b_ptr, slots_ptr, y_ptr, M, N, R, stride_bs, stride_bn, stride_ym,
                    GELU: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr):
-    m = tl.program_id(0)
+    m = tl.program_id(0).to(tl.int64)
     n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     slot = tl.load(slots_ptr + m).to(tl.int64)
     if GELU:
@@ -73,11 +73,13 @@ def _expand_kernel(t_ptr, b_ptr, slots_ptr, y_ptr, M, N, R, stride_bs, stride_bn
             _expand_row(t_ptr, b_ptr, y_ptr, m, n, slot, R, M, N, R, stride_bs, stride_bn, stride_ym, GELU, SPLIT_K, BLOCK_R)
 
 # %% ../nbs/18b_lora_kernels.ipynb #2ced8552
-def lora_kernel_config(M: int, K: int, R: int) -> dict:
-    "Tiles for a batch of M tokens, K inputs, maximum rank R: shrink splits K so that small batches still spread over programs."
-    block_k = min(256, triton.next_power_of_2(K))
-    split_k = max(1, min(8, triton.cdiv(K, block_k), 64 // max(M, 1)))
-    return dict(SPLIT_K=split_k, BLOCK_K=block_k, BLOCK_N=64, BLOCK_R=max(16, triton.next_power_of_2(R)))
+MAX_TILE = 4096  # float32 numbers in one kernel tile: (BLOCK_R, BLOCK_K) in shrink, (BLOCK_N, BLOCK_R) in expand
+
+def lora_kernel_config(K: int, R: int) -> dict:
+    "Tiles for K inputs and maximum rank R; the split of K depends on K alone, so a row's sums do not depend on its batch."
+    block_r = max(16, triton.next_power_of_2(R))
+    block_k = max(16, min(256, triton.next_power_of_2(K), MAX_TILE // block_r))
+    return dict(SPLIT_K=max(1, min(8, triton.cdiv(K, block_k))), BLOCK_K=block_k, BLOCK_N=max(16, min(64, MAX_TILE // block_r)), BLOCK_R=block_r)
 
 def _check_lora_args(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slots: torch.Tensor) -> None:
     M, K = x.shape
@@ -119,5 +121,5 @@ def lora_add(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
     "y (M, out) plus each row's LoRA update `B[slot] A[slot] x` (slot -1: none), then GELU if `gelu`: the kernels on CUDA (or if `use_kernels`), else PyTorch."
     _check_lora_args(x, A, B, slots)
     if not (x.is_cuda if use_kernels is None else use_kernels): return lora_add_torch(y, x, A, B, slots, gelu)
-    config = lora_kernel_config(x.shape[0], x.shape[1], A.shape[1])
+    config = lora_kernel_config(x.shape[1], A.shape[1])
     return lora_expand(y, lora_shrink(x, A, slots, config), B, slots, config, gelu)

@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
+from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -22,7 +24,8 @@ from .serving import MAX_CHOICES, LogprobsFormat, OpenAIServing
 
 # %% auto #0
 __all__ = ['lora_engine', 'LoRAServing', 'read_adapter', 'add_adapter', 'load_adapter', 'unload_adapter',
-           'LoadLoRAAdapterRequest', 'UnloadLoRAAdapterRequest', 'lora_serving', 'serve_runtime_lora']
+           'LoadLoRAAdapterRequest', 'UnloadLoRAAdapterRequest', 'lora_serving', 'serve_runtime_lora', 'lora_activity',
+           'LoRACollector', 'lora_panel', 'serve_lora_metrics']
 
 # %% ../nbs/18d_lora_serving.ipynb #c4ea5c9f
 def lora_engine(lora: MultiLoRAConfig) -> Callable[..., LoRAEngine]:
@@ -112,3 +115,41 @@ def serve_runtime_lora(app: FastAPI, state: ServerState) -> None:
     async def unload_lora_adapter(request: Request):
         req = await parse_body(request, UnloadLoRAAdapterRequest)
         return await lora_serving(state).unload_adapter(req.lora_name)
+
+# %% ../nbs/18d_lora_serving.ipynb #14bab365
+def lora_activity(engine: LoRAEngine) -> tuple[str, str]:
+    "The adapters of the running and of the waiting requests, each as sorted comma-separated names (read from copies: another thread steps the engine)."
+    name_of = {slot: name for name, slot in dict(engine.loras.slots).items()}
+    lora_of, owner = dict(engine.lora_of), dict(engine.owner)
+    def names(seqs) -> str:
+        found = {name_of.get(lora_of[req.request_id], "(unloaded)") for seq in list(seqs)
+                 if (req := owner.get(seq.seq_id, (None,))[0]) is not None and req.request_id in lora_of}
+        return ",".join(sorted(found))
+    return names(engine.scheduler.running), names(engine.scheduler.waiting)
+
+class LoRACollector:
+    "vLLM's `lora_requests_info` gauge (`ruvon:` prefix): the slots, and the adapters of running and waiting requests, as labels."
+    def __init__(self, engine: LoRAEngine): self.engine = engine
+
+    def collect(self):
+        running, waiting = lora_activity(self.engine)
+        g = GaugeMetricFamily("ruvon:lora_requests_info", "Running stats on LoRA requests.", labels=["max_lora", "running_lora_adapters", "waiting_lora_adapters"])
+        g.add_metric([str(self.engine.lora_config.max_loras), running, waiting], time.time())
+        yield g
+
+def lora_panel(engine: LoRAEngine) -> Callable[[], tuple[str, str]]:
+    "Part 11's dashboard card: slots in use, and which adapters have requests."
+    def card() -> tuple[str, str]:
+        running, waiting = lora_activity(engine)
+        return (f"{len(engine.loras.slots)} of {engine.lora_config.max_loras} slots",
+                f"running: {running or 'none'}; waiting: {waiting or 'none'}")
+    return card
+
+def serve_lora_metrics(app: FastAPI, state: ServerState) -> None:
+    "A Part 4c server extension (after Part 11's `serve_telemetry`): when the engine serves adapters, the gauge on /metrics and a dashboard card."
+    def on_load(serving) -> None:
+        engine = getattr(serving.engine, "engine", None)
+        if isinstance(engine, LoRAEngine) and getattr(app.state, "telemetry", None) is not None:
+            app.state.telemetry.metrics.registry.register(LoRACollector(engine))
+            app.state.telemetry.panels["LoRA adapters"] = lora_panel(engine)
+    state.on_load.append(on_load)

@@ -145,6 +145,8 @@ def test_enable_lora_serves_each_adapter_by_model(standin_6l, ruvon_server):
     assert asyncio.run(all_at_once()) == expected
     r = httpx.post(f"{url}/v1/completions", json={"model": "shakespeare", "prompt": "x"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    info = [l for l in httpx.get(f"{url}/metrics").text.splitlines() if l.startswith("ruvon:lora_requests_info")]
+    assert len(info) == 1 and 'max_lora="2"' in info[0] and 'running_lora_adapters=""' in info[0], info
     assert httpx.post(f"{url}/v1/load_lora_adapter", json={"lora_name": "x", "lora_path": str(ADAPTERS / "poetry")}).status_code == 404  # not allowed
 
 
