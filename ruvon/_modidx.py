@@ -1055,4 +1055,9 @@ d = { 'settings': { 'branch': 'main',
                                  'ruvon.tokenizer.read_merges': ('tokenizer.html#read_merges', 'ruvon/tokenizer.py'),
                                  'ruvon.tokenizer.split_words': ('tokenizer.html#split_words', 'ruvon/tokenizer.py'),
                                  'ruvon.tokenizer.token_bytes': ('tokenizer.html#token_bytes', 'ruvon/tokenizer.py'),
-                                 'ruvon.tokenizer.tokenizer_from_files': ('tokenizer.html#tokenizer_from_files', 'ruvon/tokenizer.py')}}}
+                                 'ruvon.tokenizer.tokenizer_from_files': ('tokenizer.html#tokenizer_from_files', 'ruvon/tokenizer.py')},
+            'ruvon.web_chat': { 'ruvon.web_chat.BundleFiles': ('web_chat.html#bundlefiles', 'ruvon/web_chat.py'),
+                                'ruvon.web_chat.BundleFiles.file_response': ( 'web_chat.html#bundlefiles.file_response',
+                                                                              'ruvon/web_chat.py'),
+                                'ruvon.web_chat.serve_web_chat': ('web_chat.html#serve_web_chat', 'ruvon/web_chat.py'),
+                                'ruvon.web_chat.web_chat': ('web_chat.html#web_chat', 'ruvon/web_chat.py')}}}

@@ -411,6 +411,7 @@ def serve(
     from ruvon.server import allow_cors, build_app, require_api_key, serving_for
     from ruvon.speculative import check_speculative, serve_spec_metrics, speculative_engine
     from ruvon.telemetry import log_requests, serve_telemetry
+    from ruvon.web_chat import serve_web_chat
     with user_errors():
         require(0 < port < 65536, f"--port must be in 1..65535, got {port}")
         require(max_queue is None or max_queue >= 0, f"--max-queue must be at least 0, got {max_queue}")
@@ -434,8 +435,8 @@ def serve(
                                          make_engine=make_engine)
     app_ = build_app(serving_for(model, name, engine, OpenAILogprobs(), max_choices_per_request, weights_loader(qc, lora), serving,
                                  dtype=dtype, device=device, load_format=load_format), admission,
-                     extensions=[serve_telemetry, serve_spec_metrics, *lora_routes, *guards], on_load_failure=exit_with, max_request_bytes=max_request_bytes,
-                     docs=not disable_fastapi_docs)  # Part 11: /metrics and the dashboard
+                     extensions=[serve_telemetry, serve_spec_metrics, serve_web_chat, *lora_routes, *guards], on_load_failure=exit_with, max_request_bytes=max_request_bytes,
+                     docs=not disable_fastapi_docs)  # Part 11: /metrics and the dashboard; Part 14b: the chat page at /
     log_requests()  # Part 11: one JSON line per finished request, on stderr
     run_until_drained(app_, admission, host, port, drain_timeout, ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile, root_path=root_path)
 
