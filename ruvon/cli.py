@@ -11,6 +11,7 @@ import functools
 import inspect
 import os
 import re
+import signal
 from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Annotated, Callable, Optional
@@ -669,6 +670,7 @@ def chat(
     session = ChatSession(http, model, system, completion, params)
     console, err = (Console(stderr=to_stderr, highlight=False, soft_wrap=True, force_jupyter=False) for to_stderr in (False, True))
     if console.is_terminal: greet(session, console)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C must stop answers even if a parent ignored SIGINT (background jobs inherit that)
     run_chat(session, line_reader(), console, err)
 
 # %% ../nbs/cli.ipynb #9d7393c7

@@ -4,6 +4,7 @@ the chat goes on, Ctrl-C stops an answer (the server drops the request) and a se
 sampling flags."""
 import json
 import os
+import signal
 import re
 import subprocess
 import sys
@@ -27,10 +28,25 @@ def server(standin_2l, ruvon_server):
     return ruvon_server(standin_2l)
 
 
+SPAWNED: list[pexpect.spawn] = []
+
+
+@pytest.fixture(autouse=True)
+def no_chat_left_running():
+    "A failed test must not leave its `ruvon chat` behind."
+    yield
+    while SPAWNED:
+        child = SPAWNED.pop()
+        if child.isalive(): child.close(force=True)
+
+
 def chat(*args: str, timeout: float = 60) -> pexpect.spawn:
-    "`ruvon chat ARGS` in a 40x120 pseudo-terminal."
-    return pexpect.spawn(RUVON, ["chat", *args], encoding="utf-8", timeout=timeout, dimensions=(40, 120),
-                         env={**os.environ, "TERM": "xterm", "COLUMNS": "120", "LINES": "40"})
+    "`ruvon chat ARGS` in a 40x120 pseudo-terminal, with SIGINT ignored on entry (as a background job's children have it): ruvon chat must restore it."
+    child = pexpect.spawn(RUVON, ["chat", *args], encoding="utf-8", timeout=timeout, dimensions=(40, 120),
+                          env={**os.environ, "TERM": "xterm", "COLUMNS": "120", "LINES": "40"},
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    SPAWNED.append(child)
+    return child
 
 
 def running(url: str) -> float:
