@@ -17,6 +17,7 @@ zero, so each update is computed for real). Measured, in one run:
         --num-prompts 8 --input-len 16 --output-len 8 --peft-batch 4 --json /tmp/multi_lora_cpu.json      # plumbing check
 """
 import argparse
+import gc
 import json
 import statistics
 import sys
@@ -31,7 +32,7 @@ from ruvon.cuda_graphs import GraphModelRunner
 from ruvon.engine import LLMEngine, run_to_completion
 from ruvon.loading import CONV1D_WEIGHTS, load_model, load_tokenizer
 from ruvon.lora import TARGET_MODULES, LoRAAdapter, LoRAConfig, merge_lora
-from ruvon.multi_lora import LoRAEngine, MultiLoRAConfig, projection_names
+from ruvon.multi_lora import MAX_LORA_RANKS, LoRAEngine, MultiLoRAConfig, projection_names
 from ruvon.outputs import SamplingParams
 
 
@@ -80,6 +81,12 @@ def tpot(engine, prompt: list[int], output_len: int, lora_name: str | None) -> f
 
 def best(runs: int, fn, key=max):
     return key(fn() for _ in range(runs))
+
+
+def free(device: torch.device) -> None:
+    "Drop what the last engine held, so the next one sizes its KV cache from the same free memory."
+    gc.collect()
+    if device.type == "cuda": torch.cuda.empty_cache()
 
 
 def hf_model(model, peft_adapters: dict[str, LoRAAdapter] | None):
@@ -164,24 +171,26 @@ def main(argv=None):
     def measure(engine, lora_names, one_name) -> dict:
         throughput(engine, prompts[:8], 4, None if lora_names is None else lora_names[:8])  # warm-up: compiles, graphs
         return {"throughput_tok_s": best(args.runs, lambda: throughput(engine, prompts, args.output_len, lora_names)),
-                "tpot_s": best(args.runs, lambda: tpot(engine, prompts[0], args.output_len, one_name), min)}
+                "tpot_s": best(args.runs, lambda: tpot(engine, prompts[0], args.output_len, one_name), min),
+                "kv_blocks": engine.runner.num_blocks}  # each engine's KV capacity, so the comparison's fairness shows
 
     base = LLMEngine(model, tok, config, runner=GraphModelRunner)
     result["base"] = measure(base, None, None)
     print("base", result["base"], flush=True)
-    del base; model = fresh()
+    del base; free(device); model = fresh()
     merged = LLMEngine(merge_lora(model, adapters["lora0"]), tok, config, runner=GraphModelRunner)
     result["merged"] = measure(merged, None, None)
     print("merged", result["merged"], flush=True)
-    del merged; model = fresh()
-    engine = LoRAEngine(model, tok, config, lora=MultiLoRAConfig(args.num_loras, max(8, args.rank)))
+    del merged; free(device); model = fresh()
+    slot_rank = next(r for r in MAX_LORA_RANKS if r >= args.rank)  # the slots' size: the smallest allowed rank that holds the adapters
+    engine = LoRAEngine(model, tok, config, lora=MultiLoRAConfig(args.num_loras, slot_rank))
     for name, adapter in adapters.items(): engine.add_lora(name, adapter)
     result["lora"] = measure(engine, names, "lora0")
     print("lora", result["lora"], flush=True)
     result["lora_engine_base_requests"] = measure(engine, [None] * len(prompts), None)
     print("lora engine, base requests", result["lora_engine_base_requests"], flush=True)
     result["pool_bytes"] = engine.runner.lora_slots.nbytes
-    del engine
+    del engine; free(device)
     if not args.skip_peft:
         result["peft"] = peft_numbers(fresh(), adapters, prompts, args.output_len, args.peft_batch, args.runs)
         print("peft", result["peft"], flush=True)
