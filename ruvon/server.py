@@ -228,7 +228,8 @@ async def respond(serving: OpenAIServing, plan: Plan, stream: bool, include_usag
         try: return JSONResponse(await ticket.within_deadline(unless_disconnected(request, serving.complete(plan))), headers=headers)
         except ClientGone: return Response(status_code=499)  # nobody reads it: nginx's "client closed request"
         finally: ticket.release()
-    return StreamingResponse(sse(ticket.stream(serving.stream(plan, include_usage)), on_error), media_type="text/event-stream", headers=headers,
+    stream_headers = {**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # proxies (nginx) pass each event on at once
+    return StreamingResponse(sse(ticket.stream(serving.stream(plan, include_usage)), on_error), media_type="text/event-stream", headers=stream_headers,
                              background=BackgroundTask(ticket.release))  # released twice is fine: whichever comes first
 
 # %% ../nbs/04c_server.ipynb #67224216
