@@ -48,7 +48,9 @@ def iter_events(lines: Iterable[str]) -> Iterator[dict]:
         data = sse_data(line)
         if data is None: continue
         if data == DONE: return
-        event = json.loads(data)
+        try: event = json.loads(data)
+        except json.JSONDecodeError: event = None
+        if not isinstance(event, dict): raise ChatError(f"the server sent a malformed event: {data[:80]!r}")
         if "error" in event: raise ChatError(f"the server failed mid-answer: {error_message(event)}")
         yield event
     raise ChatError("the stream ended before data: [DONE]: the answer is cut short")
@@ -244,7 +246,7 @@ def save(self: ChatSession, arg: str = "") -> str:
     record = {"model": self.model, "mode": "completion" if self.is_completion else "chat", "params": self.params, "messages": self.messages()}
     try: path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     except OSError as e: raise ChatError(f"cannot write {path}: {e.strerror}") from None
-    return f"saved {len(self.history)} messages to {path}"
+    return f"saved {len(record['messages'])} messages to {path}"
 
 def quit_(self: ChatSession, arg: str = "") -> str:
     "/quit: end the chat (Ctrl-D and Ctrl-C at the prompt do too)."
@@ -299,11 +301,11 @@ def answer(session: ChatSession, text: str, console: Console, err: Console) -> A
     view = LiveAnswer(console) if console.is_terminal else PlainAnswer(console.file)
     try:
         with view: stats = session.ask(text, view.on_text)
+        (console if console.is_terminal else err).print(("[stopped] " if stats.is_stopped else "") + stats.footer(), style="dim", markup=False, highlight=False)
     except ChatError as e:
         err.print(f"error: {e}", style="red", markup=False, highlight=False); return None
-    except KeyboardInterrupt:  # before the stream opened (asking for the model) or after it closed
+    except KeyboardInterrupt:  # before the stream opened (asking for the model), or after it closed
         err.print("[stopped]", style="dim"); return None
-    (console if console.is_terminal else err).print(("[stopped] " if stats.is_stopped else "") + stats.footer(), style="dim", markup=False, highlight=False)
     return stats
 
 def run_chat(session: ChatSession, read: Callable[[], str], console: Console | None = None, err: Console | None = None) -> None:

@@ -656,7 +656,7 @@ def chat(
     top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling's P, in (0, 1] [default: the server's].")] = None,
     max_tokens: Annotated[int, typer.Option(help="Most tokens per answer.")] = 256,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the server's random draws, for answers that repeat.")] = None,
-    api_key: Annotated[Optional[str], typer.Option(envvar="OPENAI_API_KEY", help="Sent as 'Authorization: Bearer KEY'.")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar=["RUVON_API_KEY", "OPENAI_API_KEY"], help="Sent as 'Authorization: Bearer KEY' (the variable `ruvon serve --api-key` reads first).")] = None,
     completion: Annotated[bool, typer.Option("--completion", help="Continue one running text with /v1/completions (base models such as GPT-2).")] = False,
 ):
     "Chat with the model at URL, each answer streamed as it is generated."
@@ -669,8 +669,8 @@ def chat(
     params = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}
     session = ChatSession(http, model, system, completion, params)
     console, err = (Console(stderr=to_stderr, highlight=False, soft_wrap=True, force_jupyter=False) for to_stderr in (False, True))
-    if console.is_terminal: greet(session, console)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C must stop answers even if a parent ignored SIGINT (background jobs inherit that)
+    if console.is_terminal: greet(session, console)
     run_chat(session, line_reader(), console, err)
 
 # %% ../nbs/cli.ipynb #9d7393c7

@@ -81,7 +81,7 @@ def test_a_two_turn_conversation_streams(server, tmp_path):
         text_reads = [r for r in before_footer if re.search(r"streaming… \d+ chunks", r)]
         assert len(text_reads) >= 3, f"the answer came in {len(text_reads)} reads: {reads!r}"  # streamed, not all at once
     child.sendline(f"/save {tmp_path / 'chat.json'}")
-    child.expect("saved 4 messages"); prompt(child)
+    child.expect("saved 5 messages")  # the system prompt and two exchanges; prompt(child)
     saved = json.loads((tmp_path / "chat.json").read_text())
     assert [m["role"] for m in saved["messages"]] == ["system", "user", "assistant", "user", "assistant"]
     assert saved["messages"][3]["content"] == "Why is it fast?" and saved["params"]["seed"] == 1

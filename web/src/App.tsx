@@ -64,7 +64,8 @@ export function App() {
   const send = async (text: string) => {
     if (streaming || !text.trim()) return;
     const base = mode === "chat" ? turns : []; // a completion continues the prompt alone
-    const history = base.flatMap((t): Message[] => (t.role === "error" ? [] : [{ role: t.role, content: t.content }]));
+    const unanswered = (i: number) => base[i].role === "user" && base[i + 1]?.role === "error"; // a question an error took the answer's place of
+    const history = base.flatMap((t, i): Message[] => (t.role === "error" || unanswered(i) ? [] : [{ role: t.role, content: t.content }]));
     const messages: Message[] = [...(system ? [{ role: "system" as const, content: system }] : []), ...history, { role: "user", content: text }];
     const index = base.length + 1;
     setTurns([...base, { role: "user", content: text }, { role: "assistant", content: "", streaming: true }]);

@@ -25,21 +25,23 @@ export async function* readSSE<T>(response: Response): AsyncGenerator<T> {
   const reader = response.body.getReader();
   const decoder = new TextDecoder("utf-8");
   let buffer = "";
+  let finished = false; // [DONE] seen, or the body read to its end
   try {
     for (;;) {
       const { value, done } = await reader.read();
       buffer += decoder.decode(value, { stream: !done }); // stream: true keeps a split character's first bytes
-      const [events, rest] = splitEvents(buffer);
+      const [events, rest] = splitEvents(done ? buffer + "\n\n" : buffer);
       buffer = rest;
       for (const block of events) {
         const data = parseEvent(block);
         if (data === null) continue;
-        if (data === "[DONE]") return;
+        if (data === "[DONE]") { finished = true; return; }
         yield JSON.parse(data) as T;
       }
-      if (done) return;
+      if (done) { finished = true; throw new Error("the stream ended before [DONE]: the answer is cut short"); }
     }
   } finally {
+    if (!finished) await reader.cancel().catch(() => {}); // the reader stopped early: close the body, so the server cancels
     reader.releaseLock();
   }
 }
