@@ -237,3 +237,27 @@ def test_events_and_characters_split_across_chunks(server, page):
         assert 5 in page.evaluate("window.__seen")  # "café " was shown alone first: the pieces arrived apart
     finally:
         split.shutdown()
+
+
+def test_stream_cut_before_done_is_an_error(server, page):
+    "A stream that ends without [DONE] keeps the text that came and says the answer was cut short."
+    open_chat(page, server)
+    page.route("**/v1/completions", lambda route: route.fulfill(status=200, content_type="text/event-stream",
+                                                                 body='data: {"choices":[{"text":"half an"}]}\n\n'))
+    send(page, "ROMEO:")
+    expect(page.locator("article.error")).to_contain_text("cut short")
+    assert page.locator("article.assistant .content").inner_text() == "half an"
+
+
+def test_a_question_that_failed_is_not_sent_again(server, page):
+    "After a 429 took the answer's place, the next chat request carries the new question alone, not the failed one too."
+    page.goto(server + "/")
+    expect(page.get_by_label("model")).to_have_value("standin")
+    page.get_by_label("Max tokens").fill("8")
+    busy = json.dumps({"error": {"message": "busy", "type": "rate_limit_exceeded", "param": None, "code": None}})
+    page.route("**/v1/chat/completions", lambda route: route.fulfill(status=429, content_type="application/json", body=busy), times=1)
+    send(page, "First try")
+    expect(page.locator("article.error")).to_be_visible()
+    with page.expect_request("**/v1/chat/completions") as req: send(page, "Second try")
+    assert [(m["role"], m["content"]) for m in req.value.post_data_json["messages"]] == [("user", "Second try")]
+    page.wait_for_selector("article.assistant:not([data-streaming])", timeout=60_000)
