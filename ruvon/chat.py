@@ -18,11 +18,11 @@ from rich.live import Live
 from rich.text import Text
 
 # %% auto #0
-__all__ = ['DONE', 'TIMEOUT', 'DEFAULT_URL', 'CHAT_PATH', 'COMPLETION_PATH', 'COMMANDS', 'sse_data', 'ChatError', 'error_message',
-           'iter_events', 'delta_text', 'AnswerStats', 'ttft_s', 'num_tokens', 'tokens_per_s', 'footer',
-           'http_error_line', 'transport_error_line', 'base_url', 'connect', 'stream_answer', 'ChatSession', 'payload',
-           'user_turn', 'default_model', 'ask', 'reset', 'set_system', 'set_temperature', 'set_model', 'save', 'quit_',
-           'command', 'LiveAnswer', 'PlainAnswer', 'answer', 'run_chat']
+__all__ = ['DONE', 'TIMEOUT', 'DEFAULT_URL', 'CHAT_PATH', 'COMPLETION_PATH', 'COMMANDS', 'sse_data', 'event_of', 'ChatError',
+           'error_message', 'iter_events', 'delta_text', 'AnswerStats', 'ttft_s', 'num_tokens', 'tokens_per_s',
+           'footer', 'http_error_line', 'transport_error_line', 'base_url', 'connect', 'stream_answer', 'ChatSession',
+           'payload', 'user_turn', 'default_model', 'ask', 'reset', 'set_system', 'set_temperature', 'set_model',
+           'save', 'quit_', 'command', 'LiveAnswer', 'PlainAnswer', 'answer', 'run_chat']
 
 # %% ../nbs/14a_chat_client.ipynb #3408179b
 DONE = "[DONE]"
@@ -31,6 +31,12 @@ def sse_data(line: str) -> str | None:
     "The payload of one Server-Sent Events line: the text after `data:` (one leading space dropped); None for any other line."
     if not line.startswith("data:"): return None
     return line[6:] if line.startswith("data: ") else line[5:]
+
+def event_of(data: str) -> dict | None:
+    "The JSON object an event's payload carries; None if it carries none (a malformed event)."
+    try: event = json.loads(data)
+    except json.JSONDecodeError: return None
+    return event if isinstance(event, dict) else None
 
 # %% ../nbs/14a_chat_client.ipynb #880eb1a2
 class ChatError(Exception):
@@ -48,9 +54,7 @@ def iter_events(lines: Iterable[str]) -> Iterator[dict]:
         data = sse_data(line)
         if data is None: continue
         if data == DONE: return
-        try: event = json.loads(data)
-        except json.JSONDecodeError: event = None
-        if not isinstance(event, dict): raise ChatError(f"the server sent a malformed event: {data[:80]!r}")
+        if (event := event_of(data)) is None: raise ChatError(f"the server sent a malformed event: {data[:80]!r}")
         if "error" in event: raise ChatError(f"the server failed mid-answer: {error_message(event)}")
         yield event
     raise ChatError("the stream ended before data: [DONE]: the answer is cut short")

@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .chat import base_url, error_message  # Part 14a's: a server URL checked, an OpenAI error body's message
+from .chat import DONE, base_url, error_message, event_of, sse_data  # Part 14a's: URLs, error bodies and SSE events, read once
 from .stats import summarize, time_per_output_token
 
 # %% auto #0
@@ -91,13 +91,11 @@ def take_usage(r: RequestResult, event: dict) -> None:
 async def read_stream(response: httpx.Response, r: RequestResult) -> RequestResult:
     "Time every token chunk of an SSE completion stream until [DONE]."
     async for line in response.aiter_lines():
-        if not line.startswith("data:"): continue
-        data = line[5:].strip()
-        if data == "[DONE]":
+        if (data := sse_data(line)) is None: continue
+        if data == DONE:
             if r.num_output_tokens is None: r.num_output_tokens = len(r.chunk_times)  # no usage: count chunks
             return r
-        try: event = json.loads(data)
-        except json.JSONDecodeError: return fail(r, "stream", f"malformed event: {data[:80]}")
+        if (event := event_of(data)) is None: return fail(r, "stream", f"malformed event: {data[:80]}")
         if "error" in event: return fail(r, "stream", str(event["error"].get("message", event["error"])))
         if event.get("choices"): r.chunk_times.append(time.perf_counter())
         take_usage(r, event)
