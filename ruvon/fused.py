@@ -16,7 +16,7 @@ from .model import GPT2, Block, KVCacheLike
 
 # %% auto #0
 __all__ = ['MAX_FUSED_ROWS', 'layer_norm_kernel', 'linear_config', 'linear_kernel', 'linear_reference', 'fused_linear',
-           'FusedBlock', 'fused_view']
+           'FusedBlock', 'shallow_copy', 'fused_view']
 
 # %% ../nbs/12b_fused_decode.ipynb #87da643c
 interpret_triton_without_cuda()
@@ -165,14 +165,19 @@ class FusedBlock(Block):
         h = fused_linear(x, mlp.c_fc, ln=self.ln_2, gelu=True)
         return fused_linear(h, mlp.c_proj, residual=x).view(B, T, C)
 
+def shallow_copy(module: nn.Module) -> nn.Module:
+    "A second module object over the same parameters and children, with its own table of children (replacing one changes only the copy)."
+    twin = copy.copy(module)
+    twin._modules = dict(module._modules)
+    return twin
+
 def fused_view(model: GPT2) -> GPT2:
     "A GPT2 over the same parameters as `model` whose blocks are `FusedBlock`s; `model` itself is left as it was."
-    view = copy.copy(model)               # a second module object over the same submodules
-    view._modules = dict(model._modules)  # with its own table of children, so `h` below is its own
+    view = shallow_copy(model)
     view.h = nn.ModuleList(_fused_copy(block) for block in model.h)
     return view
 
 def _fused_copy(block: Block) -> FusedBlock:
-    fused = copy.copy(block)
-    fused._modules, fused.__class__ = dict(block._modules), FusedBlock
+    fused = shallow_copy(block)
+    fused.__class__ = FusedBlock
     return fused

@@ -5,7 +5,6 @@
 # %% ../nbs/18c_multi_lora.ipynb #75df4ea9
 from __future__ import annotations
 
-import copy
 import dataclasses
 import itertools
 from pathlib import Path
@@ -16,7 +15,7 @@ from torch import nn
 from .config import ConfigError, EngineConfig
 from .cuda_graphs import GraphModelRunner
 from .engine import EngineRequest, LLMEngine
-from .fused import fused_linear, layer_norm_kernel
+from .fused import fused_linear, layer_norm_kernel, shallow_copy
 from .lora import DEFAULT_MAX_LORA_RANK, LoRAAdapter, check_lora_fits, load_lora
 from .lora_kernels import lora_add
 from .model import GPT2, Block
@@ -121,19 +120,13 @@ class LoRALinear(nn.Module):
 # %% ../nbs/18c_multi_lora.ipynb #61de2e1e
 def lora_view(model: GPT2, slots: LoRASlots) -> GPT2:
     "A GPT2 over the same parameters as `model` whose projections are `LoRALinear`s reading `slots`; `model` is left as it was (like Part 12b's `fused_view`)."
-    view = _shallow_copy(model)
+    view = shallow_copy(model)
     view.h = nn.ModuleList(_lora_block(block, i, slots) for i, block in enumerate(model.h))
     return view
 
-def _shallow_copy(module: nn.Module) -> nn.Module:
-    "A second module object over the same parameters, with its own table of children."
-    twin = copy.copy(module)
-    twin._modules = dict(module._modules)
-    return twin
-
 def _lora_block(block: Block, i: int, slots: LoRASlots) -> Block:
-    out = _shallow_copy(block)
-    for parent in dict.fromkeys(parent for parent, _ in PROJECTIONS): setattr(out, parent, _shallow_copy(getattr(block, parent)))
+    out = shallow_copy(block)
+    for parent in dict.fromkeys(parent for parent, _ in PROJECTIONS): setattr(out, parent, shallow_copy(getattr(block, parent)))
     for parent, name in PROJECTIONS:
         owner = getattr(out, parent)
         setattr(owner, name, LoRALinear(getattr(owner, name), f"h.{i}.{parent}.{name}", slots))
