@@ -32,6 +32,16 @@ def standin_6l(data_dir) -> Path: return data_dir / "checkpoints" / "ruvon-stand
 def standin_2l(data_dir) -> Path: return data_dir / "checkpoints" / "ruvon-standin-2l"
 
 
+@pytest.fixture(scope="module")
+def browser():
+    "Headless Chromium through Playwright, one per test module."
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium())
+        yield b
+        b.close()
+
+
 def chromium() -> str:
     "The Chromium the browser tests drive (Debian's package; Playwright downloads no browser here), or skip saying how to get one."
     exe = os.environ.get("RUVON_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")

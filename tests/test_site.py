@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import chromium
-from playwright.sync_api import sync_playwright
+
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-artifacts" / "site"
@@ -27,14 +26,6 @@ def site(tmp_path_factory) -> Path:
     r = docs("html", "--out", str(out))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     return out
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium())
-        yield b
-        b.close()
 
 
 def sidebar_notebooks() -> list[str]:

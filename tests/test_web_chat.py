@@ -9,8 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import chromium
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from prometheus_client.parser import text_string_to_metric_families
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -21,14 +20,6 @@ LONG = {"max_tokens": 900, "ignore_eos": True}  # an answer that runs for second
 @pytest.fixture(scope="module")
 def server(standin_2l, ruvon_server):
     return ruvon_server(standin_2l)[1]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium())
-        yield b
-        b.close()
 
 
 @pytest.fixture
