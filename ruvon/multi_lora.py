@@ -88,7 +88,8 @@ def set_token_slots(self: LoRASlots, slots: list[int], pad_to: int = 0) -> None:
     "The slot of each token of the next forward pass (-1: none), padded with -1 to `pad_to` tokens."
     n = max(len(slots), pad_to)
     if n > len(self.token_slots): raise ValueError(f"{n} tokens in one forward pass, but the pool indexes at most {len(self.token_slots)}")
-    self.token_slots[:n].copy_(torch.tensor(slots + [-1] * (n - len(slots)), dtype=torch.int32))
+    host = torch.tensor(slots + [-1] * (n - len(slots)), dtype=torch.int32, pin_memory=self.token_slots.is_cuda)
+    self.token_slots[:n].copy_(host, non_blocking=True)  # pinned: the host does not wait for the GPU (the allocator keeps `host` until the copy ran)
 
 LoRASlots.check_fits, LoRASlots.load, LoRASlots.set_token_slots = check_fits, load, set_token_slots
 
