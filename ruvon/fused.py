@@ -141,10 +141,10 @@ def linear_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     return y if residual is None else y + residual
 
 # %% ../nbs/12b_fused_decode.ipynb #c61f5464
-def fused_linear(x: torch.Tensor, linear: nn.Module, ln: nn.LayerNorm | None = None, gelu: bool = False,
+def fused_linear(x: torch.Tensor, linear: nn.Module, ln: nn.LayerNorm | tuple | None = None, gelu: bool = False,
                  residual: torch.Tensor | None = None) -> torch.Tensor:
-    "`linear(ln(x))` (x: (M, K)), then GELU or `+ residual`: fused kernels for `nn.Linear` or a module with `fused`, the modules plus torch otherwise."
-    norm = (ln.weight, ln.bias, ln.eps) if type(ln) is nn.LayerNorm else None
+    "`linear(ln(x))` (x: (M, K); `ln` a LayerNorm or its (weight, bias, eps)), then GELU or `+ residual`: fused kernels for `nn.Linear` or a module with `fused`, the modules plus torch otherwise."
+    norm = (ln.weight, ln.bias, ln.eps) if type(ln) is nn.LayerNorm else ln if isinstance(ln, tuple) else None
     if ln is not None and norm is None: x = ln(x)
     if type(linear) is nn.Linear: return linear_kernel(x, linear.weight, linear.bias, gelu, residual, norm)
     if hasattr(linear, "fused"): return linear.fused(x, gelu, residual, norm)  # a later Part's module with its own kernel

@@ -12,7 +12,8 @@ from .fused import _gelu_tanh
 from .kernels import interpret_triton_without_cuda
 
 # %% auto #0
-__all__ = ['MAX_TILE', 'lora_delta_reference', 'lora_kernel_config', 'lora_shrink', 'lora_expand', 'lora_add_torch', 'lora_add']
+__all__ = ['MAX_TILE', 'lora_delta_reference', 'lora_kernel_config', 'lora_shrink', 'lora_expand', 'lora_add_torch', 'lora_add',
+           'lora_fused_config', 'lora_add_fused']
 
 # %% ../nbs/18b_lora_kernels.ipynb #415fd736
 interpret_triton_without_cuda()
@@ -49,16 +50,22 @@ def _shrink_kernel(x_ptr, a_ptr, slots_ptr, t_ptr, M, K, R, stride_xm, stride_as
 
 # %% ../nbs/18b_lora_kernels.ipynb #0d084686
 @triton.jit
-def _expand_row(t_ptr, b_ptr, y_ptr, m, n, slot, rank, M, N, R, stride_bs, stride_bn, stride_ym,
-                GELU: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_R: tl.constexpr):
-    "y[m, n] += B[slot] · t[m] over the first `rank` columns of B (0: no adapter), then GELU if asked."
+def _add_tile(t, b_ptr, y_ptr, m, n, slot, rank, N, stride_bs, stride_bn, stride_ym, GELU: tl.constexpr, BLOCK_R: tl.constexpr):
+    "y[m, n] += B[slot] · t (fp32, BLOCK_R numbers) over the first `rank` columns of B (0: no adapter), then GELU if asked."
     r = tl.arange(0, BLOCK_R)
-    t = tl.zeros((BLOCK_R,), dtype=tl.float32)
-    for s in range(SPLIT_K): t += tl.load(t_ptr + (s * M + m) * R + r, mask=r < rank, other=0.0)
     b = tl.load(b_ptr + slot * stride_bs + n[:, None] * stride_bn + r[None, :], mask=(n[:, None] < N) & (r[None, :] < rank), other=0.0)
     y = tl.load(y_ptr + m * stride_ym + n, mask=n < N, other=0.0).to(tl.float32) + tl.sum(b.to(tl.float32) * t[None, :], axis=1)
     if GELU: y = _gelu_tanh(y)
     tl.store(y_ptr + m * stride_ym + n, y.to(y_ptr.dtype.element_ty), mask=n < N)
+
+@triton.jit
+def _expand_row(t_ptr, b_ptr, y_ptr, m, n, slot, rank, M, N, R, stride_bs, stride_bn, stride_ym,
+                GELU: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_R: tl.constexpr):
+    "Add up token m's SPLIT_K partial t's (in a fixed order), then `_add_tile`."
+    r = tl.arange(0, BLOCK_R)
+    t = tl.zeros((BLOCK_R,), dtype=tl.float32)
+    for s in range(SPLIT_K): t += tl.load(t_ptr + (s * M + m) * R + r, mask=r < rank, other=0.0)
+    _add_tile(t, b_ptr, y_ptr, m, n, slot, rank, N, stride_bs, stride_bn, stride_ym, GELU, BLOCK_R)
 
 @triton.jit
 def _expand_kernel(t_ptr, b_ptr, slots_ptr, y_ptr, M, N, R, stride_bs, stride_bn, stride_ym,
@@ -123,3 +130,54 @@ def lora_add(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
     if not (x.is_cuda if use_kernels is None else use_kernels): return lora_add_torch(y, x, A, B, slots, gelu)
     config = lora_kernel_config(x.shape[1], A.shape[1])
     return lora_expand(y, lora_shrink(x, A, slots, config), B, slots, config, gelu)
+
+# %% ../nbs/18b_lora_kernels.ipynb #b6349d70
+@triton.jit
+def _fused_update_kernel(x_ptr, a_ptr, b_ptr, slots_ptr, y_ptr, lnw_ptr, lnb_ptr, eps, N, K, R,
+                         stride_xm, stride_as, stride_ar, stride_bs, stride_bn, stride_ym,
+                         LN: tl.constexpr, GELU: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+                         BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr):
+    m = tl.program_id(0).to(tl.int64)
+    n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    slot = tl.load(slots_ptr + m).to(tl.int64)
+    if slot >= 0:
+        mean, rstd = 0.0, 1.0
+        if LN:                                                        # the row's statistics, as 12b's _normalize
+            c = tl.arange(0, BLOCK_C)
+            row = tl.load(x_ptr + m * stride_xm + c, mask=c < K, other=0.0).to(tl.float32)
+            mean = tl.sum(row, axis=0) / K
+            d = tl.where(c < K, row - mean, 0.0)
+            rstd = 1.0 / tl.sqrt(tl.sum(d * d, axis=0) / K + eps)
+        r = tl.arange(0, BLOCK_R)
+        t = tl.zeros((BLOCK_R,), dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):                               # shrink, this row only
+            k = k0 + tl.arange(0, BLOCK_K)
+            x = tl.load(x_ptr + m * stride_xm + k, mask=k < K, other=0.0).to(tl.float32)
+            if LN:
+                w, b = tl.load(lnw_ptr + k, mask=k < K, other=0.0).to(tl.float32), tl.load(lnb_ptr + k, mask=k < K, other=0.0).to(tl.float32)
+                x = tl.where(k < K, (x - mean) * rstd * w + b, 0.0)
+            a = tl.load(a_ptr + slot * stride_as + r[:, None] * stride_ar + k[None, :], mask=(r[:, None] < R) & (k[None, :] < K), other=0.0)
+            t += tl.sum(a.to(tl.float32) * x[None, :], axis=1)
+        _add_tile(t, b_ptr, y_ptr, m, n, slot, R, N, stride_bs, stride_bn, stride_ym, GELU, BLOCK_R)
+    else:
+        if GELU: _add_tile(tl.zeros((BLOCK_R,), dtype=tl.float32), b_ptr, y_ptr, m, n, 0, 0, N, stride_bs, stride_bn, stride_ym, GELU, BLOCK_R)
+
+# %% ../nbs/18b_lora_kernels.ipynb #dd848668
+def lora_fused_config(K: int, N: int, R: int) -> dict:
+    "Tiles for `lora_add_fused`: K inputs, N outputs, maximum rank R."
+    block_r = max(16, triton.next_power_of_2(R))
+    return dict(BLOCK_K=max(16, min(256, triton.next_power_of_2(K), MAX_TILE // block_r)),
+                BLOCK_N=max(16, min(256, triton.next_power_of_2(N), MAX_TILE // block_r)), BLOCK_R=block_r)
+
+def lora_add_fused(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slots: torch.Tensor, gelu: bool = False,
+                   norm: tuple | None = None) -> torch.Tensor:
+    "`lora_add` in one kernel for a few rows; with `norm` = (weight, bias, eps) the update is of LayerNorm(x) (y is already the base of it)."
+    _check_lora_args(x, A, B, slots)
+    (M, K), (N, R) = x.shape, (y.shape[1], A.shape[1])
+    if y.shape[0] != M or y.stride(1) != 1 or B.shape[1] != N: raise ValueError(f"need y ({M}, {B.shape[1]}) with contiguous rows")
+    if norm is not None and (norm[0].shape != (K,) or norm[1].shape != (K,)): raise ValueError(f"need LayerNorm weight and bias ({K},)")
+    lnw, lnb, eps = norm if norm is not None else (x, x, 0.0)        # unused without LN
+    cfg = lora_fused_config(K, N, R)
+    _fused_update_kernel[(M, triton.cdiv(N, cfg["BLOCK_N"]))](x, A, B, slots, y, lnw, lnb, eps, N, K, R, x.stride(0), A.stride(0), A.stride(1),
+        B.stride(0), B.stride(1), y.stride(0), norm is not None, gelu, triton.next_power_of_2(K) if norm is not None else 16, num_warps=4, **cfg)
+    return y
