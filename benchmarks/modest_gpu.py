@@ -7,7 +7,7 @@ blocks × block size tokens, and that over 1,024 = full GPT-2 contexts held at o
 (`nvidia-smi`, which counts the CUDA context too, and torch's reserved bytes from /metrics); and a short closed-loop
 `ruvon loadtest` (one user per context the pool holds, at most --max-users, prompts of --prompt-words one-token words
 plus --max-tokens generated: about 1,024 tokens a request). Then it stops the server and starts the next case.
-All 12 default cases take a few minutes on one H100:
+The 12 default cases are meant to take under six minutes on one H100 (a server start and --duration 8 s of load each):
 
     python benchmarks/modest_gpu.py --json benchmarks/results/modest_gpu_h100.json
 
