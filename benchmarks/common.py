@@ -1,6 +1,10 @@
-"""What every benchmark script shares: the model options, and the device's name and JSON header from `ruvon.bench`."""
+"""What every benchmark script shares: the model options, the device's name and JSON header from `ruvon.bench`, and
+how to start a `ruvon serve` process and wait for it."""
 import argparse
+import socket
+import subprocess
 import sys
+import time
 
 from ruvon.bench import device_name  # noqa: F401  (re-exported for the scripts)
 from ruvon.bench import result_header as bench_header
@@ -20,6 +24,29 @@ def model_arguments(description: str) -> argparse.ArgumentParser:
 def result_header(name: str, args, model) -> dict:
     "The fields every result JSON starts with: what ran, where, with which software, and the command that ran it."
     return bench_header(name, args.model, args.load_format, model, "python " + " ".join(sys.argv))
+
+
+# The GPU machine has the package but no `ruvon` console script: run the CLI through this interpreter.
+CLI = "import sys; from ruvon.cli import app; sys.argv[0] = 'ruvon'; app()"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float) -> str | None:
+    "Poll `url`/health until 200 (None); or why not: the server exited, or took longer than `timeout_s`."
+    import httpx
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if proc.poll() is not None: return f"ruvon serve exited with {proc.returncode}"
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200: return None
+        except httpx.HTTPError: pass
+        time.sleep(0.3)
+    return f"ruvon serve was not healthy within {timeout_s:g} s"
 
 
 AB_PACKAGES = ("ruvon_base", "ruvon")  # the older checkout (renamed, see benchmarks/ab_latency.py) and this one

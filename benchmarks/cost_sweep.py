@@ -20,23 +20,17 @@ import contextlib
 import dataclasses
 import json
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import torch
-from common import device_name, model_arguments
+from common import CLI, device_name, free_port, model_arguments, wait_healthy
 
 from ruvon.cost import DEFAULT_GPU_COST_PER_HOUR, cost_probe
 from ruvon.loadtest import LoadTestConfig, loadtest_header, random_prompts, run_loadtest
-
-# The GPU machine has the package but no `ruvon` console script: run the CLI through this interpreter.
-CLI = "import sys; from ruvon.cli import app; sys.argv[0] = 'ruvon'; app()"
 
 
 def parse_args(argv=None):
@@ -52,29 +46,11 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve_command(args, port: int) -> list[str]:
     "`ruvon serve` with the model, placement and price options of `args`, run by this interpreter."
     cmd = [sys.executable, "-c", CLI, "serve", args.model, "--port", str(port), "--load-format", args.load_format,
            "--dtype", args.dtype, "--gpu-cost-per-hour", str(args.gpu_cost_per_hour)]
     return cmd + (["--device", args.device] if args.device else []) + shlex.split(args.serve_args)
-
-
-def wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float, log_path: str) -> None:
-    "Poll /health (as tests/conftest.py's `ruvon_server` does) until 200; fail if the server exits or takes too long."
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if proc.poll() is not None: sys.exit(f"ruvon serve exited with {proc.returncode}; its log:\n{tail(log_path)}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200: return
-        except httpx.HTTPError: pass
-        time.sleep(0.3)
-    sys.exit(f"ruvon serve was not healthy within {timeout_s:g} s; its log:\n{tail(log_path)}")
 
 
 def tail(path: str, num_lines: int = 30) -> str:
@@ -90,7 +66,7 @@ def ruvon_server(cmd: list[str], port: int, timeout_s: float) -> Iterator[str]:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_healthy(proc, url, timeout_s, log_path)
+        if (why := wait_healthy(proc, url, timeout_s)) is not None: sys.exit(f"{why}; its log:\n{tail(log_path)}")
         yield url
     finally:
         proc.terminate()

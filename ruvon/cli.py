@@ -27,14 +27,14 @@ from .config import EngineConfig, flag
 __all__ = ['app', 'THROUGHPUT_DEFAULTS', 'LATENCY_DEFAULTS', 'LOADTEST_DEFAULTS', 'GPU_COST_PER_HOUR', 'MAX_CHOICES',
            'SPECULATIVE_HELP', 'DEFAULT_GROUP_SIZE', 'QuantizationOpt', 'GroupSizeOpt', 'DEFAULT_MAX_LORA_RANK',
            'LoRAModulesOpt', 'MergeLoRAOpt', 'MaxLoRARankOpt', 'EnableLoRAOpt', 'MaxLoRAsOpt', 'AllowRuntimeLoRAOpt',
-           'ENGINE_HELP', 'bench_app', 'ModelArg', 'DtypeOpt', 'DeviceOpt', 'LoadFormatOpt', 'SpeculativeOpt',
-           'BaselineOpt', 'JsonOpt', 'SPEEDUP_LABELS', 'DEFAULT_CONCURRENCY', 'main', 'user_error_types', 'user_errors',
-           'require', 'quantization_config', 'quantization_record', 'engine_option', 'engine_options', 'spread_values',
-           'LoRACommand', 'lora_module', 'lora_adapter', 'unmerged_adapters', 'unmerged_lora', 'weights_loader',
-           'generate', 'text_printer', 'sampling_params', 'print_stats', 'model_info', 'info', 'quantize',
-           'merge_lora_adapter', 'serve', 'exit_with', 'flag_list', 'run_until_drained', 'length_range', 'run_bench',
-           'metric_rows', 'bench_table', 'throughput', 'latency', 'SweepCommand', 'check_outputs', 'loadtest', 'chat',
-           'greet', 'line_reader']
+           'ENGINE_HELP', 'BYTE_FIELDS', 'BYTE_UNITS', 'bench_app', 'ModelArg', 'DtypeOpt', 'DeviceOpt',
+           'LoadFormatOpt', 'SpeculativeOpt', 'BaselineOpt', 'JsonOpt', 'SPEEDUP_LABELS', 'DEFAULT_CONCURRENCY', 'main',
+           'user_error_types', 'user_errors', 'require', 'quantization_config', 'quantization_record', 'parse_bytes',
+           'engine_option', 'engine_options', 'spread_values', 'LoRACommand', 'lora_module', 'lora_adapter',
+           'unmerged_adapters', 'unmerged_lora', 'gpu_memory_cap', 'weights_loader', 'generate', 'text_printer',
+           'sampling_params', 'print_stats', 'model_info', 'info', 'quantize', 'merge_lora_adapter', 'serve',
+           'exit_with', 'flag_list', 'run_until_drained', 'length_range', 'run_bench', 'metric_rows', 'bench_table',
+           'throughput', 'latency', 'SweepCommand', 'check_outputs', 'loadtest', 'chat', 'greet', 'line_reader']
 
 # %% ../nbs/cli.ipynb #ad0f2ff4
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -104,15 +104,27 @@ ENGINE_HELP = {  # EngineConfig field -> (option type, help); the flag is the fi
     "kv_cache_memory": (Optional[int], "Bytes for the paged KV cache [default: what --gpu-memory-utilization leaves on a GPU; "
                                        "max-num-seqs full contexts, at most 1 GiB, on a CPU]."),
     "gpu_memory_utilization": (float, "Share of the GPU's total memory for weights, activations and KV cache together, as in vLLM."),
+    "max_gpu_memory": (Optional[int], "Most GPU memory this process may hold, weights, activations, KV cache and CUDA graphs together, "
+                                      "as on a card of that size; the KV cache gets --gpu-memory-utilization of it (Part 8) [default: no cap]."),
     "block_size": (int, "Tokens per KV block."),
     "attention_backend": (str, "auto, eager, sdpa, flash or triton (Parts 9 and 12)."),
     "enforce_eager": (bool, "No CUDA graphs for decode steps (Part 13c; in ruvon bench, none for the HF baseline either)."),
 }
 
+BYTE_FIELDS = ("kv_cache_memory", "max_gpu_memory")  # given as BYTES: 2147483648, 2GiB, 512MiB
+BYTE_UNITS = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+
+def parse_bytes(value: str) -> int:
+    "A number of bytes, plain (`2147483648`) or with a binary unit (`2GiB`, `512MiB`, `1.5GiB`)."
+    m = re.fullmatch(r"(\d+)|(\d+(?:\.\d+)?) ?(KiB|MiB|GiB)", value.strip())
+    if m is None: raise typer.BadParameter(f"expected bytes, as 2147483648, 2GiB or 512MiB, got {value!r}")
+    return int(m[1]) if m[1] else round(float(m[2]) * BYTE_UNITS[m[3]])
+
 def engine_option(field: str) -> object:
     "The annotated type of `EngineConfig.field` as a Typer option."
     kind, help = ENGINE_HELP[field]
-    return Annotated[kind, typer.Option(*([flag(field)] if kind is bool else []), help=help)]
+    as_bytes = dict(parser=parse_bytes, metavar="BYTES") if field in BYTE_FIELDS else {}
+    return Annotated[kind, typer.Option(*([flag(field)] if kind is bool else []), help=help, **as_bytes)]
 
 # %% ../nbs/cli.ipynb #276911cb
 def engine_options(command: Callable) -> Callable:
@@ -210,6 +222,12 @@ def unmerged_lora(model: str, name: str, enable_lora: bool, lora_modules, merge_
     adapters = unmerged_adapters(model, lora_modules, name, lora)
     return lora_engine(lora), functools.partial(LoRAServing, lora_modules=adapters), [serve_lora_metrics] + ([serve_runtime_lora] if allow_runtime_lora else [])
 
+def gpu_memory_cap(model: str, max_gpu_memory: int | None, quantization, dtype: str, device: str | None):
+    "Part 17c's `fit_gpu_memory` now (weights priced, cap set, nothing loaded), then Part 8's guard — a `with` block or a decorator — that makes running out of memory under the cap one line."
+    from ruvon.model_runner import out_of_memory_as_error
+    from ruvon.quantized import fit_gpu_memory
+    return out_of_memory_as_error(fit_gpu_memory(model, max_gpu_memory, quantization, dtype, device), max_gpu_memory)
+
 def weights_loader(quantization, lora: tuple | None) -> Callable:
     "What loads the model's weights: Part 17c's `load_quantized`, or with a LoRA adapter Part 18a's `load_merged` (merged, then quantized)."
     if lora is None:
@@ -232,6 +250,7 @@ def generate(
     ignore_eos: bool = typer.Option(False, "--ignore-eos", help="Keep going past <|endoftext|>."),
     stats: bool = typer.Option(False, "--stats", help="Print token counts and speed to stderr."),
     attention_backend: engine_option("attention_backend") = EngineConfig.attention_backend,
+    max_gpu_memory: engine_option("max_gpu_memory") = EngineConfig.max_gpu_memory,
     quantization: QuantizationOpt = None, quantization_group_size: GroupSizeOpt = DEFAULT_GROUP_SIZE,
     lora_modules: LoRAModulesOpt = None, merge_lora: MergeLoRAOpt = False, max_lora_rank: MaxLoRARankOpt = DEFAULT_MAX_LORA_RANK,
     temperature: float = typer.Option(0.0, help="Sampling temperature (Part 5): 0 is greedy; above 0, tokens are drawn."),
@@ -254,19 +273,21 @@ def generate(
                                  repetition_penalty=repetition_penalty, seed=seed, ignore_eos=ignore_eos)  # Part 5's checks
         qc = quantization_config(quantization, quantization_group_size)
         lora = lora_adapter(model, lora_modules, merge_lora, max_lora_rank)  # Part 18a
-        lm, tokenizer = weights_loader(qc, lora)(model, dtype=dtype, device=device, load_format=load_format), load_tokenizer(model)
-        use_attention_backend(lm, attention_backend)
-        decoder = RecomputeDecoder(lm) if no_cache else CachedDecoder(lm)
-        out = Console(highlight=False, soft_wrap=True)
-        show, prompt_ids = text_printer(out), tokenizer.encode(prompt)
-        for i in range(n):
-            if n > 1: show(f"--- choice {i}\n")
-            if out.is_terminal: out.print(prompt, style="dim", end="")
-            completion = generate_completion(decoder, tokenizer, prompt_ids, max_tokens, ignore_eos=ignore_eos, on_text=show if stream else None,
-                                             pick=Sampler(params, prompt_ids, choice_index=i))
-            if not stream: show(completion.text)
-            show("\n")
-            if stats or out.is_terminal: print_stats(completion)
+        EngineConfig(max_gpu_memory=max_gpu_memory)  # Part 8's check of the cap
+        with gpu_memory_cap(model, max_gpu_memory, qc, dtype, device):
+            lm, tokenizer = weights_loader(qc, lora)(model, dtype=dtype, device=device, load_format=load_format), load_tokenizer(model)
+            use_attention_backend(lm, attention_backend)
+            decoder = RecomputeDecoder(lm) if no_cache else CachedDecoder(lm)
+            out = Console(highlight=False, soft_wrap=True)
+            show, prompt_ids = text_printer(out), tokenizer.encode(prompt)
+            for i in range(n):
+                if n > 1: show(f"--- choice {i}\n")
+                if out.is_terminal: out.print(prompt, style="dim", end="")
+                completion = generate_completion(decoder, tokenizer, prompt_ids, max_tokens, ignore_eos=ignore_eos, on_text=show if stream else None,
+                                                 pick=Sampler(params, prompt_ids, choice_index=i))
+                if not stream: show(completion.text)
+                show("\n")
+                if stats or out.is_terminal: print_stats(completion)
 
 # %% ../nbs/cli.ipynb #06f89853
 def text_printer(console: Console):
@@ -431,11 +452,12 @@ def serve(
         make_engine = make_engine or speculative_engine(spec, dtype=dtype, device=device, load_format=load_format)
         admission = BoundedAdmission(None if max_queue is None else config.max_num_seqs + max_queue, request_timeout)  # Part 15a
         CostMeter(gpu_cost_per_hour)  # checks the price
+        capped = gpu_memory_cap(model, config.max_gpu_memory, qc, dtype, device)  # Parts 8 and 17c: weights over the cap refused here
     engine = lambda m, t: AsyncLLMEngine(m, t, config, observer=CostTelemetry(name, config.max_model_len, gpu_cost_per_hour),
                                          runner=GraphModelRunner, logprobs=RawLogprobs(),  # Part 10 fills Part 4's logprobs seams, here and below
                                          make_engine=make_engine)
-    app_ = build_app(serving_for(model, name, engine, OpenAILogprobs(), max_choices_per_request, weights_loader(qc, lora), serving,
-                                 dtype=dtype, device=device, load_format=load_format), admission,
+    app_ = build_app(capped(serving_for(model, name, engine, OpenAILogprobs(), max_choices_per_request, weights_loader(qc, lora), serving,
+                                        dtype=dtype, device=device, load_format=load_format)), admission,
                      extensions=[serve_telemetry, serve_spec_metrics, serve_web_chat, *lora_routes, *guards], on_load_failure=exit_with, max_request_bytes=max_request_bytes,
                      docs=not disable_fastapi_docs)  # Part 11: /metrics and the dashboard; Part 14b: the chat page at /
     log_requests()  # Part 11: one JSON line per finished request, on stderr
@@ -507,9 +529,10 @@ def run_bench(benchmark: str, model: str, workload, config: EngineConfig, baseli
         max_model_len = config.for_model(load_config(model).n_positions).max_model_len
         workload.check_context(max_model_len)
         spec = check_speculative(speculative_config, model, max_model_len)
-        lm, tokenizer = load_quantized(model, qc, dtype=dtype, device=device, load_format=load_format), load_tokenizer(model)
-        make_engine = speculative_engine(spec, dtype=dtype, device=device, load_format=load_format)
-        body = (throughput_result if benchmark == "throughput" else latency_result)(lm, tokenizer, config, workload, baseline, make_engine)
+        with gpu_memory_cap(model, config.max_gpu_memory, qc, dtype, device):  # Parts 8 and 17c
+            lm, tokenizer = load_quantized(model, qc, dtype=dtype, device=device, load_format=load_format), load_tokenizer(model)
+            make_engine = speculative_engine(spec, dtype=dtype, device=device, load_format=load_format)
+            body = (throughput_result if benchmark == "throughput" else latency_result)(lm, tokenizer, config, workload, baseline, make_engine)
     quantized = getattr(lm, "quantization", None)  # asked for, or held by the checkpoint
     result = {**result_header(benchmark, model, load_format, lm, "ruvon " + shlex.join(sys.argv[1:])),
               "quantization": None if quantized is None else quantization_record(quantized), **body}

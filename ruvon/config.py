@@ -32,6 +32,7 @@ class EngineConfig:
     block_size: int = 16
     kv_cache_memory: int | None = None
     gpu_memory_utilization: float = 0.9
+    max_gpu_memory: int | None = None
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 2048
     max_model_len: int | None = None  # None: the model's n_positions (see `for_model`)
@@ -44,6 +45,8 @@ class EngineConfig:
                     "kv_cache_memory", "must be a positive number of bytes", self.kv_cache_memory)
         check_field(isinstance(self.gpu_memory_utilization, (int, float)) and 0 < self.gpu_memory_utilization <= 1,
                     "gpu_memory_utilization", "must be in (0, 1]", self.gpu_memory_utilization)
+        check_field(self.max_gpu_memory is None or (_is_int(self.max_gpu_memory) and self.max_gpu_memory > 0),
+                    "max_gpu_memory", "must be a positive number of bytes", self.max_gpu_memory)
         check_field(_is_int(self.max_num_seqs) and self.max_num_seqs >= 1, "max_num_seqs", "must be an integer of at least 1", self.max_num_seqs)
         check_field(_is_int(self.max_num_batched_tokens) and self.max_num_batched_tokens >= 1,
                     "max_num_batched_tokens", "must be an integer of at least 1", self.max_num_batched_tokens)

@@ -14,7 +14,8 @@ from .multi_lora import LoRAEngine, LoRARequest, MultiLoRAConfig, refuse_specula
 from .outputs import SamplingParams
 from .speculative import check_speculative, speculative_engine
 from .quantization import DEFAULT_GROUP_SIZE, QuantizationConfig
-from .quantized import load_quantized
+from .model_runner import out_of_memory_as_error
+from .quantized import fit_gpu_memory, load_quantized
 
 # %% auto #0
 __all__ = ['LLM']
@@ -32,12 +33,14 @@ class LLM:
         qc = None if quantization is None else QuantizationConfig(quantization, quantization_group_size)  # and a bad quantization
         lora = MultiLoRAConfig(max_loras, max_lora_rank) if enable_lora else None          # and bad LoRA slots
         if lora: refuse_speculation(spec)
-        self.model = load_quantized(model, qc, dtype=dtype, device=device, load_format=load_format)
-        self.tokenizer = load_tokenizer(model)
-        self.lora_requests: dict[str, LoRARequest] = {}  # the request each loaded adapter came from
-        if lora: self.engine = LoRAEngine(self.model, self.tokenizer, config, lora=lora, logprobs=RawLogprobs())
-        else: self.engine = speculative_engine(spec, dtype=dtype, device=device, load_format=load_format)(
-                  self.model, self.tokenizer, config, runner=GraphModelRunner, logprobs=RawLogprobs())
+        stored = fit_gpu_memory(model, config.max_gpu_memory, qc, dtype, device)  # weights over the cap: refused, nothing loaded
+        with out_of_memory_as_error(stored, config.max_gpu_memory):
+            self.model = load_quantized(model, qc, dtype=dtype, device=device, load_format=load_format)
+            self.tokenizer = load_tokenizer(model)
+            self.lora_requests: dict[str, LoRARequest] = {}  # the request each loaded adapter came from
+            if lora: self.engine = LoRAEngine(self.model, self.tokenizer, config, lora=lora, logprobs=RawLogprobs())
+            else: self.engine = speculative_engine(spec, dtype=dtype, device=device, load_format=load_format)(
+                      self.model, self.tokenizer, config, runner=GraphModelRunner, logprobs=RawLogprobs())
 
     def generate(self, prompts: str | list[str] | list[list[int]], sampling_params: SamplingParams | list[SamplingParams] | None = None,
                  lora_request: LoRARequest | list[LoRARequest | None] | None = None) -> list[RequestOutput]:

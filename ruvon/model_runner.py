@@ -5,7 +5,9 @@
 # %% ../nbs/08_model_runner.ipynb #63d395fe
 from __future__ import annotations
 
+import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -16,8 +18,9 @@ from .model import GPT2
 from .slots import KVAllocator, SlotKVCache, SlotManager, SlotStep, num_slots
 
 # %% auto #0
-__all__ = ['num_leading_decodes', 'ModelInput', 'logit_rows', 'kv_cache_budget', 'gpu_kv_budget', 'peak_activation_bytes',
-           'ModelRunner', 'execute', 'compute', 'forward', 'make_step']
+__all__ = ['num_leading_decodes', 'ModelInput', 'logit_rows', 'kv_cache_budget', 'gpu_kv_budget', 'memory_ceiling',
+           'memory_limit_text', 'gib', 'peak_activation_bytes', 'check_weights_fit', 'cap_gpu_memory',
+           'out_of_memory_as_error', 'ModelRunner', 'execute', 'compute', 'forward', 'make_step']
 
 # %% ../nbs/08_model_runner.ipynb #a76d074f
 def num_leading_decodes(query_lens: list[int]) -> int:
@@ -68,15 +71,28 @@ def kv_cache_budget(config: EngineConfig, model: GPT2) -> int:
     return min(config.max_num_seqs * config.max_model_len * kv_cache_bytes_per_token(model.config, w.dtype), 1 << 30)
 
 def gpu_kv_budget(config: EngineConfig, model: GPT2) -> int:
-    "`gpu_memory_utilization` of the GPU's total memory, less what is in use now and a step's peak activations."
+    "`gpu_memory_utilization` of the GPU's total memory (or of `max_gpu_memory`), less what is in use now and a step's peak activations."
     device = model.wte.weight.device
     activations = peak_activation_bytes(model, config)
     free, total = torch.cuda.mem_get_info(device)
-    budget = int(config.gpu_memory_utilization * total) - (total - free) - activations
+    budget = memory_ceiling(config, total) - (total - free) - activations
     if budget <= 0:
-        raise ConfigError(f"gpu_memory_utilization ({flag('gpu_memory_utilization')}) {config.gpu_memory_utilization} of {total / 2**30:.1f} GiB "
-                          f"leaves nothing for the KV cache: {(total - free) / 2**30:.1f} GiB are in use and a step needs {activations / 2**30:.2f} GiB")
+        raise ConfigError(f"{memory_limit_text(config, total)} leaves nothing for the KV cache: {gib(total - free)} are in use "
+                          f"(weights, CUDA context) and a step needs {gib(activations)}")
     return budget
+
+def memory_ceiling(config: EngineConfig, total: int) -> int:
+    "Bytes the engine may use for everything: `gpu_memory_utilization` of the card, or of `max_gpu_memory` when that is smaller."
+    return int(config.gpu_memory_utilization * min(total, config.max_gpu_memory or total))
+
+def memory_limit_text(config: EngineConfig, total: int) -> str:
+    "The limit `memory_ceiling` applied, as a user set it."
+    share = f"gpu_memory_utilization ({flag('gpu_memory_utilization')}) {config.gpu_memory_utilization}"
+    if config.max_gpu_memory is not None and config.max_gpu_memory < total: return f"{share} of max_gpu_memory ({flag('max_gpu_memory')}) {gib(config.max_gpu_memory)}"
+    return f"{share} of {gib(total)}"
+
+def gib(n: int) -> str: return f"{n / 2**30:.2f} GiB"
+
 
 # %% ../nbs/08_model_runner.ipynb #f7e4c1b1
 @torch.no_grad()
@@ -91,6 +107,32 @@ def peak_activation_bytes(model: GPT2, config: EngineConfig) -> int:
     peak = torch.cuda.max_memory_allocated(device) - before
     torch.cuda.empty_cache()
     return peak
+
+# %% ../nbs/08_model_runner.ipynb #0088bb77
+def check_weights_fit(what: str, weight_bytes: int, max_gpu_memory: int | None) -> None:
+    "Refuse, before loading, weights that alone reach `max_gpu_memory` (`what`: the model as stored, e.g. 'gpt2-xl in float16')."
+    if max_gpu_memory is not None and weight_bytes >= max_gpu_memory:
+        raise ConfigError(f"{what} needs {gib(weight_bytes)} of weights; max_gpu_memory ({flag('max_gpu_memory')}) is {gib(max_gpu_memory)}")
+
+def cap_gpu_memory(max_gpu_memory: int, device: torch.device, weight_bytes: int, what: str) -> None:
+    "Refuse a CPU device, a cap above the card or weights over it; then cap what torch may allocate on `device` (call before loading)."
+    if device.type != "cuda": raise ConfigError(f"max_gpu_memory ({flag('max_gpu_memory')}) applies to a CUDA device, got {device}")
+    check_weights_fit(what, weight_bytes, max_gpu_memory)
+    total = torch.cuda.get_device_properties(device).total_memory
+    if max_gpu_memory > total:
+        raise ConfigError(f"max_gpu_memory ({flag('max_gpu_memory')}) {gib(max_gpu_memory)} is more than the GPU's {gib(total)}")
+    torch.cuda.set_per_process_memory_fraction(max_gpu_memory / total, device)
+
+# %% ../nbs/08_model_runner.ipynb #76ace221
+@contextmanager
+def out_of_memory_as_error(what: str, max_gpu_memory: int | None):
+    "Under a `max_gpu_memory` cap, turn CUDA running out of memory while `what` loads or runs into one `ConfigError` line."
+    try: yield
+    except torch.cuda.OutOfMemoryError as e:
+        if max_gpu_memory is None: raise
+        asked = re.search(r"Tried to allocate [\d.]+ \w+", str(e))
+        raise ConfigError(f"{what} does not fit max_gpu_memory ({flag('max_gpu_memory')}) {gib(max_gpu_memory)}: CUDA ran out of memory"
+                          + (f" ({asked[0]})" if asked else "")) from None
 
 # %% ../nbs/08_model_runner.ipynb #e3a9969f
 class ModelRunner:

@@ -17,6 +17,7 @@ from safetensors.torch import load_model as load_model_file, save_model
 
 from .loading import WeightsNotFoundError, load_config, load_model, model_file, resolve_device, resolve_dtype
 from .model import GPT2, GPT2Config
+from .model_runner import cap_gpu_memory
 from .quant_kernels import int4_linear_kernel, int8_linear_kernel
 from .quantization import (DEFAULT_GROUP_SIZE, PROJECTIONS, QuantizationConfig, dequantize_int4, dequantize_int8,
                                 num_groups, quantize_int4, quantize_int8, require_bitsandbytes)
@@ -25,7 +26,7 @@ from .quantization import (DEFAULT_GROUP_SIZE, PROJECTIONS, QuantizationConfig, 
 __all__ = ['QUANT_METHOD', 'FORMAT_VERSION', 'COMPANION_FILES', 'QuantizedLinear', 'Int8Linear', 'Int4Linear', 'bnb_linear',
            'quantized_projection', 'replace_projections', 'quantize_model', 'weight_bytes', 'quantized_weight_bytes',
            'load_quantized', 'quantization_entry', 'save_quantized', 'saved_quantization', 'empty_projection',
-           'load_saved', 'load_file_into']
+           'load_saved', 'load_file_into', 'weights_as_stored', 'fit_gpu_memory']
 
 # %% ../nbs/17c_quantized.ipynb #9bd896a2
 class QuantizedLinear(nn.Module):
@@ -204,3 +205,18 @@ def load_file_into(model: GPT2, path: Path | None, device: torch.device) -> None
     if path is None: raise WeightsNotFoundError("the quantized checkpoint has no model.safetensors")
     missing, unexpected = load_model_file(model, str(path), strict=False, device=str(device))
     if missing or unexpected: raise ValueError(f"quantized checkpoint does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+# %% ../nbs/17c_quantized.ipynb #7369fdbf
+def weights_as_stored(model_id: str, quantization: QuantizationConfig | None, dtype: torch.dtype) -> tuple[str, int]:
+    "('gpt2-xl in int4', bytes): `model_id`'s weights as `load_quantized` will store them (a saved checkpoint's quantization wins), priced from its config."
+    q = saved_quantization(model_id) or quantization
+    return f"{model_id} in {q.method if q else str(dtype).removeprefix('torch.')}", quantized_weight_bytes(load_config(model_id), q, dtype)
+
+def fit_gpu_memory(model_id: str, max_gpu_memory: int | None, quantization: QuantizationConfig | None = None,
+                   dtype: str | torch.dtype = "auto", device: str | torch.device | None = None) -> str | None:
+    "Before loading: refuse `model_id` if its stored weights reach `max_gpu_memory` (or the device is not a GPU), else cap the process there; how it is stored, or None without a cap."
+    if max_gpu_memory is None: return None
+    dev = resolve_device(device)
+    what, weight_bytes = weights_as_stored(model_id, quantization, resolve_dtype(dtype, load_config(model_id), dev))
+    cap_gpu_memory(max_gpu_memory, dev, weight_bytes, what)
+    return what

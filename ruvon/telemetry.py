@@ -32,7 +32,8 @@ from .stats import summarize, time_per_output_token
 __all__ = ['TTFT_BUCKETS', 'ITL_BUCKETS', 'REQUEST_LATENCY_BUCKETS', 'FINISH_REASONS', 'REQUEST_LOG', 'DASHBOARD_CSS',
            'DASHBOARD_BODY', 'DASHBOARD_JS', 'DASHBOARD_HTML', 'RequestTimes', 'RequestStats', 'StepEvents',
            'request_stats', 'RequestTracker', 'buckets_1_2_5', 'PrometheusMetrics', 'record', 'log_requests', 'Window',
-           'snapshot', 'Telemetry', 'RejectionCollector', 'attach_telemetry', 'loaded_telemetry', 'serve_telemetry']
+           'snapshot', 'Telemetry', 'RejectionCollector', 'attach_telemetry', 'kv_cache_info', 'publish_kv_cache_info',
+           'loaded_telemetry', 'serve_telemetry']
 
 # %% ../nbs/11_telemetry.ipynb #f48eb235
 @dataclass
@@ -352,6 +353,20 @@ def attach_telemetry(serving: OpenAIServing) -> Telemetry:
     engine.observer = telemetry  # an engine without steps (Part 4b's) reports nothing to it
     return telemetry
 
+def kv_cache_info(serving: OpenAIServing) -> dict | None:
+    "The KV pool of a batching engine (Part 8c's, around Part 8b's): its block size and number of blocks; None for an engine without one."
+    bm = getattr(getattr(serving.engine, "engine", None), "bm", None)
+    return None if bm is None else {"block_size": bm.block_size, "num_gpu_blocks": bm.num_blocks}
+
+def publish_kv_cache_info(telemetry: Telemetry, serving: OpenAIServing, out: TextIO | None = None) -> None:
+    "vLLM's `cache_config_info` gauge (constant 1, the numbers in its labels) and its startup lines: the pool in tokens, and how many full contexts it holds."
+    if (info := kv_cache_info(serving)) is None: return
+    Gauge("ruvon:cache_config_info", "The KV cache's configuration, in the labels.", ["model_name", *info], registry=telemetry.metrics.registry
+          ).labels(serving.model_name, *map(str, info.values())).set(1)
+    tokens, context = info["num_gpu_blocks"] * info["block_size"], serving.max_model_len
+    print(f"KV cache: {info['num_gpu_blocks']:,} blocks of {info['block_size']} tokens = {tokens:,} tokens; "
+          f"maximum concurrency for {context:,} tokens per request: {tokens / context:.2f}x", file=out or sys.stderr, flush=True)
+
 def loaded_telemetry(app: FastAPI, state: ServerState) -> Telemetry:
     "The app's `Telemetry`, or a 503 while the model loads."
     if app.state.telemetry is None: raise APIError(f"server not ready: {state.problem}", status=503, type="service_unavailable")
@@ -364,6 +379,7 @@ def serve_telemetry(app: FastAPI, state: ServerState) -> None:
     def on_load(serving: OpenAIServing) -> None:
         telemetry = attach_telemetry(serving)
         telemetry.metrics.registry.register(RejectionCollector(state.rejections, serving.model_name))
+        publish_kv_cache_info(telemetry, serving)
         app.state.telemetry = telemetry
     state.on_load.append(on_load)
 

@@ -55,3 +55,21 @@ def test_multi_lora_script_runs(tmp_path, standin_2l):
     for key in ("base", "merged", "lora", "lora_engine_base_requests"): assert r[key]["throughput_tok_s"] > 0 and r[key]["tpot_s"] > 0
     assert r["peft"]["throughput_tok_s"] > 0
     assert r["ratios"]["lora_tpot_over_base"] == r["lora"]["tpot_s"] / r["base"]["tpot_s"]
+
+
+def test_modest_gpu_script_runs(tmp_path, standin_2l):
+    "Part 17's demo on the CPU: a real `ruvon serve` sized and load-tested, and a cap refused in one line (a cap needs a GPU)."
+    out = tmp_path / "result.json"
+    subprocess.run([sys.executable, str(BENCH / "modest_gpu.py"), "--device", "cpu", "--models", str(standin_2l), "--load-format", "auto",
+                    "--dtype", "float32", "--quantizations", "none", "--caps", "none,1GiB", "--prompt-words", "50", "--max-tokens", "4",
+                    "--duration", "1", "--max-users", "4", "--json", str(out)], check=True, capture_output=True, text=True, timeout=300)
+    r = json.loads(out.read_text())
+    assert r["command"].startswith("python") and r["device_name"].startswith("CPU") and len(r["cases"]) == 2
+    served, capped = r["cases"]
+    assert served["fits"] and served["kv_tokens"] == served["num_gpu_blocks"] * served["block_size"] > 0
+    assert served["contexts_1024"] == served["kv_tokens"] / 1024 and served["loadtest"]["concurrency"] == 4
+    assert served["loadtest"]["num_ok"] > 0 and served["loadtest"]["num_errors"] == 0 and served["loadtest"]["output_tokens_per_s"] > 0
+    assert not capped["fits"] and capped["max_gpu_memory"] == 1 << 30
+    assert capped["error"] == "error: max_gpu_memory (--max-gpu-memory) applies to a CUDA device, got cpu"
+    table = subprocess.run([sys.executable, str(BENCH / "modest_gpu.py"), "--table", str(out)], check=True, capture_output=True, text=True).stdout
+    assert table.count("\n") == 4 and "| 1 GiB | ruvon-standin-2l | float32 | no: max_gpu_memory" in table

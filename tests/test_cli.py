@@ -59,6 +59,10 @@ def test_dummy_weights_generate():
     (("serve", "STANDIN", "--max-model-len", "4096", "--max-num-batched-tokens", "4096"), "must be at most the model's context length (n_positions = 1024)"),
     (("serve", "STANDIN", "--attention-backend", "flsh"), "attention_backend (--attention-backend) must be one of"),
     (("bench", "latency", "STANDIN", "--max-model-len", "8", "--input-len", "8", "--output-len", "4"), "exceed the context of 8 tokens (max_model_len, --max-model-len)"),
+    (("serve", "STANDIN", "--max-gpu-memory", "0"), "max_gpu_memory (--max-gpu-memory) must be a positive number of bytes, got 0"),
+    (("serve", "STANDIN", "--device", "cpu", "--max-gpu-memory", "2GiB"), "max_gpu_memory (--max-gpu-memory) applies to a CUDA device, got cpu"),
+    (("generate", "gpt2", "hi", "--load-format", "dummy", "--device", "cpu", "--max-gpu-memory", "2147483648"), "applies to a CUDA device, got cpu"),
+    (("bench", "throughput", "STANDIN", "--device", "cpu", "--max-gpu-memory", "512MiB"), "applies to a CUDA device, got cpu"),
 ])
 def test_bad_input_is_one_line(standin_2l, args, message):
     r = ruvon(*[standin_2l if a == "STANDIN" else a for a in args])
@@ -71,6 +75,12 @@ def test_unparseable_number_is_a_usage_error(standin_2l):
     r = ruvon("generate", standin_2l, "hi", "--max-tokens", "many")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "Error: Invalid value for '--max-tokens'" in r.stderr.splitlines()[-1]
+
+
+def test_bytes_without_a_binary_unit_is_a_usage_error(standin_2l):
+    r = ruvon("serve", standin_2l, "--max-gpu-memory", "2GB")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "Error: Invalid value for '--max-gpu-memory': expected bytes, as 2147483648, 2GiB or 512MiB, got '2GB'" in r.stderr.splitlines()[-1]
 
 
 def test_info_json():

@@ -70,7 +70,9 @@ def test_metrics_count_the_requests(server, served):
     fams = scrape(url)
     for name, kind in FAMILIES.items(): assert fams[name].type == kind, name
     labels = {k for f in fams.values() if f.name.startswith("ruvon:") for s in f.samples for k in s.labels}
-    assert labels == {"model_name", "finished_reason", "le", "reason", "param"}  # low cardinality: nothing per request (reason, param: fixed sets)
+    assert labels == {"model_name", "finished_reason", "le", "reason", "param", "block_size", "num_gpu_blocks"}  # low cardinality: nothing per request (reason, param: fixed sets; the KV pool's: one value a process)
+    (pool,) = fams["ruvon:cache_config_info"].samples
+    assert pool.value == 1 and int(pool.labels["num_gpu_blocks"]) > 0 and int(pool.labels["block_size"]) > 0
     assert {s.labels["model_name"] for f in fams.values() if f.name.startswith("ruvon:") for s in f.samples} == {MODEL}
     n, prompt, completion = len(served), sum(p for p, _, _ in served), sum(c for _, c, _ in served)
     for h in PER_REQUEST: assert value(fams, h, "_count") == n, h
