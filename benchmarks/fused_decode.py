@@ -34,7 +34,7 @@ import functools
 from ruvon.cuda_graphs import DecodeGraphs, GraphModelRunner
 from ruvon.engine import EngineConfig, LLMEngine
 import ruvon.fused
-from ruvon.fused import FusedBlock, layer_norm_kernel, linear_config, linear_kernel, linear_reference
+from ruvon.fused import FusedBlock, dot_config, layer_norm_kernel, linear_config, linear_kernel, linear_reference
 from ruvon.loading import load_model, load_tokenizer
 from ruvon.model import Block
 
@@ -133,7 +133,7 @@ def rows_sweep(copy_bw: float, rows=(2, 4, 8)) -> list[dict]:
             gemv_ms = per_call_ms(ws, x1, **kw1)
             for M in rows:
                 x, kw = fp16_case(M, N, K, epi, b)
-                dot = default_linear_config(ruvon.fused.ROWS_GEMV_LIMIT + 1, N, K)  # the tl.dot tiles (they do not depend on M)
+                dot = dot_config(N, K)
                 guess = rows_config(M, N, K, epi.get("ln", False))
                 configs = [{**c, **checked_ms(ws, x, c, **kw)} for c in ROWS_CONFIGS + ([guess] if guess not in ROWS_CONFIGS else [])]
                 timed = [c for c in configs if "ms" in c]

@@ -15,8 +15,8 @@ from .kernels import interpret_triton_without_cuda
 from .model import GPT2, Block, KVCacheLike
 
 # %% auto #0
-__all__ = ['MAX_FUSED_ROWS', 'ROWS_GEMV_LIMIT', 'ROWS_GEMV_MAX_ROWS', 'layer_norm_kernel', 'linear_config', 'linear_kernel',
-           'linear_reference', 'fused_linear', 'FusedBlock', 'shallow_copy', 'fused_view']
+__all__ = ['MAX_FUSED_ROWS', 'ROWS_GEMV_LIMIT', 'ROWS_GEMV_MAX_ROWS', 'layer_norm_kernel', 'linear_config', 'dot_config',
+           'linear_kernel', 'linear_reference', 'fused_linear', 'FusedBlock', 'shallow_copy', 'fused_view']
 
 # %% ../nbs/12b_fused_decode.ipynb #87da643c
 interpret_triton_without_cuda()
@@ -94,7 +94,7 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps, N, 
     _epilogue(tl.sum(acc, axis=1)[None, :], tl.arange(0, 1), n, 1, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om,
               HAS_BIAS, GELU, HAS_RESIDUAL)
 
-# %% ../nbs/12b_fused_decode.ipynb #84e94c0e
+# %% ../nbs/12b_fused_decode.ipynb #292a2ee6
 @triton.jit
 def _row_moments(x_ptr, m, M, K, stride_xm, eps, M_PAD: tl.constexpr, BLOCK_K: tl.constexpr):
     "Rows m of x (M, K): the first value, the mean less it, and 1/std, in one pass over K."
@@ -138,6 +138,11 @@ def linear_config(M: int, N: int, K: int, layer_norm: bool = False) -> dict:
     if M == 1 and layer_norm: return dict(kernel="gemv", BLOCK_N=8, BLOCK_K=max(16, triton.next_power_of_2(K)), num_warps=4, num_stages=1)
     if M == 1: return dict(kernel="gemv", BLOCK_N=8, BLOCK_K=2048 if long_k else 1024, num_warps=4 if long_k else 2, num_stages=1)
     if M <= ROWS_GEMV_MAX_ROWS: return dict(kernel="rows", BLOCK_N=16, BLOCK_K=256 if long_k else 128, num_warps=4, num_stages=1)  # untimed first guess
+    return dot_config(N, K)
+
+def dot_config(N: int, K: int) -> dict:
+    "Tile of the `tl.dot` kernel (2-16 rows) for a weight (N, K)."
+    long_k = K > 2048
     return dict(kernel="dot", BLOCK_N=16 if long_k else 32, BLOCK_K=256 if long_k else 128, num_warps=4, num_stages=5)
 
 def _check_linear_args(x: torch.Tensor, weight: torch.Tensor, bias, residual, ln) -> None:
