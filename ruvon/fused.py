@@ -15,8 +15,8 @@ from .kernels import interpret_triton_without_cuda
 from .model import GPT2, Block, KVCacheLike
 
 # %% auto #0
-__all__ = ['MAX_FUSED_ROWS', 'layer_norm_kernel', 'linear_config', 'linear_kernel', 'linear_reference', 'fused_linear',
-           'FusedBlock', 'shallow_copy', 'fused_view']
+__all__ = ['MAX_FUSED_ROWS', 'ROWS_GEMV_LIMIT', 'ROWS_GEMV_MAX_ROWS', 'layer_norm_kernel', 'linear_config', 'dot_config',
+           'linear_kernel', 'linear_reference', 'fused_linear', 'FusedBlock', 'shallow_copy', 'fused_view']
 
 # %% ../nbs/12b_fused_decode.ipynb #87da643c
 interpret_triton_without_cuda()
@@ -94,14 +94,55 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps, N, 
     _epilogue(tl.sum(acc, axis=1)[None, :], tl.arange(0, 1), n, 1, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om,
               HAS_BIAS, GELU, HAS_RESIDUAL)
 
+# %% ../nbs/12b_fused_decode.ipynb #292a2ee6
+@triton.jit
+def _row_moments(x_ptr, m, M, K, stride_xm, eps, M_PAD: tl.constexpr, BLOCK_K: tl.constexpr):
+    "Rows m of x (M, K): the first value, the mean less it, and 1/std, in one pass over K."
+    shift = tl.load(x_ptr + m * stride_xm, mask=m < M, other=0.0).to(tl.float32)
+    s, ss = tl.zeros((M_PAD, BLOCK_K), dtype=tl.float32), tl.zeros((M_PAD, BLOCK_K), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        mask = (m[:, None] < M) & (k[None, :] < K)
+        d = tl.where(mask, tl.load(x_ptr + m[:, None] * stride_xm + k[None, :], mask=mask, other=0.0).to(tl.float32) - shift[:, None], 0.0)
+        s, ss = s + d, ss + d * d
+    mean = tl.sum(s, axis=1) / K                                 # of x - shift: kept apart, since shift + mean would round
+    var = tl.maximum(tl.sum(ss, axis=1) / K - mean * mean, 0.0)
+    return shift, mean, 1.0 / tl.sqrt(var + eps)
+
+@triton.jit
+def _rows_gemv_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps, M, N, K, stride_xm, stride_wn, stride_rm, stride_om,
+                      HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, LAYER_NORM: tl.constexpr,
+                      M_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    m = tl.arange(0, M_PAD)                                      # rows >= M: zeros in, nothing out
+    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    if LAYER_NORM: shift, mean, rstd = _row_moments(x_ptr, m, M, K, stride_xm, eps, M_PAD, BLOCK_K)
+    acc = tl.zeros((M_PAD, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        w = tl.load(w_ptr + n[:, None] * stride_wn + k[None, :], mask=(n[:, None] < N) & (k[None, :] < K), other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + m[:, None] * stride_xm + k[None, :], mask=(m[:, None] < M) & (k[None, :] < K), other=0.0).to(tl.float32)
+        if LAYER_NORM:  # columns >= K get weight 0 and bias 0: they stay 0
+            lnw, lnb = tl.load(lnw_ptr + k, mask=k < K, other=0.0).to(tl.float32), tl.load(lnb_ptr + k, mask=k < K, other=0.0).to(tl.float32)
+            x = (x - shift[:, None] - mean[:, None]) * rstd[:, None] * lnw[None, :] + lnb[None, :]
+        acc += tl.sum(x[:, None, :] * w[None, :, :], axis=2)    # (M_PAD, BLOCK_N, BLOCK_K) summed over K
+    _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
+
 # %% ../nbs/12b_fused_decode.ipynb #711ff092
 MAX_FUSED_ROWS = 16  # the kernel pads the input to this many rows; more rows are a GEMM's job
+ROWS_GEMV_LIMIT = 8  # the few-row GEMV keeps all its rows in registers: at most this many
+ROWS_GEMV_MAX_ROWS = 0  # few-row GEMV used for 2 to this many rows (<= ROWS_GEMV_LIMIT); 0 = off until a GPU sweep picks its tiles
 
 def linear_config(M: int, N: int, K: int, layer_norm: bool = False) -> dict:
     "Kernel and tile for x (M, K) @ weight (N, K)ᵀ (chosen from `benchmarks/fused_decode.py`'s sweep, see below)."
     long_k = K > 2048  # GPT-2's MLP down-projection (K = 4C): longer rows, fewer of them
     if M == 1 and layer_norm: return dict(kernel="gemv", BLOCK_N=8, BLOCK_K=max(16, triton.next_power_of_2(K)), num_warps=4, num_stages=1)
     if M == 1: return dict(kernel="gemv", BLOCK_N=8, BLOCK_K=2048 if long_k else 1024, num_warps=4 if long_k else 2, num_stages=1)
+    if M <= ROWS_GEMV_MAX_ROWS: return dict(kernel="rows", BLOCK_N=16, BLOCK_K=256 if long_k else 128, num_warps=4, num_stages=1)  # untimed first guess
+    return dot_config(N, K)
+
+def dot_config(N: int, K: int) -> dict:
+    "Tile of the `tl.dot` kernel (2-16 rows) for a weight (N, K)."
+    long_k = K > 2048
     return dict(kernel="dot", BLOCK_N=16 if long_k else 32, BLOCK_K=256 if long_k else 128, num_warps=4, num_stages=5)
 
 def _check_linear_args(x: torch.Tensor, weight: torch.Tensor, bias, residual, ln) -> None:
@@ -118,14 +159,18 @@ def linear_kernel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     _check_linear_args(x, weight, bias, residual, ln)
     (M, K), N = x.shape, weight.shape[0]
     cfg = dict(config or linear_config(M, N, K, layer_norm=ln is not None))
-    if ln is not None and (cfg["kernel"] != "gemv" or cfg["BLOCK_K"] < K): x, ln = layer_norm_kernel(x, *ln), None
+    kernel = cfg.pop("kernel")
+    if kernel == "gemv" and M != 1: raise ValueError("the gemv kernel takes one row")
+    if kernel == "rows" and M > ROWS_GEMV_LIMIT: raise ValueError(f"the rows kernel takes at most {ROWS_GEMV_LIMIT} rows, got {M}")
+    if ln is not None and not (kernel == "rows" or (kernel == "gemv" and cfg["BLOCK_K"] >= K)): x, ln = layer_norm_kernel(x, *ln), None
     out = torch.empty(M, N, dtype=x.dtype, device=x.device)
     r, b, epilogue = residual if residual is not None else out, bias if bias is not None else weight, (bias is not None, gelu, residual is not None)
-    grid = (triton.cdiv(N, cfg["BLOCK_N"]),)
-    if cfg.pop("kernel") == "gemv":
-        if M != 1: raise ValueError("the gemv kernel takes one row")
-        lnw, lnb, eps = ln if ln is not None else (weight, weight, 0.0)
+    (lnw, lnb, eps), grid = ln if ln is not None else (weight, weight, 0.0), (triton.cdiv(N, cfg["BLOCK_N"]),)
+    if kernel == "gemv":
         _gemv_kernel[grid](x, weight, b, r, out, lnw, lnb, eps, N, K, weight.stride(0), r.stride(0), out.stride(0), *epilogue, ln is not None, **cfg)
+    elif kernel == "rows":
+        _rows_gemv_kernel[grid](x, weight, b, r, out, lnw, lnb, eps, M, N, K, x.stride(0), weight.stride(0), r.stride(0), out.stride(0),
+                                *epilogue, ln is not None, triton.next_power_of_2(M), **cfg)
     else:
         _linear_kernel[grid](x, weight, b, r, out, M, N, K, x.stride(0), weight.stride(0), r.stride(0), out.stride(0), *epilogue,
                              "ieee" if x.dtype == torch.float32 else "tf32", MAX_FUSED_ROWS, **cfg)

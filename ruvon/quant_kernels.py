@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .fused import MAX_FUSED_ROWS, _epilogue, _normalize, layer_norm_kernel, linear_config, linear_reference
+from .fused import MAX_FUSED_ROWS, _epilogue, _normalize, dot_config, layer_norm_kernel, linear_config, linear_reference
 from .kernels import interpret_triton_without_cuda
 from .quantization import dequantize_int4, dequantize_int8, num_groups
 
@@ -121,6 +121,7 @@ def quant_linear_config(M: int, N: int, K: int, bits: int, layer_norm: bool = Fa
     "Kernel and tile for x (M, K) @ an int8 (`bits=8`) or int4 (`bits=4`) weight (N, K)ᵀ: 12b's `linear_config`, longer chunks for int4's GEMV."
     if bits not in (4, 8): raise ValueError(f"bits must be 8 or 4, got {bits!r}")
     cfg = linear_config(M, N, K, layer_norm)
+    if cfg["kernel"] == "rows": cfg = dot_config(N, K)  # 12b's few-row GEMV (when switched on) has no quantized twin: tl.dot's tiles
     if bits == 4 and cfg["kernel"] == "gemv" and not layer_norm:
         cfg.update(BLOCK_K=min(triton.next_power_of_2(K), 4096 if K > 2048 else 2048), num_warps=4)
     return cfg

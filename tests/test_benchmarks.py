@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -73,3 +74,21 @@ def test_modest_gpu_script_runs(tmp_path, standin_2l):
     assert capped["error"] == "error: max_gpu_memory (--max-gpu-memory) applies to a CUDA device, got cpu"
     table = subprocess.run([sys.executable, str(BENCH / "modest_gpu.py"), "--table", str(out)], check=True, capture_output=True, text=True).stdout
     assert table.count("\n") == 4 and "| 1 GiB | ruvon-standin-2l | float32 | no: max_gpu_memory" in table
+
+
+def test_fused_decode_rows_plumbing():
+    "Part 12b's benchmark needs a GPU; on CPU: it parses, refuses bad row flags before touching CUDA, and each few-row tile it sweeps runs right."
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fused_decode", BENCH / "fused_decode.py")
+    bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
+    for bad in (["--sweep-rows", "2,9"], ["--buckets", "3"], ["--rows", "0"]):
+        r = subprocess.run([sys.executable, str(BENCH / "fused_decode.py"), "--json", "x.json", *bad], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and bad[0] in r.stderr
+    assert [v[1] for v in bench.step_variants("gpt2-xl", rows_buckets=[1, 2])] == [None, "default", "rows"]
+    assert [v[1] for v in bench.step_variants("gpt2", rows_buckets=[1, 2])] == [None, "default"]
+    assert bench.rows_config(4, 1600, 6400)["kernel"] == "rows" and bench.linear_config(4, 1600, 6400)["kernel"] == "dot"  # switched on only inside
+    g = torch.Generator().manual_seed(0)
+    x, w, b, lw, lb = (torch.randn(*s, generator=g) for s in [(3, 600), (40, 600), (40,), (600,), (600,)])
+    ref = bench.linear_reference(x, w, bias=b, gelu=True, ln=(lw, lb, 1e-5))
+    for c in bench.ROWS_CONFIGS:
+        torch.testing.assert_close(bench.linear_kernel(x, w, bias=b, gelu=True, ln=(lw, lb, 1e-5), config=c), ref, atol=1e-4, rtol=1e-4)

@@ -1,10 +1,12 @@
 """Part 12's Triton kernels against their torch references over random shapes: on CPU through Triton's
 interpreter (CI), and with the compiler in float16/bfloat16 when a CUDA GPU is present."""
+import itertools
+
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from ruvon.fused import layer_norm_kernel, linear_kernel, linear_reference
+from ruvon.fused import ROWS_GEMV_LIMIT, layer_norm_kernel, linear_kernel, linear_reference
 from ruvon.kernels import paged_decode_attention, paged_decode_reference, write_kv, write_kv_reference
 
 CUDA = torch.cuda.is_available()
@@ -91,6 +93,18 @@ def test_fused_linear_matches_reference(M, N, K, epilogue):
     torch.testing.assert_close(linear_kernel(x, w, **kw), linear_reference(x, w, **kw), atol=1e-4, rtol=1e-4)
 
 
+@settings(max_examples=15, deadline=None)
+@given(M=st.integers(1, ROWS_GEMV_LIMIT), N=st.integers(1, 70), K=st.integers(1, 300), BLOCK_K=st.sampled_from([16, 64, 256]),
+       epilogue=st.sampled_from(["none", "gelu", "residual", "ln"]))
+def test_rows_gemv_matches_reference(M, N, K, BLOCK_K, epilogue):
+    "Part 12b's few-row GEMV (switched off by default, so asked for by its config), its LayerNorm over one chunk of K or several."
+    g = torch.Generator().manual_seed(M * 1000 + N * 10 + K)
+    x, w, b, r, lw, lb = (torch.randn(*s, generator=g).to(DEVICE) for s in [(M, K), (N, K), (N,), (M, N), (K,), (K,)])
+    kw = {"none": {}, "gelu": dict(bias=b, gelu=True), "residual": dict(bias=b, residual=r), "ln": dict(bias=b, residual=r, ln=(lw, lb, 1e-5))}[epilogue]
+    y = linear_kernel(x, w, config=dict(kernel="rows", BLOCK_N=16, BLOCK_K=BLOCK_K), **kw)
+    torch.testing.assert_close(y, linear_reference(x, w, **kw), atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("M, N, K", [(1, 4800, 1600), (8, 1600, 6400), (16, 2304, 768), (3, 50, 100)])
@@ -99,7 +113,8 @@ def test_fused_kernels_cuda(dtype, M, N, K):
     r = torch.randn(M, N, device="cuda", dtype=dtype)
     tol = dict(atol=3e-2, rtol=2e-2) if dtype == torch.bfloat16 else dict(atol=5e-3, rtol=5e-3)
     lw, lb = torch.randn(K, device="cuda", dtype=dtype), torch.randn(K, device="cuda", dtype=dtype)
-    for kw in [dict(bias=b), dict(bias=b, gelu=True), dict(bias=b, residual=r), dict(bias=b, ln=(lw, lb, 1e-5))]:
+    configs = [None, *([dict(kernel="rows", BLOCK_N=16, BLOCK_K=256, num_warps=4)] if M <= ROWS_GEMV_LIMIT else [])]  # the few-row GEMV compiled
+    for kw, config in itertools.product([dict(bias=b), dict(bias=b, gelu=True), dict(bias=b, residual=r), dict(bias=b, ln=(lw, lb, 1e-5))], configs):
         as_fp32 = {k: v.float() if torch.is_tensor(v) else tuple(t.float() if torch.is_tensor(t) else t for t in v) if isinstance(v, tuple) else v for k, v in kw.items()}
-        torch.testing.assert_close(linear_kernel(x, w, **kw).float(), linear_reference(x.float(), w.float(), **as_fp32), **tol)
+        torch.testing.assert_close(linear_kernel(x, w, config=config, **kw).float(), linear_reference(x.float(), w.float(), **as_fp32), **tol)
     torch.testing.assert_close(layer_norm_kernel(x, lw, lb, 1e-5).float(), torch.nn.functional.layer_norm(x.float(), (K,), lw.float(), lb.float(), 1e-5), **tol)
