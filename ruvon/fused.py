@@ -112,19 +112,28 @@ def _row_moments(x_ptr, m, M, K, stride_xm, eps, M_PAD: tl.constexpr, BLOCK_K: t
 @triton.jit
 def _rows_gemv_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps, M, N, K, stride_xm, stride_wn, stride_rm, stride_om,
                       HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, LAYER_NORM: tl.constexpr,
-                      M_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                      M_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ROW_LOOP: tl.constexpr = False):
     m = tl.arange(0, M_PAD)                                      # rows >= M: zeros in, nothing out
     n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     if LAYER_NORM: shift, mean, rstd = _row_moments(x_ptr, m, M, K, stride_xm, eps, M_PAD, BLOCK_K)
+    else: shift, mean, rstd = tl.zeros((M_PAD,), tl.float32), tl.zeros((M_PAD,), tl.float32), tl.full((M_PAD,), 1.0, tl.float32)
     acc = tl.zeros((M_PAD, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         k = k0 + tl.arange(0, BLOCK_K)
         w = tl.load(w_ptr + n[:, None] * stride_wn + k[None, :], mask=(n[:, None] < N) & (k[None, :] < K), other=0.0).to(tl.float32)
-        x = tl.load(x_ptr + m[:, None] * stride_xm + k[None, :], mask=(m[:, None] < M) & (k[None, :] < K), other=0.0).to(tl.float32)
         if LAYER_NORM:  # columns >= K get weight 0 and bias 0: they stay 0
             lnw, lnb = tl.load(lnw_ptr + k, mask=k < K, other=0.0).to(tl.float32), tl.load(lnb_ptr + k, mask=k < K, other=0.0).to(tl.float32)
-            x = (x - shift[:, None] - mean[:, None]) * rstd[:, None] * lnw[None, :] + lnb[None, :]
-        acc += tl.sum(x[:, None, :] * w[None, :, :], axis=2)    # (M_PAD, BLOCK_N, BLOCK_K) summed over K
+        if ROW_LOOP:  # one row at a time against the tile: a (BLOCK_N, BLOCK_K) product, as in the one-row GEMV
+            for i in tl.static_range(M_PAD):
+                xi = tl.load(x_ptr + i * stride_xm + k, mask=(k < K) & (k * 0 + i < M), other=0.0).to(tl.float32)
+                if LAYER_NORM:
+                    row = m == i
+                    xi = (xi - tl.sum(tl.where(row, shift, 0.0)) - tl.sum(tl.where(row, mean, 0.0))) * tl.sum(tl.where(row, rstd, 0.0)) * lnw + lnb
+                acc = tl.where(m[:, None] == i, acc + tl.sum(w * xi[None, :], axis=1)[None, :], acc)
+        else:         # all rows at once: a (M_PAD, BLOCK_N, BLOCK_K) product
+            x = tl.load(x_ptr + m[:, None] * stride_xm + k[None, :], mask=(m[:, None] < M) & (k[None, :] < K), other=0.0).to(tl.float32)
+            if LAYER_NORM: x = (x - shift[:, None] - mean[:, None]) * rstd[:, None] * lnw[None, :] + lnb[None, :]
+            acc += tl.sum(x[:, None, :] * w[None, :, :], axis=2)
     _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
 
 # %% ../nbs/12b_fused_decode.ipynb #711ff092
