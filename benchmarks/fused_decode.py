@@ -42,9 +42,10 @@ GEMV_CONFIGS = [dict(kernel="gemv", BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_sta
                 for bn, bk, w in itertools.product([4, 8, 16], [512, 1024, 2048], [2, 4, 8])]
 DOT_CONFIGS = [dict(kernel="dot", BLOCK_N=bn, BLOCK_K=bk, num_warps=4, num_stages=st)
                for bn, bk, st in itertools.product([16, 32, 64], [64, 128, 256], [3, 5])]
-ROWS_CONFIGS = [dict(kernel="rows", BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=st)  # small: each compiles per row count and epilogue
-                for bn, bk, w, st in [(8, 128, 4, 1), (8, 256, 4, 1), (8, 512, 4, 1), (16, 128, 4, 1), (16, 256, 4, 1), (16, 512, 4, 1),
-                                      (32, 128, 4, 1), (32, 256, 4, 1), (16, 256, 8, 1), (16, 256, 4, 3)]]
+ROWS_CONFIGS = [dict(kernel="rows", BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=1, ROW_LOOP=loop)  # small: each compiles per row count and epilogue
+                for loop, bn, bk, w in [(False, 8, 128, 4), (False, 8, 256, 4), (False, 16, 128, 4), (False, 16, 256, 4), (False, 32, 128, 4),
+                                        (True, 8, 256, 4), (True, 8, 512, 4), (True, 8, 1024, 4), (True, 16, 256, 4), (True, 16, 512, 4),
+                                        (True, 32, 256, 8)]]
 MODELS = {"gpt2": 768, "gpt2-xl": 1600}
 default_linear_config = ruvon.fused.linear_config
 
@@ -123,10 +124,10 @@ def checked_ms(ws: list[torch.Tensor], x, config: dict, **kw) -> dict:
         return {"error": f"{type(e).__name__}: {str(e)[:300]}"}
 
 
-def rows_sweep(copy_bw: float, rows=(2, 4, 8)) -> list[dict]:
-    "Every projection shape x row count: the rows kernel over ROWS_CONFIGS, against the tl.dot kernel and the one-row GEMV."
+def rows_sweep(copy_bw: float, rows=(2, 4, 8), models=tuple(MODELS)) -> list[dict]:
+    "Every projection shape of `models` x row count: the rows kernel over ROWS_CONFIGS, against the tl.dot kernel and the one-row GEMV."
     out = []
-    for model, C in MODELS.items():
+    for model, C in ((m, MODELS[m]) for m in models):
         for name, (N, K, epi) in projection_shapes(C).items():
             ws, b = weight_copies(N, K), torch.randn(N, device="cuda", dtype=torch.float16)
             x1, kw1 = fp16_case(1, N, K, epi, b)
@@ -165,9 +166,21 @@ def rows_summary(sweep: list[dict]) -> list[dict]:
 
 
 def rows_tuned_config(sweep: list[dict]):
-    "`rows_config` with the sweep's best rows tiles for each measured (M, N, K)."
-    best = {(r["M"], r["N"], r["K"]): r["best"] for r in sweep if "best" in r}
-    return lambda M, N, K, layer_norm=False: dict(best.get((M, N, K)) or rows_config(M, N, K, layer_norm))
+    """A `linear_config` replacement for 2-8 rows from a rows sweep: for M rows, the sweep's row count M' >= M nearest to it
+    (the kernel pads M to a power of two); the rows kernel's best tile where it beat tl.dot there, else `dot_config`.
+    Shapes the sweep did not time keep `linear_config`'s choice with the few-row kernel off."""
+    best = {(r["M"], r["N"], r["K"]): r for r in sweep if "best" in r}
+    def config(M, N, K, layer_norm=False):
+        measured = sorted(m for m, n, k in best if (n, k) == (N, K) and m >= M)
+        if M == 1 or M > ruvon.fused.ROWS_GEMV_LIMIT or not measured: return default_linear_config(M, N, K, layer_norm)
+        row = best[(measured[0], N, K)]
+        return dict(row["best"]) if row["best_ms"] < row["dot_ms"] else dot_config(N, K)
+    return config
+
+
+def rows_sweep_config(path: str):
+    "`rows_tuned_config` of the rows sweep in a result JSON of this script (for other benchmarks: spec_decode.py --rows-sweep)."
+    with open(path) as f: return rows_tuned_config(json.load(f)["rows_sweep"])
 
 
 def tuned_config(rows: list[dict]):
@@ -250,6 +263,7 @@ def main(argv=None):
     p.add_argument("--skip-sweep", action="store_true", help="only the default configurations and the decode steps")
     p.add_argument("--rows", type=int_list, default=[1, 8], help="row counts at which to time each projection's default kernel (default 1,8)")
     p.add_argument("--sweep-rows", type=int_list, default=[], help="row counts (2-8) at which to sweep the few-row GEMV's tiles, e.g. 2,4,8")
+    p.add_argument("--sweep-models", default=",".join(MODELS), help="models whose projection shapes the rows sweep covers (default gpt2,gpt2-xl)")
     p.add_argument("--buckets", type=int_list, default=[], help="gpt2-xl decode-step batch sizes to replay with the few-row GEMV off and on, e.g. 1,2,4,8")
     args = p.parse_args(argv)
     if any(not 1 <= m <= ruvon.fused.MAX_FUSED_ROWS for m in args.rows): p.error(f"--rows: 1 to {ruvon.fused.MAX_FUSED_ROWS}")
@@ -263,7 +277,7 @@ def main(argv=None):
               "timing": "kernels: median of CUDA-graph replays (do_bench_cudagraph); steps: mean of 200 graph replays",
               "copy_bandwidth_gbs": copy_bw, "layer_norm": layer_norm_rows(), "linear": linear_rows(copy_bw, args.rows)}
     if args.sweep_rows:
-        result["rows_configs"], result["rows_sweep"] = ROWS_CONFIGS, rows_sweep(copy_bw, args.sweep_rows)
+        result["rows_configs"], result["rows_sweep"] = ROWS_CONFIGS, rows_sweep(copy_bw, args.sweep_rows, args.sweep_models.split(","))
         result["rows_summary"] = rows_summary(result["rows_sweep"])
     result["decode_steps"], profile = decode_step_rows(copy_bw, tuned_config(result["linear"]) if not args.skip_sweep else None, rows_buckets=args.buckets,
                                                        rows_tuned=rows_tuned_config(result["rows_sweep"]) if args.sweep_rows else None)

@@ -247,8 +247,14 @@ def main():
     p.add_argument("--no-hf", dest="hf", action="store_false")
     p.add_argument("--disable-by-batch-size", type=int, default=None, help="the controlled study's speculative_config.disable_by_batch_size")
     p.add_argument("--profile", action="store_true", help="also time the parts of a speculative step (controlled study)")
+    p.add_argument("--rows-sweep", default=None, help="a benchmarks/fused_decode.py result with a rows sweep: 2-8 token rows take "
+                   "Part 12b's few-row GEMV at its best tiles where it beat tl.dot (instead of linear_config's choice)")
     args = p.parse_args()
     device = torch.device(args.device)
+    if args.rows_sweep:
+        import ruvon.fused
+        from fused_decode import rows_sweep_config
+        ruvon.fused.linear_config = rows_sweep_config(args.rows_sweep)
     result = {"benchmark": "spec_decode", "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "command": "python " + " ".join(sys.argv), "args": vars(args)}
     for study, run in (("standins", standins), ("controlled", controlled)):

@@ -92,3 +92,9 @@ def test_fused_decode_rows_plumbing():
     ref = bench.linear_reference(x, w, bias=b, gelu=True, ln=(lw, lb, 1e-5))
     for c in bench.ROWS_CONFIGS:
         torch.testing.assert_close(bench.linear_kernel(x, w, bias=b, gelu=True, ln=(lw, lb, 1e-5), config=c), ref, atol=1e-4, rtol=1e-4)
+    fast, slow = bench.ROWS_CONFIGS[0], bench.ROWS_CONFIGS[1]  # a sweep where the rows kernel wins at 4 rows and loses at 8
+    tuned = bench.rows_tuned_config([{"M": 4, "N": 40, "K": 600, "best": fast, "best_ms": 1.0, "dot_ms": 2.0},
+                                     {"M": 8, "N": 40, "K": 600, "best": slow, "best_ms": 3.0, "dot_ms": 2.0}])
+    assert tuned(3, 40, 600) == fast and tuned(4, 40, 600) == fast                # 3 rows pad to 4: the 4-row tile
+    assert tuned(5, 40, 600) == bench.dot_config(40, 600)                          # 8 rows lost to tl.dot
+    assert tuned(1, 40, 600)["kernel"] == "gemv" and tuned(9, 40, 600)["kernel"] == "dot" and tuned(2, 40, 64)["kernel"] == "dot"

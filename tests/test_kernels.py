@@ -95,13 +95,13 @@ def test_fused_linear_matches_reference(M, N, K, epilogue):
 
 @settings(max_examples=15, deadline=None)
 @given(M=st.integers(1, ROWS_GEMV_LIMIT), N=st.integers(1, 70), K=st.integers(1, 300), BLOCK_K=st.sampled_from([16, 64, 256]),
-       epilogue=st.sampled_from(["none", "gelu", "residual", "ln"]))
-def test_rows_gemv_matches_reference(M, N, K, BLOCK_K, epilogue):
-    "Part 12b's few-row GEMV (switched off by default, so asked for by its config), its LayerNorm over one chunk of K or several."
+       epilogue=st.sampled_from(["none", "gelu", "residual", "ln"]), row_loop=st.booleans())
+def test_rows_gemv_matches_reference(M, N, K, BLOCK_K, epilogue, row_loop):
+    "Part 12b's few-row GEMV, both forms (switched off by default, so asked for by its config), its LayerNorm over one chunk of K or several."
     g = torch.Generator().manual_seed(M * 1000 + N * 10 + K)
     x, w, b, r, lw, lb = (torch.randn(*s, generator=g).to(DEVICE) for s in [(M, K), (N, K), (N,), (M, N), (K,), (K,)])
     kw = {"none": {}, "gelu": dict(bias=b, gelu=True), "residual": dict(bias=b, residual=r), "ln": dict(bias=b, residual=r, ln=(lw, lb, 1e-5))}[epilogue]
-    y = linear_kernel(x, w, config=dict(kernel="rows", BLOCK_N=16, BLOCK_K=BLOCK_K), **kw)
+    y = linear_kernel(x, w, config=dict(kernel="rows", BLOCK_N=16, BLOCK_K=BLOCK_K, ROW_LOOP=row_loop), **kw)
     torch.testing.assert_close(y, linear_reference(x, w, **kw), atol=1e-4, rtol=1e-4)
 
 
@@ -113,7 +113,7 @@ def test_fused_kernels_cuda(dtype, M, N, K):
     r = torch.randn(M, N, device="cuda", dtype=dtype)
     tol = dict(atol=3e-2, rtol=2e-2) if dtype == torch.bfloat16 else dict(atol=5e-3, rtol=5e-3)
     lw, lb = torch.randn(K, device="cuda", dtype=dtype), torch.randn(K, device="cuda", dtype=dtype)
-    configs = [None, *([dict(kernel="rows", BLOCK_N=16, BLOCK_K=256, num_warps=4)] if M <= ROWS_GEMV_LIMIT else [])]  # the few-row GEMV compiled
+    configs = [None, *([dict(kernel="rows", BLOCK_N=16, BLOCK_K=256, num_warps=4, ROW_LOOP=loop) for loop in (False, True)] if M <= ROWS_GEMV_LIMIT else [])]  # the few-row GEMV compiled
     for kw, config in itertools.product([dict(bias=b), dict(bias=b, gelu=True), dict(bias=b, residual=r), dict(bias=b, ln=(lw, lb, 1e-5))], configs):
         as_fp32 = {k: v.float() if torch.is_tensor(v) else tuple(t.float() if torch.is_tensor(t) else t for t in v) if isinstance(v, tuple) else v for k, v in kw.items()}
         torch.testing.assert_close(linear_kernel(x, w, config=config, **kw).float(), linear_reference(x.float(), w.float(), **as_fp32), **tol)
