@@ -54,7 +54,7 @@ def main(argv=None):
                 result["runs"][f"{model}/{name}"] = {"summary": summary(lat, thr), "latency": lat, "throughput": thr}
                 result.setdefault("device_name", lat.get("device_name"))
                 print(model, name, json.dumps(result["runs"][f"{model}/{name}"]["summary"]), flush=True)
-    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+                Path(args.json).write_text(json.dumps(result, indent=1) + "\n")  # after each run: a partial result survives a timeout
 
 
 if __name__ == "__main__":
