@@ -12,7 +12,16 @@ zero, so each update is computed for real). Measured, in one run:
 * PEFT: transformers' GPT2LMHeadModel with the same weights and adapters, unmerged (PeftModel): batch-1 TPOT, and a static batch
   of `--peft-batch` prompts with mixed `adapter_names`.
 
+The three engines (base, merged, LoRA) live side by side, each with the same KV pool (enough for every request at once), and
+their timed runs are interleaved: round after round (`--runs` rounds), each engine's throughput run, then each one's batch-1
+TPOT, so clock and thermal drift fall on all of them alike. Each number is the median of its rounds; `runs` in each entry
+lists them all.
+
+`--kernels` times, instead, each projection of one block of the model at 1, 4 and 16 rows on the GPU (CUDA graphs, Triton's
+`do_bench_cudagraph`): Part 12b's kernel, Part 18b's `lora_linear` with every row on an adapter and with none, and its shrink alone.
+
     python benchmarks/multi_lora.py --json benchmarks/results/multi_lora_gpu.json
+    python benchmarks/multi_lora.py --kernels --json benchmarks/results/multi_lora_kernels_gpu.json
     python benchmarks/multi_lora.py --model $RUVON_DATA/checkpoints/ruvon-standin-2l --load-format auto --device cpu \\
         --num-prompts 8 --input-len 16 --output-len 8 --peft-batch 4 --json /tmp/multi_lora_cpu.json      # plumbing check
 """
@@ -30,9 +39,11 @@ from ruvon.bench import result_header
 from ruvon.config import EngineConfig
 from ruvon.cuda_graphs import GraphModelRunner
 from ruvon.engine import LLMEngine, run_to_completion
+from ruvon.kv_cache import kv_cache_bytes_per_token
 from ruvon.loading import CONV1D_WEIGHTS, load_model, load_tokenizer
 from ruvon.lora import TARGET_MODULES, LoRAAdapter, LoRAConfig, merge_lora
 from ruvon.multi_lora import MAX_LORA_RANKS, LoRAEngine, MultiLoRAConfig, projection_names
+from ruvon.quantization import PROJECTIONS
 from ruvon.outputs import SamplingParams
 
 
@@ -83,8 +94,43 @@ def best(runs: int, fn, key=max):
     return key(fn() for _ in range(runs))
 
 
+def interleaved(rounds: int, cases: dict) -> dict:
+    "Run every case's timing function once per round, the cases taking turns: {case: [a number per round]}."
+    runs = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items(): runs[name].append(fn())
+    return runs
+
+
+def kernel_timings(model, num_loras: int, rank: int, rows=(1, 4, 16)) -> list[dict]:
+    "Microseconds per call of each projection of block 0: Part 12b's kernel, `lora_linear` with rows on adapters and on none, its shrink."
+    from triton.testing import do_bench_cudagraph
+    from ruvon.fused import linear_kernel
+    from ruvon.lora_kernels import lora_decode_config, lora_linear, lora_shrink
+    block, g = model.h[0], torch.Generator(device=model.wte.weight.device).manual_seed(0)
+    us = lambda fn: do_bench_cudagraph(fn) * 1e3
+    out = []
+    for parent, name in PROJECTIONS:
+        p = getattr(getattr(block, parent), name)
+        (N, K), norm = p.weight.shape, {"c_attn": block.ln_1, "c_fc": block.ln_2}.get(name)  # as Part 12b's FusedBlock calls them
+        kw = dict(bias=p.bias, gelu=name == "c_fc", ln=None if norm is None else (norm.weight, norm.bias, norm.eps))
+        new = lambda *shape: torch.randn(*shape, generator=g, device=p.weight.device, dtype=p.weight.dtype)
+        A, B = new(num_loras, rank, K) / K**0.5, new(num_loras, N, rank) * 0.01
+        for M in rows:
+            x, res = new(M, K), (new(M, N) if name == "c_proj" else None)
+            on, off = (torch.arange(M, device=x.device) % num_loras).int(), torch.full((M,), -1, dtype=torch.int32, device=x.device)
+            row = {"projection": f"{parent}.{name}", "rows": M, "K": K, "N": N,
+                   "base_us": us(lambda: linear_kernel(x, p.weight, residual=res, **kw)),
+                   "lora_us": us(lambda: lora_linear(x, p.weight, A, B, on, residual=res, **kw)),
+                   "lora_base_rows_us": us(lambda: lora_linear(x, p.weight, A, B, off, residual=res, **kw)),
+                   "shrink_us": us(lambda: lora_shrink(x, A, on, lora_decode_config(K, rank), kw.get("ln")))}
+            print(row, flush=True)
+            out.append(row)
+    return out
+
+
 def free(device: torch.device) -> None:
-    "Drop what the last engine held, so the next one sizes its KV cache from the same free memory."
+    "Drop what the engines held, so PEFT's model has the memory."
     gc.collect()
     if device.type == "cuda": torch.cuda.empty_cache()
 
@@ -151,46 +197,48 @@ def main(argv=None):
     p.add_argument("--output-len", type=int, default=128)
     p.add_argument("--max-num-seqs", type=int, default=256)
     p.add_argument("--peft-batch", type=int, default=32)
-    p.add_argument("--runs", type=int, default=2, help="timed repeats; the best is kept")
+    p.add_argument("--runs", type=int, default=3, help="timed rounds, the engines interleaved within each; the median is kept")
     p.add_argument("--skip-peft", action="store_true")
+    p.add_argument("--kernels", action="store_true", help="time the projections' kernels (GPU) instead of the engines")
     p.add_argument("--json", required=True)
     args = p.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    config = EngineConfig(max_num_seqs=args.max_num_seqs, max_model_len=args.input_len + args.output_len,
-                          **({} if device.type == "cuda" else {"kv_cache_memory": 256 << 20}))
+    if args.kernels and device.type != "cuda": p.error("--kernels times GPU kernels: it needs a CUDA device")
+    max_model_len = args.input_len + args.output_len
     tok = load_tokenizer(args.model)
     fresh = lambda: load_model(args.model, dtype=args.dtype, device=str(device), load_format=args.load_format, seed=0)
     model = fresh()
-    adapters = {f"lora{i}": random_adapter(model, args.rank, seed=i) for i in range(args.num_loras)}
-    prompts = prompts_for(args.num_prompts, args.input_len, model.config.vocab_size)
-    names = [f"lora{i % args.num_loras}" for i in range(args.num_prompts)]
+    slot_rank = next(r for r in MAX_LORA_RANKS if r >= args.rank)  # the slots' size: the smallest allowed rank that holds the adapters
     result = {**result_header("multi_lora", args.model, args.load_format, model, "python " + " ".join(sys.argv)),
               "num_loras": args.num_loras, "rank": args.rank, "num_prompts": args.num_prompts, "input_len": args.input_len,
               "output_len": args.output_len, "max_num_seqs": args.max_num_seqs, "runs": args.runs}
-
-    def measure(engine, lora_names, one_name) -> dict:
-        throughput(engine, prompts[:8], 4, None if lora_names is None else lora_names[:8])  # warm-up: compiles, graphs
-        return {"throughput_tok_s": best(args.runs, lambda: throughput(engine, prompts, args.output_len, lora_names)),
-                "tpot_s": best(args.runs, lambda: tpot(engine, prompts[0], args.output_len, one_name), min),
-                "kv_blocks": engine.runner.num_blocks}  # each engine's KV capacity, so the comparison's fairness shows
+    if args.kernels:
+        result["kernels"] = kernel_timings(model, args.num_loras, slot_rank)
+        return write(args.json, result)
+    # every engine the same KV pool, enough for all requests at once, so that the three fit side by side and none preempts
+    seq_tokens = -(-max_model_len // EngineConfig.block_size) * EngineConfig.block_size  # whole KV blocks per sequence
+    kv = min(args.num_prompts, args.max_num_seqs) * seq_tokens * kv_cache_bytes_per_token(model.config, model.wte.weight.dtype)
+    config = EngineConfig(max_num_seqs=args.max_num_seqs, max_model_len=max_model_len, kv_cache_memory=kv)
+    adapters = {f"lora{i}": random_adapter(model, args.rank, seed=i) for i in range(args.num_loras)}
+    prompts = prompts_for(args.num_prompts, args.input_len, model.config.vocab_size)
+    names = [f"lora{i % args.num_loras}" for i in range(args.num_prompts)]
 
     base = LLMEngine(model, tok, config, runner=GraphModelRunner)
-    result["base"] = measure(base, None, None)
-    print("base", result["base"], flush=True)
-    del base; free(device); model = fresh()
-    merged = LLMEngine(merge_lora(model, adapters["lora0"]), tok, config, runner=GraphModelRunner)
-    result["merged"] = measure(merged, None, None)
-    print("merged", result["merged"], flush=True)
-    del merged; free(device); model = fresh()
-    slot_rank = next(r for r in MAX_LORA_RANKS if r >= args.rank)  # the slots' size: the smallest allowed rank that holds the adapters
-    engine = LoRAEngine(model, tok, config, lora=MultiLoRAConfig(args.num_loras, slot_rank))
-    for name, adapter in adapters.items(): engine.add_lora(name, adapter)
-    result["lora"] = measure(engine, names, "lora0")
-    print("lora", result["lora"], flush=True)
-    result["lora_engine_base_requests"] = measure(engine, [None] * len(prompts), None)
-    print("lora engine, base requests", result["lora_engine_base_requests"], flush=True)
-    result["pool_bytes"] = engine.runner.lora_slots.nbytes
-    del engine; free(device)
+    merged = LLMEngine(merge_lora(fresh(), adapters["lora0"]), tok, config, runner=GraphModelRunner)
+    lora = LoRAEngine(model, tok, config, lora=MultiLoRAConfig(args.num_loras, slot_rank))  # the base engine's weights, unmerged adapters
+    for name, adapter in adapters.items(): lora.add_lora(name, adapter)
+    cases = {"base": (base, None, None), "merged": (merged, None, None), "lora": (lora, names, "lora0"),
+             "lora_engine_base_requests": (lora, [None] * len(prompts), None)}
+    for engine, lora_names, _ in cases.values():  # warm-up: compiles, graphs
+        throughput(engine, prompts[:8], 4, None if lora_names is None else lora_names[:8])
+    tput = interleaved(args.runs, {k: (lambda e=e, n=n: throughput(e, prompts, args.output_len, n)) for k, (e, n, _) in cases.items()})
+    tpots = interleaved(args.runs, {k: (lambda e=e, o=o: tpot(e, prompts[0], args.output_len, o)) for k, (e, _, o) in cases.items()})
+    for k, (engine, _, _) in cases.items():
+        result[k] = {"throughput_tok_s": statistics.median(tput[k]), "tpot_s": statistics.median(tpots[k]), "kv_blocks": engine.runner.num_blocks,
+                     "runs": {"throughput_tok_s": tput[k], "tpot_s": tpots[k]}}
+        print(k, result[k], flush=True)
+    result["pool_bytes"] = lora.runner.lora_slots.nbytes
+    del base, merged, lora, cases; free(device)
     if not args.skip_peft:
         result["peft"] = peft_numbers(fresh(), adapters, prompts, args.output_len, args.peft_batch, args.runs)
         print("peft", result["peft"], flush=True)
@@ -202,8 +250,12 @@ def main(argv=None):
     if "peft" in result:
         result["ratios"]["peft_tpot_over_lora"] = result["peft"]["tpot_s"] / l["tpot_s"]
     print(json.dumps(result["ratios"], indent=1))
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    write(args.json, result)
+
+
+def write(path: str, result: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from .model import GPT2, Block, KVCacheLike
 
 # %% auto #0
 __all__ = ['MAX_FUSED_ROWS', 'ROWS_GEMV_LIMIT', 'ROWS_GEMV_MAX_ROWS', 'layer_norm_kernel', 'linear_config', 'dot_config',
-           'linear_kernel', 'linear_reference', 'fused_linear', 'FusedBlock', 'shallow_copy', 'fused_view']
+           'linear_plan', 'dot_precision', 'linear_kernel', 'linear_reference', 'fused_linear', 'FusedBlock',
+           'shallow_copy', 'fused_view']
 
 # %% ../nbs/12b_fused_decode.ipynb #87da643c
 interpret_triton_without_cuda()
@@ -42,17 +43,24 @@ def _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om,
     tl.store(out_ptr + m[:, None] * stride_om + n[None, :], acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 @triton.jit
-def _linear_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, M, N, K, stride_xm, stride_wn, stride_rm, stride_om,
-                   HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, PRECISION: tl.constexpr,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    m = tl.arange(0, BLOCK_M)
-    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)      # this program's output columns
+def _dot_tile(x_ptr, w_ptr, m, n, M, N, K, stride_xm, stride_wn, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+              BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    "Rows m of x times columns n of weightᵀ, with `tl.dot`: (BLOCK_M, BLOCK_N) fp32 sums, before the epilogue."
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         k = k0 + tl.arange(0, BLOCK_K)
         x = tl.load(x_ptr + m[:, None] * stride_xm + k[None, :], mask=(m[:, None] < M) & (k[None, :] < K), other=0.0)
         w = tl.load(w_ptr + n[:, None] * stride_wn + k[None, :], mask=(n[:, None] < N) & (k[None, :] < K), other=0.0)
         acc = tl.dot(x, tl.trans(w), acc, input_precision=PRECISION)  # (BLOCK_M, BLOCK_N), fp32
+    return acc
+
+@triton.jit
+def _linear_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, M, N, K, stride_xm, stride_wn, stride_rm, stride_om,
+                   HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, PRECISION: tl.constexpr,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    m = tl.arange(0, BLOCK_M)
+    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)      # this program's output columns
+    acc = _dot_tile(x_ptr, w_ptr, m, n, M, N, K, stride_xm, stride_wn, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
     _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
 
 # %% ../nbs/12b_fused_decode.ipynb #6cf2a90c
@@ -80,10 +88,8 @@ def layer_norm_kernel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
 
 # %% ../nbs/12b_fused_decode.ipynb #c43ae86c
 @triton.jit
-def _gemv_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps, N, K, stride_wn, stride_rm, stride_om,
-                 HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, LAYER_NORM: tl.constexpr,
-                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+def _gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, n, N, K, stride_wn, LAYER_NORM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    "The one row at x_ptr (normalized first if LAYER_NORM) times columns n of weightᵀ: (BLOCK_N,) fp32 sums, before the epilogue."
     acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):                            # LAYER_NORM: one iteration (the launcher makes BLOCK_K >= K)
         k = k0 + tl.arange(0, BLOCK_K)
@@ -91,8 +97,15 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps, N, 
         x = tl.load(x_ptr + k, mask=k < K, other=0.0).to(tl.float32)
         if LAYER_NORM: x = _normalize(x, k, K, lnw_ptr, lnb_ptr, eps)
         acc += w.to(tl.float32) * x[None, :]
-    _epilogue(tl.sum(acc, axis=1)[None, :], tl.arange(0, 1), n, 1, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om,
-              HAS_BIAS, GELU, HAS_RESIDUAL)
+    return tl.sum(acc, axis=1)
+
+@triton.jit
+def _gemv_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps, N, K, stride_wn, stride_rm, stride_om,
+                 HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, LAYER_NORM: tl.constexpr,
+                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    acc = _gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, n, N, K, stride_wn, LAYER_NORM, BLOCK_N, BLOCK_K)
+    _epilogue(acc[None, :], tl.arange(0, 1), n, 1, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
 
 # %% ../nbs/12b_fused_decode.ipynb #292a2ee6
 @triton.jit
@@ -110,11 +123,9 @@ def _row_moments(x_ptr, m, M, K, stride_xm, eps, M_PAD: tl.constexpr, BLOCK_K: t
     return shift, mean, 1.0 / tl.sqrt(var + eps)
 
 @triton.jit
-def _rows_gemv_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps, M, N, K, stride_xm, stride_wn, stride_rm, stride_om,
-                      HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, LAYER_NORM: tl.constexpr,
-                      M_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ROW_LOOP: tl.constexpr = False):
-    m = tl.arange(0, M_PAD)                                      # rows >= M: zeros in, nothing out
-    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+def _rows_gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, m, n, M, N, K, stride_xm, stride_wn, LAYER_NORM: tl.constexpr,
+                   M_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ROW_LOOP: tl.constexpr):
+    "Rows m of x (normalized first if LAYER_NORM) times columns n of weightᵀ: (M_PAD, BLOCK_N) fp32 sums, before the epilogue."
     if LAYER_NORM: shift, mean, rstd = _row_moments(x_ptr, m, M, K, stride_xm, eps, M_PAD, BLOCK_K)
     else: shift, mean, rstd = tl.zeros((M_PAD,), tl.float32), tl.zeros((M_PAD,), tl.float32), tl.full((M_PAD,), 1.0, tl.float32)
     acc = tl.zeros((M_PAD, BLOCK_N), dtype=tl.float32)
@@ -134,6 +145,15 @@ def _rows_gemv_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps
             x = tl.load(x_ptr + m[:, None] * stride_xm + k[None, :], mask=(m[:, None] < M) & (k[None, :] < K), other=0.0).to(tl.float32)
             if LAYER_NORM: x = (x - shift[:, None] - mean[:, None]) * rstd[:, None] * lnw[None, :] + lnb[None, :]
             acc += tl.sum(x[:, None, :] * w[None, :, :], axis=2)
+    return acc
+
+@triton.jit
+def _rows_gemv_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps, M, N, K, stride_xm, stride_wn, stride_rm, stride_om,
+                      HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, LAYER_NORM: tl.constexpr,
+                      M_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ROW_LOOP: tl.constexpr = False):
+    m = tl.arange(0, M_PAD)                                      # rows >= M: zeros in, nothing out
+    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    acc = _rows_gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, m, n, M, N, K, stride_xm, stride_wn, LAYER_NORM, M_PAD, BLOCK_N, BLOCK_K, ROW_LOOP)
     _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
 
 # %% ../nbs/12b_fused_decode.ipynb #711ff092
@@ -162,16 +182,26 @@ def _check_linear_args(x: torch.Tensor, weight: torch.Tensor, bias, residual, ln
     if residual is not None and (residual.shape != (M, weight.shape[0]) or residual.stride(1) != 1): raise ValueError(f"residual must be ({M}, {weight.shape[0]})")
     if ln is not None and (ln[0].shape != (K,) or ln[1].shape != (K,)): raise ValueError(f"LayerNorm weight and bias must be ({K},)")
 
-def linear_kernel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False,
-                  residual: torch.Tensor | None = None, ln: tuple | None = None, config: dict | None = None) -> torch.Tensor:
-    "LayerNorm `ln` = (weight, bias, eps) if given, `@ weight.T + bias`, then GELU (tanh) or `+ residual`; x (M ≤ 16, K), weight (N, K)."
+def linear_plan(x: torch.Tensor, weight: torch.Tensor, bias=None, residual=None, ln: tuple | None = None,
+                config: dict | None = None) -> tuple[dict, torch.Tensor, tuple | None]:
+    "Check `linear_kernel`'s arguments; its config (kernel and tile), input and LayerNorm — a LayerNorm the kernel cannot fold is applied here."
     _check_linear_args(x, weight, bias, residual, ln)
     (M, K), N = x.shape, weight.shape[0]
     cfg = dict(config or linear_config(M, N, K, layer_norm=ln is not None))
-    kernel = cfg.pop("kernel")
-    if kernel == "gemv" and M != 1: raise ValueError("the gemv kernel takes one row")
-    if kernel == "rows" and M > ROWS_GEMV_LIMIT: raise ValueError(f"the rows kernel takes at most {ROWS_GEMV_LIMIT} rows, got {M}")
-    if ln is not None and not (kernel == "rows" or (kernel == "gemv" and cfg["BLOCK_K"] >= K)): x, ln = layer_norm_kernel(x, *ln), None
+    if cfg["kernel"] == "gemv" and M != 1: raise ValueError("the gemv kernel takes one row")
+    if cfg["kernel"] == "rows" and M > ROWS_GEMV_LIMIT: raise ValueError(f"the rows kernel takes at most {ROWS_GEMV_LIMIT} rows, got {M}")
+    if ln is not None and not (cfg["kernel"] == "rows" or (cfg["kernel"] == "gemv" and cfg["BLOCK_K"] >= K)): x, ln = layer_norm_kernel(x, *ln), None
+    return cfg, x, ln
+
+def dot_precision(dtype: torch.dtype) -> str:
+    "`tl.dot`'s input precision: exact products for fp32 inputs, TF32's for the rest."
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+def linear_kernel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False,
+                  residual: torch.Tensor | None = None, ln: tuple | None = None, config: dict | None = None) -> torch.Tensor:
+    "LayerNorm `ln` = (weight, bias, eps) if given, `@ weight.T + bias`, then GELU (tanh) or `+ residual`; x (M ≤ 16, K), weight (N, K)."
+    cfg, x, ln = linear_plan(x, weight, bias, residual, ln, config)
+    (M, K), N, kernel = x.shape, weight.shape[0], cfg.pop("kernel")
     out = torch.empty(M, N, dtype=x.dtype, device=x.device)
     r, b, epilogue = residual if residual is not None else out, bias if bias is not None else weight, (bias is not None, gelu, residual is not None)
     (lnw, lnb, eps), grid = ln if ln is not None else (weight, weight, 0.0), (triton.cdiv(N, cfg["BLOCK_N"]),)
@@ -182,7 +212,7 @@ def linear_kernel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
                                 *epilogue, ln is not None, triton.next_power_of_2(M), **cfg)
     else:
         _linear_kernel[grid](x, weight, b, r, out, M, N, K, x.stride(0), weight.stride(0), r.stride(0), out.stride(0), *epilogue,
-                             "ieee" if x.dtype == torch.float32 else "tf32", MAX_FUSED_ROWS, **cfg)
+                             dot_precision(x.dtype), MAX_FUSED_ROWS, **cfg)
     return out
 
 # %% ../nbs/12b_fused_decode.ipynb #96ee49df

@@ -8,12 +8,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .fused import _gelu_tanh
+from .fused import MAX_FUSED_ROWS, _dot_tile, _epilogue, _gelu_tanh, _gemv_dot, _row_moments, _rows_gemv_dot, dot_precision, linear_plan
 from .kernels import interpret_triton_without_cuda
 
 # %% auto #0
 __all__ = ['MAX_TILE', 'lora_delta_reference', 'lora_kernel_config', 'lora_shrink', 'lora_expand', 'lora_add_torch', 'lora_add',
-           'lora_fused_config', 'lora_add_fused']
+           'lora_decode_config', 'lora_linear']
 
 # %% ../nbs/18b_lora_kernels.ipynb #415fd736
 interpret_triton_without_cuda()
@@ -33,51 +33,58 @@ def lora_delta_reference(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slot
 
 # %% ../nbs/18b_lora_kernels.ipynb #4575d880
 @triton.jit
-def _shrink_kernel(x_ptr, a_ptr, slots_ptr, t_ptr, M, K, R, stride_xm, stride_as, stride_ar,
-                   SPLIT_K: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
+def _shrink_kernel(x_ptr, a_ptr, slots_ptr, t_ptr, lnw_ptr, lnb_ptr, eps, M, K, R, stride_xm, stride_as, stride_ar,
+                   LAYER_NORM: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
     m, split = tl.program_id(0).to(tl.int64), tl.program_id(1)  # 64-bit offsets: m · stride can pass 2³¹
     slot = tl.load(slots_ptr + m).to(tl.int64)
     if slot >= 0:
+        row = m + tl.arange(0, 1)                                     # this row as a 1-vector, as 12b's few-row helpers take rows
+        if LAYER_NORM: shift, mean, rstd = _row_moments(x_ptr, row, M, K, stride_xm, eps, 1, BLOCK_C)  # the whole row's, in every program
+        else: shift, mean, rstd = tl.zeros((1,), tl.float32), tl.zeros((1,), tl.float32), tl.full((1,), 1.0, tl.float32)
         r = tl.arange(0, BLOCK_R)
         a_rows = a_ptr + slot * stride_as + r[:, None] * stride_ar
         acc = tl.zeros((BLOCK_R,), dtype=tl.float32)
         for k0 in range(split * BLOCK_K, K, SPLIT_K * BLOCK_K):       # this split's chunks: every SPLIT_K-th
             k = k0 + tl.arange(0, BLOCK_K)
-            x = tl.load(x_ptr + m * stride_xm + k, mask=k < K, other=0.0).to(tl.float32)
+            x = tl.load(x_ptr + row[:, None] * stride_xm + k[None, :], mask=k[None, :] < K, other=0.0).to(tl.float32)  # (1, BLOCK_K)
+            if LAYER_NORM:  # columns >= K get weight 0 and bias 0: they stay 0
+                lnw, lnb = tl.load(lnw_ptr + k, mask=k < K, other=0.0).to(tl.float32), tl.load(lnb_ptr + k, mask=k < K, other=0.0).to(tl.float32)
+                x = (x - shift[:, None] - mean[:, None]) * rstd[:, None] * lnw[None, :] + lnb[None, :]
             a = tl.load(a_rows + k[None, :], mask=(r[:, None] < R) & (k[None, :] < K), other=0.0)
-            acc += tl.sum(a.to(tl.float32) * x[None, :], axis=1)
+            acc += tl.sum(a.to(tl.float32) * x, axis=1)
         tl.store(t_ptr + (split * M + m) * R + r, acc, mask=r < R)
 
 # %% ../nbs/18b_lora_kernels.ipynb #0d084686
 @triton.jit
-def _add_tile(t, b_ptr, y_ptr, m, n, slot, rank, N, stride_bs, stride_bn, stride_ym, GELU: tl.constexpr, BLOCK_R: tl.constexpr):
-    "y[m, n] += B[slot] · t (fp32, BLOCK_R numbers) over the first `rank` columns of B (0: no adapter), then GELU if asked."
-    r = tl.arange(0, BLOCK_R)
+def _lora_delta(t_ptr, b_ptr, m, n, slot, rank, M, N, R, stride_bs, stride_bn,
+                SPLIT_K: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_R: tl.constexpr):
+    "B[slot][n, :rank] · t[m] in fp32, (BLOCK_N,): row m's SPLIT_K partial t's added first, in one load and a fixed order (rank 0: zeros)."
+    s, r = tl.arange(0, BLOCK_S), tl.arange(0, BLOCK_R)
+    t = tl.sum(tl.load(t_ptr + (s[:, None] * M + m) * R + r[None, :], mask=(s[:, None] < SPLIT_K) & (r[None, :] < rank), other=0.0), axis=0)
     b = tl.load(b_ptr + slot * stride_bs + n[:, None] * stride_bn + r[None, :], mask=(n[:, None] < N) & (r[None, :] < rank), other=0.0)
-    y = tl.load(y_ptr + m * stride_ym + n, mask=n < N, other=0.0).to(tl.float32) + tl.sum(b.to(tl.float32) * t[None, :], axis=1)
+    return tl.sum(b.to(tl.float32) * t[None, :], axis=1)
+
+@triton.jit
+def _expand_row(t_ptr, b_ptr, y_ptr, m, n, slot, rank, M, N, R, stride_bs, stride_bn, stride_ym,
+                GELU: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_R: tl.constexpr):
+    "y[m, n] += `_lora_delta`, then GELU if asked."
+    y = tl.load(y_ptr + m * stride_ym + n, mask=n < N, other=0.0).to(tl.float32)
+    y += _lora_delta(t_ptr, b_ptr, m, n, slot, rank, M, N, R, stride_bs, stride_bn, SPLIT_K, BLOCK_S, BLOCK_R)
     if GELU: y = _gelu_tanh(y)
     tl.store(y_ptr + m * stride_ym + n, y.to(y_ptr.dtype.element_ty), mask=n < N)
 
 @triton.jit
-def _expand_row(t_ptr, b_ptr, y_ptr, m, n, slot, rank, M, N, R, stride_bs, stride_bn, stride_ym,
-                GELU: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_R: tl.constexpr):
-    "Add up token m's SPLIT_K partial t's (in a fixed order), then `_add_tile`."
-    r = tl.arange(0, BLOCK_R)
-    t = tl.zeros((BLOCK_R,), dtype=tl.float32)
-    for s in range(SPLIT_K): t += tl.load(t_ptr + (s * M + m) * R + r, mask=r < rank, other=0.0)
-    _add_tile(t, b_ptr, y_ptr, m, n, slot, rank, N, stride_bs, stride_bn, stride_ym, GELU, BLOCK_R)
-
-@triton.jit
 def _expand_kernel(t_ptr, b_ptr, slots_ptr, y_ptr, M, N, R, stride_bs, stride_bn, stride_ym,
-                   GELU: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr):
+                   GELU: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr):
     m = tl.program_id(0).to(tl.int64)
     n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     slot = tl.load(slots_ptr + m).to(tl.int64)
     if GELU:
-        _expand_row(t_ptr, b_ptr, y_ptr, m, n, tl.maximum(slot, 0), tl.where(slot >= 0, R, 0), M, N, R, stride_bs, stride_bn, stride_ym, GELU, SPLIT_K, BLOCK_R)
+        _expand_row(t_ptr, b_ptr, y_ptr, m, n, tl.maximum(slot, 0), tl.where(slot >= 0, R, 0), M, N, R, stride_bs, stride_bn, stride_ym,
+                    GELU, SPLIT_K, BLOCK_S, BLOCK_R)
     else:
         if slot >= 0:
-            _expand_row(t_ptr, b_ptr, y_ptr, m, n, slot, R, M, N, R, stride_bs, stride_bn, stride_ym, GELU, SPLIT_K, BLOCK_R)
+            _expand_row(t_ptr, b_ptr, y_ptr, m, n, slot, R, M, N, R, stride_bs, stride_bn, stride_ym, GELU, SPLIT_K, BLOCK_S, BLOCK_R)
 
 # %% ../nbs/18b_lora_kernels.ipynb #2ced8552
 MAX_TILE = 4096  # float32 numbers in one kernel tile: (BLOCK_R, BLOCK_K) in shrink, (BLOCK_N, BLOCK_R) in expand
@@ -96,12 +103,14 @@ def _check_lora_args(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slots: t
     if x.stride(1) != 1 or not A.is_contiguous() or not B.is_contiguous(): raise ValueError("x needs contiguous rows; A and B must be contiguous")
 
 # %% ../nbs/18b_lora_kernels.ipynb #cdc696c1
-def lora_shrink(x: torch.Tensor, A: torch.Tensor, slots: torch.Tensor, config: dict) -> torch.Tensor:
-    "Partial sums of A[slot[m]] · x[m]: (SPLIT_K, M, r) float32 (rows without an adapter are left unwritten; expand skips them)."
+def lora_shrink(x: torch.Tensor, A: torch.Tensor, slots: torch.Tensor, config: dict, norm: tuple | None = None) -> torch.Tensor:
+    "Partial sums of A[slot[m]] · x[m] (of LayerNorm `norm` = (weight, bias, eps) of x[m] if given): (SPLIT_K, M, r) float32 (rows without an adapter are left unwritten; their readers skip them)."
     (M, K), R = x.shape, A.shape[1]
+    if norm is not None and (norm[0].shape != (K,) or norm[1].shape != (K,)): raise ValueError(f"need LayerNorm weight and bias ({K},)")
+    lnw, lnb, eps = norm if norm is not None else (x, x, 0.0)        # unused without LN
     t = torch.empty(config["SPLIT_K"], M, R, dtype=torch.float32, device=x.device)
-    _shrink_kernel[(M, config["SPLIT_K"])](x, A, slots, t, M, K, R, x.stride(0), A.stride(0), A.stride(1),
-                                           config["SPLIT_K"], config["BLOCK_R"], config["BLOCK_K"], num_warps=4)
+    _shrink_kernel[(M, config["SPLIT_K"])](x, A, slots, t, lnw, lnb, eps, M, K, R, x.stride(0), A.stride(0), A.stride(1), norm is not None,
+                                           config["SPLIT_K"], config["BLOCK_R"], config["BLOCK_K"], min(MAX_TILE, triton.next_power_of_2(K)), num_warps=4)
     return t
 
 def lora_expand(y: torch.Tensor, t: torch.Tensor, B: torch.Tensor, slots: torch.Tensor, config: dict, gelu: bool = False) -> torch.Tensor:
@@ -110,7 +119,7 @@ def lora_expand(y: torch.Tensor, t: torch.Tensor, B: torch.Tensor, slots: torch.
     if y.stride(1) != 1 or B.shape[1] != N or t.shape != (config["SPLIT_K"], M, R): raise ValueError(f"need y (M, {B.shape[1]}) with contiguous rows and t {(config['SPLIT_K'], M, R)}")
     grid = (M, triton.cdiv(N, config["BLOCK_N"]))
     _expand_kernel[grid](t, B, slots, y, M, N, R, B.stride(0), B.stride(1), y.stride(0), gelu, config["SPLIT_K"],
-                         config["BLOCK_N"], config["BLOCK_R"], num_warps=4)
+                         triton.next_power_of_2(config["SPLIT_K"]), config["BLOCK_N"], config["BLOCK_R"], num_warps=4)
     return y
 
 # %% ../nbs/18b_lora_kernels.ipynb #845c43de
@@ -124,60 +133,55 @@ def lora_add_torch(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.T
     return F.gelu(y, approximate="tanh") if gelu else y
 
 def lora_add(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slots: torch.Tensor, gelu: bool = False,
-             use_kernels: bool | None = None) -> torch.Tensor:
-    "y (M, out) plus each row's LoRA update `B[slot] A[slot] x` (slot -1: none), then GELU if `gelu`: the kernels on CUDA (or if `use_kernels`), else PyTorch."
+             use_kernels: bool | None = None, norm: tuple | None = None) -> torch.Tensor:
+    "y (M, out) plus each row's LoRA update `B[slot] A[slot] x` (slot -1: none; x LayerNorm'd by `norm` first if given), then GELU if `gelu`: the kernels on CUDA (or if `use_kernels`), else PyTorch."
     _check_lora_args(x, A, B, slots)
-    if not (x.is_cuda if use_kernels is None else use_kernels): return lora_add_torch(y, x, A, B, slots, gelu)
+    if not (x.is_cuda if use_kernels is None else use_kernels):
+        return lora_add_torch(y, x if norm is None else F.layer_norm(x, x.shape[-1:], *norm), A, B, slots, gelu)
     config = lora_kernel_config(x.shape[1], A.shape[1])
-    return lora_expand(y, lora_shrink(x, A, slots, config), B, slots, config, gelu)
+    return lora_expand(y, lora_shrink(x, A, slots, config, norm), B, slots, config, gelu)
 
 # %% ../nbs/18b_lora_kernels.ipynb #b6349d70
 @triton.jit
-def _fused_update_kernel(x_ptr, a_ptr, b_ptr, slots_ptr, y_ptr, lnw_ptr, lnb_ptr, eps, N, K, R,
-                         stride_xm, stride_as, stride_ar, stride_bs, stride_bn, stride_ym,
-                         LN: tl.constexpr, GELU: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
-                         BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr):
-    m = tl.program_id(0).to(tl.int64)
-    n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    slot = tl.load(slots_ptr + m).to(tl.int64)
-    if slot >= 0:
-        mean, rstd = 0.0, 1.0
-        if LN:                                                        # the row's statistics, as 12b's _normalize
-            c = tl.arange(0, BLOCK_C)
-            row = tl.load(x_ptr + m * stride_xm + c, mask=c < K, other=0.0).to(tl.float32)
-            mean = tl.sum(row, axis=0) / K
-            d = tl.where(c < K, row - mean, 0.0)
-            rstd = 1.0 / tl.sqrt(tl.sum(d * d, axis=0) / K + eps)
-        r = tl.arange(0, BLOCK_R)
-        t = tl.zeros((BLOCK_R,), dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):                               # shrink, this row only
-            k = k0 + tl.arange(0, BLOCK_K)
-            x = tl.load(x_ptr + m * stride_xm + k, mask=k < K, other=0.0).to(tl.float32)
-            if LN:
-                w, b = tl.load(lnw_ptr + k, mask=k < K, other=0.0).to(tl.float32), tl.load(lnb_ptr + k, mask=k < K, other=0.0).to(tl.float32)
-                x = tl.where(k < K, (x - mean) * rstd * w + b, 0.0)
-            a = tl.load(a_ptr + slot * stride_as + r[:, None] * stride_ar + k[None, :], mask=(r[:, None] < R) & (k[None, :] < K), other=0.0)
-            t += tl.sum(a.to(tl.float32) * x[None, :], axis=1)
-        _add_tile(t, b_ptr, y_ptr, m, n, slot, R, N, stride_bs, stride_bn, stride_ym, GELU, BLOCK_R)
-    else:
-        if GELU: _add_tile(tl.zeros((BLOCK_R,), dtype=tl.float32), b_ptr, y_ptr, m, n, 0, 0, N, stride_bs, stride_bn, stride_ym, GELU, BLOCK_R)
+def _linear_lora_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps, t_ptr, lb_ptr, slots_ptr,
+                        M, N, K, R, stride_xm, stride_wn, stride_rm, stride_om, stride_bs, stride_bn,
+                        HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, LAYER_NORM: tl.constexpr,
+                        KERNEL: tl.constexpr, PRECISION: tl.constexpr, M_PAD: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_S: tl.constexpr,
+                        BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ROW_LOOP: tl.constexpr = False):
+    m = tl.arange(0, M_PAD)
+    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    if KERNEL == "gemv": acc = _gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, n, N, K, stride_wn, LAYER_NORM, BLOCK_N, BLOCK_K)[None, :]
+    elif KERNEL == "rows": acc = _rows_gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, m, n, M, N, K, stride_xm, stride_wn, LAYER_NORM, M_PAD, BLOCK_N, BLOCK_K, ROW_LOOP)
+    else: acc = _dot_tile(x_ptr, w_ptr, m, n, M, N, K, stride_xm, stride_wn, PRECISION, M_PAD, BLOCK_N, BLOCK_K)
+    for i in range(0, M):                                             # (M_PAD, BLOCK_N) fp32 base sums; each row's own adapter
+        slot = tl.load(slots_ptr + i).to(tl.int64)
+        if slot >= 0:                                                 # none: the base sums go on untouched
+            delta = _lora_delta(t_ptr, lb_ptr, i, n, slot, R, M, N, R, stride_bs, stride_bn, SPLIT_K, BLOCK_S, BLOCK_R)
+            acc = tl.where(m[:, None] == i, acc + delta[None, :], acc)
+    _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
 
 # %% ../nbs/18b_lora_kernels.ipynb #dd848668
-def lora_fused_config(K: int, N: int, R: int) -> dict:
-    "Tiles for `lora_add_fused`: K inputs, N outputs, maximum rank R."
+def lora_decode_config(K: int, R: int) -> dict:
+    "Shrink tiles for the few-row path, from K and the maximum rank R alone: one split per chunk of at most 128 inputs, within the tile budget."
     block_r = max(16, triton.next_power_of_2(R))
-    return dict(BLOCK_K=max(16, min(256, triton.next_power_of_2(K), MAX_TILE // block_r)),
-                BLOCK_N=max(16, min(256, triton.next_power_of_2(N), MAX_TILE // block_r)), BLOCK_R=block_r)
+    block_k = max(16, min(128, triton.next_power_of_2(K), MAX_TILE // block_r))
+    return dict(SPLIT_K=max(1, min(64, MAX_TILE // block_r, triton.cdiv(K, block_k))), BLOCK_K=block_k, BLOCK_R=block_r)
 
-def lora_add_fused(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slots: torch.Tensor, gelu: bool = False,
-                   norm: tuple | None = None) -> torch.Tensor:
-    "`lora_add` in one kernel for a few rows; with `norm` = (weight, bias, eps) the update is of LayerNorm(x) (y is already the base of it)."
+def lora_linear(x: torch.Tensor, weight: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slots: torch.Tensor, bias: torch.Tensor | None = None,
+                gelu: bool = False, residual: torch.Tensor | None = None, ln: tuple | None = None, config: dict | None = None,
+                lora_config: dict | None = None) -> torch.Tensor:
+    "Part 12b's `linear_kernel` (x (M ≤ 16, K), weight (N, K), `ln`, bias, GELU, residual) with each row's LoRA update `B[slot] A[slot]` of its input added before the epilogue."
     _check_lora_args(x, A, B, slots)
-    (M, K), (N, R) = x.shape, (y.shape[1], A.shape[1])
-    if y.shape[0] != M or y.stride(1) != 1 or B.shape[1] != N: raise ValueError(f"need y ({M}, {B.shape[1]}) with contiguous rows")
-    if norm is not None and (norm[0].shape != (K,) or norm[1].shape != (K,)): raise ValueError(f"need LayerNorm weight and bias ({K},)")
-    lnw, lnb, eps = norm if norm is not None else (x, x, 0.0)        # unused without LN
-    cfg = lora_fused_config(K, N, R)
-    _fused_update_kernel[(M, triton.cdiv(N, cfg["BLOCK_N"]))](x, A, B, slots, y, lnw, lnb, eps, N, K, R, x.stride(0), A.stride(0), A.stride(1),
-        B.stride(0), B.stride(1), y.stride(0), norm is not None, gelu, triton.next_power_of_2(K) if norm is not None else 16, num_warps=4, **cfg)
-    return y
+    if B.shape[1] != weight.shape[0]: raise ValueError(f"need B (slots, {weight.shape[0]}, r) for a weight of {weight.shape[0]} outputs, got {tuple(B.shape)}")
+    cfg, x, ln = linear_plan(x, weight, bias, residual, ln, config)
+    (M, K), N, R, kernel = x.shape, weight.shape[0], A.shape[1], cfg.pop("kernel")
+    lcfg = lora_config or lora_decode_config(K, R)
+    t = lora_shrink(x, A, slots, lcfg, ln)
+    out = torch.empty(M, N, dtype=x.dtype, device=x.device)
+    r, b, (lnw, lnb, eps) = residual if residual is not None else out, bias if bias is not None else weight, ln if ln is not None else (weight, weight, 0.0)
+    m_pad = {"gemv": 1, "rows": triton.next_power_of_2(M)}.get(kernel, MAX_FUSED_ROWS)
+    _linear_lora_kernel[(triton.cdiv(N, cfg["BLOCK_N"]),)](
+        x, weight, b, r, out, lnw, lnb, eps, t, B, slots, M, N, K, R, x.stride(0), weight.stride(0), r.stride(0), out.stride(0), B.stride(0), B.stride(1),
+        bias is not None, gelu, residual is not None, ln is not None, kernel, dot_precision(x.dtype), m_pad, lcfg["SPLIT_K"],
+        triton.next_power_of_2(lcfg["SPLIT_K"]), lcfg["BLOCK_R"], **cfg)
+    return out

@@ -18,7 +18,7 @@ from .cuda_graphs import GraphModelRunner
 from .engine import EngineRequest, LLMEngine
 from .fused import fused_linear, shallow_copy
 from .lora import DEFAULT_MAX_LORA_RANK, LoRAAdapter, check_lora_fits, load_lora
-from .lora_kernels import lora_add, lora_add_fused
+from .lora_kernels import lora_add, lora_linear
 from .model import GPT2, Block
 from .model_runner import ModelInput
 from .outputs import RequestRejected, SamplingParams
@@ -113,12 +113,13 @@ class LoRALinear(nn.Module):
         return y
 
     def fused(self, x: torch.Tensor, gelu: bool, residual: torch.Tensor | None, norm: tuple | None) -> torch.Tensor:
-        "Part 12b's hook: the base projection of LayerNorm `norm` of x (+ residual) by 12b's dispatcher, then the update and GELU."
+        "Part 12b's hook: the projection of LayerNorm `norm` of x plus each row's update, then GELU or + residual."
         if not (x.is_cuda if self.slots.use_kernels is None else self.slots.use_kernels):
             if norm is not None: x = F.layer_norm(x, x.shape[-1:], *norm)
             return self.add_update(fused_linear(x, self.base, residual=residual), x, gelu)
-        y = fused_linear(x, self.base, norm, residual=residual)
-        return lora_add_fused(y, x, self.slots.A[self.name], self.slots.B[self.name], self.slots.token_slots[: x.shape[0]], gelu, norm)
+        A, B, slots = self.slots.A[self.name], self.slots.B[self.name], self.slots.token_slots[: x.shape[0]]
+        if type(self.base) is nn.Linear: return lora_linear(x, self.base.weight, A, B, slots, self.base.bias, gelu, residual, norm)
+        return lora_add(fused_linear(x, self.base, norm, residual=residual), x, A, B, slots, gelu, True, norm)  # a quantized base: its kernel, then 18b's two
 
     def extra_repr(self) -> str: return f"{self.name}, max_loras={self.slots.config.max_loras}, max_lora_rank={self.slots.config.max_lora_rank}"
 

@@ -50,12 +50,17 @@ def test_multi_lora_script_runs(tmp_path, standin_2l):
     out = tmp_path / "result.json"
     subprocess.run([sys.executable, str(BENCH / "multi_lora.py"), "--model", str(standin_2l), "--load-format", "auto", "--device", "cpu",
                     "--dtype", "float32", "--num-loras", "3", "--rank", "8", "--num-prompts", "6", "--input-len", "8", "--output-len", "4",
-                    "--peft-batch", "3", "--runs", "1", "--json", str(out)], check=True, capture_output=True, text=True, timeout=300)
+                    "--peft-batch", "3", "--runs", "2", "--json", str(out)], check=True, capture_output=True, text=True, timeout=300)
     r = json.loads(out.read_text())
-    assert r["device"] == "cpu" and r["num_loras"] == 3 and r["pool_bytes"] > 0
-    for key in ("base", "merged", "lora", "lora_engine_base_requests"): assert r[key]["throughput_tok_s"] > 0 and r[key]["tpot_s"] > 0
+    assert r["device"] == "cpu" and r["num_loras"] == 3 and r["pool_bytes"] > 0 and r["runs"] == 2
+    for key in ("base", "merged", "lora", "lora_engine_base_requests"):
+        runs = r[key]["runs"]  # one number per interleaved round; the median of the two is their mean
+        assert r[key]["throughput_tok_s"] == sum(runs["throughput_tok_s"]) / 2 > 0 and r[key]["tpot_s"] == sum(runs["tpot_s"]) / 2 > 0
+        assert r[key]["kv_blocks"] == r["base"]["kv_blocks"]  # the same KV pool for every engine
     assert r["peft"]["throughput_tok_s"] > 0
     assert r["ratios"]["lora_tpot_over_base"] == r["lora"]["tpot_s"] / r["base"]["tpot_s"]
+    refused = subprocess.run([sys.executable, str(BENCH / "multi_lora.py"), "--device", "cpu", "--kernels", "--json", str(out)], capture_output=True, text=True)
+    assert refused.returncode == 2 and "--kernels times GPU kernels: it needs a CUDA device" in refused.stderr
 
 
 def test_modest_gpu_script_runs(tmp_path, standin_2l):

@@ -123,3 +123,35 @@ def test_lora_on_gpu_graphs_mixed_batch_and_kernels(standin_6l):
         got = lora_add(y.clone(), x, slots.A["h.0.mlp.c_fc"], slots.B["h.0.mlp.c_fc"], idx, gelu, use_kernels=True)
         want = lora_add(y.clone(), x, slots.A["h.0.mlp.c_fc"], slots.B["h.0.mlp.c_fc"], idx, gelu, use_kernels=False)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_lora_linear_kernels_on_gpu(dtype):
+    "Part 18b's few-row path compiled: shrink + 12b's loop with the update before the epilogue, against torch; rows without an adapter = 12b's bits."
+    import torch.nn.functional as F
+    from ruvon.fused import linear_kernel
+    from ruvon.lora_kernels import lora_add, lora_delta_reference, lora_linear
+    g = torch.Generator(device="cuda").manual_seed(0)
+    new = lambda *shape: torch.randn(*shape, generator=g, device="cuda").to(dtype)
+    tol = dict(rtol=1e-3, atol=1e-3) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    for K, N, R in [(1600, 6400, 16), (6400, 1600, 16), (1600, 4800, 64), (70, 37, 8)]:  # GPT-2 XL's shapes, and ragged ones
+        w, b, A, B = new(N, K) / K**0.5, new(N), new(8, R, K) / K**0.5, new(8, N, R) * 0.1
+        ln = (new(K).abs() + 0.5, new(K), 1e-5)
+        for M, config in [(1, None), (5, None), (16, None), (3, dict(kernel="rows", BLOCK_N=16, BLOCK_K=128, num_warps=4, num_stages=1))]:
+            x, res = new(M, K) * 2 + 1, new(M, N)
+            slots = torch.tensor([(0, -1, 7, 3)[i % 4] for i in range(M)], dtype=torch.int32, device="cuda")
+            for kw in [dict(ln=ln, gelu=True), dict(ln=ln), dict(residual=res), dict()]:
+                xn = F.layer_norm(x.double(), (K,), ln[0].double(), ln[1].double(), ln[2]) if "ln" in kw else x.double()
+                want = xn @ w.double().t() + b.double() + lora_delta_reference(xn.float(), A, B, slots).double()
+                if kw.get("gelu"): want = F.gelu(want, approximate="tanh")
+                if "residual" in kw: want = want + res.double()
+                got = lora_linear(x, w, A, B, slots, bias=b, config=config, **kw)
+                torch.testing.assert_close(got.double(), want, **tol)
+                base = linear_kernel(x, w, bias=b, config=config, **kw)
+                off = slots < 0
+                assert torch.equal(got[off], base[off]), (K, N, M, kw)  # no adapter: Part 12b's kernel, bit for bit
+        x, y = new(5, K) * 2 + 1, new(5, N)  # the two-kernel path with a LayerNorm (a quantized base's), against PyTorch's
+        idx = torch.tensor([0, -1, 7, 3, 0], dtype=torch.int32, device="cuda")
+        got = lora_add(y.clone(), x, A, B, idx, True, use_kernels=True, norm=ln)
+        want = lora_add(y.clone(), x, A, B, idx, True, use_kernels=False, norm=ln)
+        torch.testing.assert_close(got, want, **tol)
