@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +17,8 @@ from .model import GPT2, Block, KVCacheLike
 
 # %% auto #0
 __all__ = ['MAX_FUSED_ROWS', 'ROWS_GEMV_LIMIT', 'ROWS_GEMV_MAX_ROWS', 'layer_norm_kernel', 'linear_config', 'dot_config',
-           'linear_plan', 'dot_precision', 'linear_kernel', 'linear_reference', 'fused_linear', 'FusedBlock',
-           'shallow_copy', 'fused_view']
+           'LinearPlan', 'linear_plan', 'dot_precision', 'linear_kernel', 'linear_reference', 'fused_linear',
+           'FusedBlock', 'shallow_copy', 'fused_view']
 
 # %% ../nbs/12b_fused_decode.ipynb #87da643c
 interpret_triton_without_cuda()
@@ -109,41 +110,53 @@ def _gemv_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps, N, 
 
 # %% ../nbs/12b_fused_decode.ipynb #292a2ee6
 @triton.jit
-def _row_moments(x_ptr, m, M, K, stride_xm, eps, M_PAD: tl.constexpr, BLOCK_K: tl.constexpr):
-    "Rows m of x (M, K): the first value, the mean less it, and 1/std, in one pass over K."
-    shift = tl.load(x_ptr + m * stride_xm, mask=m < M, other=0.0).to(tl.float32)
-    s, ss = tl.zeros((M_PAD, BLOCK_K), dtype=tl.float32), tl.zeros((M_PAD, BLOCK_K), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        k = k0 + tl.arange(0, BLOCK_K)
-        mask = (m[:, None] < M) & (k[None, :] < K)
-        d = tl.where(mask, tl.load(x_ptr + m[:, None] * stride_xm + k[None, :], mask=mask, other=0.0).to(tl.float32) - shift[:, None], 0.0)
-        s, ss = s + d, ss + d * d
-    mean = tl.sum(s, axis=1) / K                                 # of x - shift: kept apart, since shift + mean would round
-    var = tl.maximum(tl.sum(ss, axis=1) / K - mean * mean, 0.0)
-    return shift, mean, 1.0 / tl.sqrt(var + eps)
+def _row_moments(x_ptr, m, M, K, stride_xm, eps, LAYER_NORM: tl.constexpr, M_PAD: tl.constexpr, BLOCK_K: tl.constexpr):
+    "Rows m of x (M, K): the first value, the mean less it, and 1/std, in one pass over K (without LAYER_NORM: 0, 0 and 1, no pass)."
+    if LAYER_NORM:
+        shift = tl.load(x_ptr + m * stride_xm, mask=m < M, other=0.0).to(tl.float32)
+        s, ss = tl.zeros((M_PAD, BLOCK_K), dtype=tl.float32), tl.zeros((M_PAD, BLOCK_K), dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            k = k0 + tl.arange(0, BLOCK_K)
+            mask = (m[:, None] < M) & (k[None, :] < K)
+            d = tl.where(mask, tl.load(x_ptr + m[:, None] * stride_xm + k[None, :], mask=mask, other=0.0).to(tl.float32) - shift[:, None], 0.0)
+            s, ss = s + d, ss + d * d
+        mean = tl.sum(s, axis=1) / K                             # of x - shift: kept apart, since shift + mean would round
+        rstd = 1.0 / tl.sqrt(tl.maximum(tl.sum(ss, axis=1) / K - mean * mean, 0.0) + eps)
+    else:
+        shift, mean, rstd = tl.zeros((M_PAD,), tl.float32), tl.zeros((M_PAD,), tl.float32), tl.full((M_PAD,), 1.0, tl.float32)
+    return shift, mean, rstd
+
+@triton.jit
+def _ln_chunk(k, K, lnw_ptr, lnb_ptr):
+    "The LayerNorm's weight and bias at columns k, fp32; columns >= K get weight 0 and bias 0, so they stay 0."
+    return tl.load(lnw_ptr + k, mask=k < K, other=0.0).to(tl.float32), tl.load(lnb_ptr + k, mask=k < K, other=0.0).to(tl.float32)
+
+@triton.jit
+def _normalize_chunk(x, shift, mean, rstd, lnw, lnb):
+    "A chunk of rows x normalized with their `_row_moments` and the chunk's `_ln_chunk` (shapes broadcast); shift and mean are subtracted one at a time."
+    return (x - shift - mean) * rstd * lnw + lnb
 
 @triton.jit
 def _rows_gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, m, n, M, N, K, stride_xm, stride_wn, LAYER_NORM: tl.constexpr,
                    M_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ROW_LOOP: tl.constexpr):
     "Rows m of x (normalized first if LAYER_NORM) times columns n of weightᵀ: (M_PAD, BLOCK_N) fp32 sums, before the epilogue."
-    if LAYER_NORM: shift, mean, rstd = _row_moments(x_ptr, m, M, K, stride_xm, eps, M_PAD, BLOCK_K)
-    else: shift, mean, rstd = tl.zeros((M_PAD,), tl.float32), tl.zeros((M_PAD,), tl.float32), tl.full((M_PAD,), 1.0, tl.float32)
+    shift, mean, rstd = _row_moments(x_ptr, m, M, K, stride_xm, eps, LAYER_NORM, M_PAD, BLOCK_K)
     acc = tl.zeros((M_PAD, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         k = k0 + tl.arange(0, BLOCK_K)
         w = tl.load(w_ptr + n[:, None] * stride_wn + k[None, :], mask=(n[:, None] < N) & (k[None, :] < K), other=0.0).to(tl.float32)
-        if LAYER_NORM:  # columns >= K get weight 0 and bias 0: they stay 0
-            lnw, lnb = tl.load(lnw_ptr + k, mask=k < K, other=0.0).to(tl.float32), tl.load(lnb_ptr + k, mask=k < K, other=0.0).to(tl.float32)
+        if LAYER_NORM: lnw, lnb = _ln_chunk(k, K, lnw_ptr, lnb_ptr)   # once per chunk, for every row
         if ROW_LOOP:  # one row at a time against the tile: a (BLOCK_N, BLOCK_K) product, as in the one-row GEMV
             for i in tl.static_range(M_PAD):
-                xi = tl.load(x_ptr + i * stride_xm + k, mask=(k < K) & (k * 0 + i < M), other=0.0).to(tl.float32)
-                if LAYER_NORM:
-                    row = m == i
-                    xi = (xi - tl.sum(tl.where(row, shift, 0.0)) - tl.sum(tl.where(row, mean, 0.0))) * tl.sum(tl.where(row, rstd, 0.0)) * lnw + lnb
-                acc = tl.where(m[:, None] == i, acc + tl.sum(w * xi[None, :], axis=1)[None, :], acc)
+                if i < M:  # padding rows: no loads, no products
+                    xi = tl.load(x_ptr + i * stride_xm + k, mask=k < K, other=0.0).to(tl.float32)
+                    if LAYER_NORM:
+                        row = m == i
+                        xi = _normalize_chunk(xi, tl.sum(tl.where(row, shift, 0.0)), tl.sum(tl.where(row, mean, 0.0)), tl.sum(tl.where(row, rstd, 0.0)), lnw, lnb)
+                    acc = tl.where(m[:, None] == i, acc + tl.sum(w * xi[None, :], axis=1)[None, :], acc)
         else:         # all rows at once: a (M_PAD, BLOCK_N, BLOCK_K) product
             x = tl.load(x_ptr + m[:, None] * stride_xm + k[None, :], mask=(m[:, None] < M) & (k[None, :] < K), other=0.0).to(tl.float32)
-            if LAYER_NORM: x = (x - shift[:, None] - mean[:, None]) * rstd[:, None] * lnw[None, :] + lnb[None, :]
+            if LAYER_NORM: x = _normalize_chunk(x, shift[:, None], mean[:, None], rstd[:, None], lnw[None, :], lnb[None, :])
             acc += tl.sum(x[:, None, :] * w[None, :, :], axis=2)
     return acc
 
@@ -182,16 +195,29 @@ def _check_linear_args(x: torch.Tensor, weight: torch.Tensor, bias, residual, ln
     if residual is not None and (residual.shape != (M, weight.shape[0]) or residual.stride(1) != 1): raise ValueError(f"residual must be ({M}, {weight.shape[0]})")
     if ln is not None and (ln[0].shape != (K,) or ln[1].shape != (K,)): raise ValueError(f"LayerNorm weight and bias must be ({K},)")
 
+class LinearPlan(NamedTuple):
+    "How `linear_kernel` will run: `linear_plan`'s choices, and the arguments every kernel here takes."
+    kernel: str          # "gemv", "rows" or "dot"
+    config: dict         # the tile: BLOCK_N, BLOCK_K, num_warps, num_stages (and ROW_LOOP)
+    m_pad: int           # rows the kernel's tiles hold: 1, M rounded up to a power of two, or MAX_FUSED_ROWS
+    x: torch.Tensor      # the input: already LayerNorm'd (by `layer_norm_kernel`) where the kernel cannot fold it
+    ln: tuple | None     # the LayerNorm left for the kernel to fold in, or None
+    out: torch.Tensor    # (M, N), empty
+    pointers: tuple      # bias, residual, LayerNorm weight, bias, eps; placeholders where absent (their flags keep them unread)
+
 def linear_plan(x: torch.Tensor, weight: torch.Tensor, bias=None, residual=None, ln: tuple | None = None,
-                config: dict | None = None) -> tuple[dict, torch.Tensor, tuple | None]:
-    "Check `linear_kernel`'s arguments; its config (kernel and tile), input and LayerNorm — a LayerNorm the kernel cannot fold is applied here."
+                config: dict | None = None) -> LinearPlan:
+    "Check `linear_kernel`'s arguments and plan its launch; a LayerNorm the kernel cannot fold is run here, by `layer_norm_kernel`."
     _check_linear_args(x, weight, bias, residual, ln)
     (M, K), N = x.shape, weight.shape[0]
     cfg = dict(config or linear_config(M, N, K, layer_norm=ln is not None))
-    if cfg["kernel"] == "gemv" and M != 1: raise ValueError("the gemv kernel takes one row")
-    if cfg["kernel"] == "rows" and M > ROWS_GEMV_LIMIT: raise ValueError(f"the rows kernel takes at most {ROWS_GEMV_LIMIT} rows, got {M}")
-    if ln is not None and not (cfg["kernel"] == "rows" or (cfg["kernel"] == "gemv" and cfg["BLOCK_K"] >= K)): x, ln = layer_norm_kernel(x, *ln), None
-    return cfg, x, ln
+    kernel = cfg.pop("kernel")
+    if kernel == "gemv" and M != 1: raise ValueError("the gemv kernel takes one row")
+    if kernel == "rows" and M > ROWS_GEMV_LIMIT: raise ValueError(f"the rows kernel takes at most {ROWS_GEMV_LIMIT} rows, got {M}")
+    if ln is not None and not (kernel == "rows" or (kernel == "gemv" and cfg["BLOCK_K"] >= K)): x, ln = layer_norm_kernel(x, *ln), None
+    out, m_pad = torch.empty(M, N, dtype=x.dtype, device=x.device), {"gemv": 1, "rows": triton.next_power_of_2(M)}.get(kernel, MAX_FUSED_ROWS)
+    pointers = (bias if bias is not None else weight, residual if residual is not None else out, *(ln if ln is not None else (weight, weight, 0.0)))
+    return LinearPlan(kernel, cfg, m_pad, x, ln, out, pointers)
 
 def dot_precision(dtype: torch.dtype) -> str:
     "`tl.dot`'s input precision: exact products for fp32 inputs, TF32's for the rest."
@@ -200,20 +226,18 @@ def dot_precision(dtype: torch.dtype) -> str:
 def linear_kernel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False,
                   residual: torch.Tensor | None = None, ln: tuple | None = None, config: dict | None = None) -> torch.Tensor:
     "LayerNorm `ln` = (weight, bias, eps) if given, `@ weight.T + bias`, then GELU (tanh) or `+ residual`; x (M ≤ 16, K), weight (N, K)."
-    cfg, x, ln = linear_plan(x, weight, bias, residual, ln, config)
-    (M, K), N, kernel = x.shape, weight.shape[0], cfg.pop("kernel")
-    out = torch.empty(M, N, dtype=x.dtype, device=x.device)
-    r, b, epilogue = residual if residual is not None else out, bias if bias is not None else weight, (bias is not None, gelu, residual is not None)
-    (lnw, lnb, eps), grid = ln if ln is not None else (weight, weight, 0.0), (triton.cdiv(N, cfg["BLOCK_N"]),)
-    if kernel == "gemv":
-        _gemv_kernel[grid](x, weight, b, r, out, lnw, lnb, eps, N, K, weight.stride(0), r.stride(0), out.stride(0), *epilogue, ln is not None, **cfg)
-    elif kernel == "rows":
-        _rows_gemv_kernel[grid](x, weight, b, r, out, lnw, lnb, eps, M, N, K, x.stride(0), weight.stride(0), r.stride(0), out.stride(0),
-                                *epilogue, ln is not None, triton.next_power_of_2(M), **cfg)
+    p = linear_plan(x, weight, bias, residual, ln, config)
+    (M, K), N, (b, r, lnw, lnb, eps) = p.x.shape, weight.shape[0], p.pointers
+    grid, epilogue = (triton.cdiv(N, p.config["BLOCK_N"]),), (bias is not None, gelu, residual is not None)
+    if p.kernel == "gemv":
+        _gemv_kernel[grid](p.x, weight, b, r, p.out, lnw, lnb, eps, N, K, weight.stride(0), r.stride(0), p.out.stride(0), *epilogue, p.ln is not None, **p.config)
+    elif p.kernel == "rows":
+        _rows_gemv_kernel[grid](p.x, weight, b, r, p.out, lnw, lnb, eps, M, N, K, p.x.stride(0), weight.stride(0), r.stride(0), p.out.stride(0),
+                                *epilogue, p.ln is not None, p.m_pad, **p.config)
     else:
-        _linear_kernel[grid](x, weight, b, r, out, M, N, K, x.stride(0), weight.stride(0), r.stride(0), out.stride(0), *epilogue,
-                             dot_precision(x.dtype), MAX_FUSED_ROWS, **cfg)
-    return out
+        _linear_kernel[grid](p.x, weight, b, r, p.out, M, N, K, p.x.stride(0), weight.stride(0), r.stride(0), p.out.stride(0), *epilogue,
+                             dot_precision(p.x.dtype), p.m_pad, **p.config)
+    return p.out
 
 # %% ../nbs/12b_fused_decode.ipynb #96ee49df
 def linear_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .fused import MAX_FUSED_ROWS, _epilogue, _normalize, dot_config, layer_norm_kernel, linear_config, linear_reference
+from .fused import MAX_FUSED_ROWS, _epilogue, _normalize, dot_config, dot_precision, layer_norm_kernel, linear_config, linear_reference
 from .kernels import interpret_triton_without_cuda
 from .quantization import dequantize_int4, dequantize_int8, num_groups
 
@@ -162,7 +162,7 @@ def int8_linear_kernel(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tens
         _int8_gemv_kernel[grid](x, qweight, scale, b, r, out, lnw, lnb, eps, N, K, qweight.stride(0), r.stride(0), out.stride(0), *flags, **cfg)
     else:
         _int8_linear_kernel[grid](x, qweight, scale, b, r, out, M, N, K, x.stride(0), qweight.stride(0), r.stride(0), out.stride(0), *flags[:3],
-                                  "ieee" if x.dtype == torch.float32 else "tf32", MAX_FUSED_ROWS, **cfg)
+                                  dot_precision(x.dtype), MAX_FUSED_ROWS, **cfg)
     return out
 
 # %% ../nbs/17b_quant_kernels.ipynb #e7b5676c
@@ -189,7 +189,7 @@ def int4_linear_kernel(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Ten
                                 r.stride(0), out.stride(0), *flags, **group, **cfg)
     else:
         _int4_linear_kernel[grid](x, qweight, scales, zeros, b, r, out, M, N, K, x.stride(0), qweight.stride(0), scales.stride(0),
-                                  r.stride(0), out.stride(0), *flags[:3], "ieee" if x.dtype == torch.float32 else "tf32", **group,
+                                  r.stride(0), out.stride(0), *flags[:3], dot_precision(x.dtype), **group,
                                   BLOCK_M=MAX_FUSED_ROWS, **cfg)
     return out
 
