@@ -113,13 +113,14 @@ class LoRALinear(nn.Module):
         return y
 
     def fused(self, x: torch.Tensor, gelu: bool, residual: torch.Tensor | None, norm: tuple | None) -> torch.Tensor:
-        "Part 12b's hook: the projection of LayerNorm `norm` of x plus each row's update, then GELU or + residual."
-        if not (x.is_cuda if self.slots.use_kernels is None else self.slots.use_kernels):
-            if norm is not None: x = F.layer_norm(x, x.shape[-1:], *norm)
-            return self.add_update(fused_linear(x, self.base, residual=residual), x, gelu)
+        "Part 12b's hook: the projection of LayerNorm `norm` of x plus each row's update, then GELU, then + residual."
         A, B, slots = self.slots.A[self.name], self.slots.B[self.name], self.slots.token_slots[: x.shape[0]]
-        if type(self.base) is nn.Linear: return lora_linear(x, self.base.weight, A, B, slots, self.base.bias, gelu, residual, norm)
-        return lora_add(fused_linear(x, self.base, norm, residual=residual), x, A, B, slots, gelu, True, norm)  # a quantized base: its kernel, then 18b's two
+        kernels = x.is_cuda if self.slots.use_kernels is None else self.slots.use_kernels
+        if kernels and type(self.base) is nn.Linear: return lora_linear(x, self.base.weight, A, B, slots, self.base.bias, gelu, residual, norm)
+        if not kernels and norm is not None: x, norm = F.layer_norm(x, x.shape[-1:], *norm), None
+        late = residual if gelu else None                            # after the GELU; without one, in the base kernel's epilogue
+        y = lora_add(fused_linear(x, self.base, norm, residual=None if gelu else residual), x, A, B, slots, gelu, kernels, norm)
+        return y if late is None else y.add_(late)
 
     def extra_repr(self) -> str: return f"{self.name}, max_loras={self.slots.config.max_loras}, max_lora_rank={self.slots.config.max_lora_rank}"
 
