@@ -13,7 +13,9 @@ For the few-row GEMV (12b's `_rows_gemv_kernel`, off while `ROWS_GEMV_MAX_ROWS` 
                         against the reference, then timed; the best per shape and row count against the tl.dot kernel and
                         the one-row GEMV ("rows_sweep", summarized in "rows_summary");
   --buckets 1,2,4,8     gpt2-xl's decode-step graphs at these batch sizes (= rows) with the rows kernel off ("default") and
-                        on ("rows": its first-guess tiles; "rows_tuned": the sweep's best tiles, with --sweep-rows).
+                        on ("rows": its first-guess tiles; "rows_tuned", with --sweep-rows: the sweep's best tiles where the
+                        rows kernel beat tl.dot, and dot_config where it lost or was not timed);
+  --sweep-models gpt2-xl  the models whose shapes the rows sweep covers (gpt2, gpt2-xl; default both).
 
 Kernel times are medians of CUDA-graph replays (triton.testing.do_bench_cudagraph): GPU time, no launch cost.
 Run on a GPU:  python benchmarks/fused_decode.py --json benchmarks/results/fused_decode_gpu.json
@@ -168,11 +170,13 @@ def rows_summary(sweep: list[dict]) -> list[dict]:
 def rows_tuned_config(sweep: list[dict]):
     """A `linear_config` replacement for 2-8 rows from a rows sweep: for M rows, the sweep's row count M' >= M nearest to it
     (the kernel pads M to a power of two); the rows kernel's best tile where it beat tl.dot there, else `dot_config`.
-    Shapes the sweep did not time keep `linear_config`'s choice with the few-row kernel off."""
+    2-8 rows of a shape the sweep did not time get `dot_config` too (whatever ROWS_GEMV_MAX_ROWS says); 1 row the
+    one-row GEMV and 9-16 rows tl.dot, as `linear_config` gives them."""
     best = {(r["M"], r["N"], r["K"]): r for r in sweep if "best" in r}
     def config(M, N, K, layer_norm=False):
         measured = sorted(m for m, n, k in best if (n, k) == (N, K) and m >= M)
-        if M == 1 or M > ruvon.fused.ROWS_GEMV_LIMIT or not measured: return default_linear_config(M, N, K, layer_norm)
+        if M == 1 or M > ruvon.fused.ROWS_GEMV_LIMIT: return default_linear_config(M, N, K, layer_norm)  # never the rows kernel
+        if not measured: return dot_config(N, K)
         row = best[(measured[0], N, K)]
         return dict(row["best"]) if row["best_ms"] < row["dot_ms"] else dot_config(N, K)
     return config
@@ -263,12 +267,14 @@ def main(argv=None):
     p.add_argument("--skip-sweep", action="store_true", help="only the default configurations and the decode steps")
     p.add_argument("--rows", type=int_list, default=[1, 8], help="row counts at which to time each projection's default kernel (default 1,8)")
     p.add_argument("--sweep-rows", type=int_list, default=[], help="row counts (2-8) at which to sweep the few-row GEMV's tiles, e.g. 2,4,8")
-    p.add_argument("--sweep-models", default=",".join(MODELS), help="models whose projection shapes the rows sweep covers (default gpt2,gpt2-xl)")
+    p.add_argument("--sweep-models", type=lambda s: [m for m in s.split(",") if m.strip()], default=list(MODELS),
+                   help="models whose projection shapes the rows sweep covers: gpt2, gpt2-xl (default both)")
     p.add_argument("--buckets", type=int_list, default=[], help="gpt2-xl decode-step batch sizes to replay with the few-row GEMV off and on, e.g. 1,2,4,8")
     args = p.parse_args(argv)
     if any(not 1 <= m <= ruvon.fused.MAX_FUSED_ROWS for m in args.rows): p.error(f"--rows: 1 to {ruvon.fused.MAX_FUSED_ROWS}")
     if any(not 2 <= m <= ruvon.fused.ROWS_GEMV_LIMIT for m in args.sweep_rows): p.error(f"--sweep-rows: 2 to {ruvon.fused.ROWS_GEMV_LIMIT}")
     if any(b not in (1, 2, 4, 8, 16) for b in args.buckets): p.error("--buckets: the captured batch sizes 1, 2, 4, 8, 16")
+    if not args.sweep_models or any(m not in MODELS for m in args.sweep_models): p.error(f"--sweep-models: a comma-separated list of {', '.join(MODELS)}")
     copy_bw = copy_bandwidth_gbs()
     print(f"copy bandwidth {copy_bw:.0f} GB/s", flush=True)
     if args.skip_sweep: GEMV_CONFIGS.clear(); DOT_CONFIGS.clear()
@@ -277,7 +283,7 @@ def main(argv=None):
               "timing": "kernels: median of CUDA-graph replays (do_bench_cudagraph); steps: mean of 200 graph replays",
               "copy_bandwidth_gbs": copy_bw, "layer_norm": layer_norm_rows(), "linear": linear_rows(copy_bw, args.rows)}
     if args.sweep_rows:
-        result["rows_configs"], result["rows_sweep"] = ROWS_CONFIGS, rows_sweep(copy_bw, args.sweep_rows, args.sweep_models.split(","))
+        result["rows_configs"], result["rows_sweep"] = ROWS_CONFIGS, rows_sweep(copy_bw, args.sweep_rows, args.sweep_models)
         result["rows_summary"] = rows_summary(result["rows_sweep"])
     result["decode_steps"], profile = decode_step_rows(copy_bw, tuned_config(result["linear"]) if not args.skip_sweep else None, rows_buckets=args.buckets,
                                                        rows_tuned=rows_tuned_config(result["rows_sweep"]) if args.sweep_rows else None)

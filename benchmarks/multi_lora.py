@@ -15,10 +15,20 @@ zero, so each update is computed for real). Measured, in one run:
 The three engines (base, merged, LoRA) live side by side, each with the same KV pool (enough for every request at once), and
 their timed runs are interleaved: round after round (`--runs` rounds), each engine's throughput run, then each one's batch-1
 TPOT, so clock and thermal drift fall on all of them alike. Each number is the median of its rounds; `runs` in each entry
-lists them all.
+lists them all. PEFT runs after the engines are freed, `--runs` times each, and its numbers are medians too.
+
+Memory: the KV pool is sized for every request at once, in each of the three engines. At the defaults (gpt2-xl in float16,
+256 sequences of 256 tokens) that is, by arithmetic, 65,536 tokens x 307,200 bytes = 20.1 GB per engine (4,096 blocks of 16
+tokens), 60 GB for the three, plus two copies of the 3.1 GB of weights (the LoRA engine shares the base engine's; the merged
+engine has its own) and the activations and CUDA graphs: it needs an 80 GB-class GPU. The pool's size is in the JSON
+(`kv_cache_memory`, and `kv_blocks` per engine). benchmarks/results/multi_lora_gpu_h100.json was run before this sizing, with
+each engine's pool taken from the free memory (14,700 blocks for the base engine): its throughputs are not comparable with a
+run of this version.
 
 `--kernels` times, instead, each projection of one block of the model at 1, 4 and 16 rows on the GPU (CUDA graphs, Triton's
-`do_bench_cudagraph`): Part 12b's kernel, Part 18b's `lora_linear` with every row on an adapter and with none, and its shrink alone.
+`do_bench_cudagraph`): Part 12b's `linear_kernel`, Part 18b's `lora_linear` (its `lora_decode_config` tiles) with every row on an
+adapter and with none, and its shrink alone, on the input and LayerNorm that `lora_linear` gives it (12b's `linear_plan`: at 4
+and 16 rows the LayerNorm runs first, as its own kernel, and the shrink reads its output).
 
     python benchmarks/multi_lora.py --json benchmarks/results/multi_lora_gpu.json
     python benchmarks/multi_lora.py --kernels --json benchmarks/results/multi_lora_kernels_gpu.json
@@ -90,8 +100,8 @@ def tpot(engine, prompt: list[int], output_len: int, lora_name: str | None) -> f
     return statistics.median(steps)
 
 
-def best(runs: int, fn, key=max):
-    return key(fn() for _ in range(runs))
+def median_of(runs: int, fn) -> float:
+    return statistics.median(fn() for _ in range(runs))
 
 
 def interleaved(rounds: int, cases: dict) -> dict:
@@ -105,7 +115,7 @@ def interleaved(rounds: int, cases: dict) -> dict:
 def kernel_timings(model, num_loras: int, rank: int, rows=(1, 4, 16)) -> list[dict]:
     "Microseconds per call of each projection of block 0: Part 12b's kernel, `lora_linear` with rows on adapters and on none, its shrink."
     from triton.testing import do_bench_cudagraph
-    from ruvon.fused import linear_kernel
+    from ruvon.fused import linear_kernel, linear_plan
     from ruvon.lora_kernels import lora_decode_config, lora_linear, lora_shrink
     block, g = model.h[0], torch.Generator(device=model.wte.weight.device).manual_seed(0)
     us = lambda fn: do_bench_cudagraph(fn) * 1e3
@@ -119,11 +129,12 @@ def kernel_timings(model, num_loras: int, rank: int, rows=(1, 4, 16)) -> list[di
         for M in rows:
             x, res = new(M, K), (new(M, N) if name == "c_proj" else None)
             on, off = (torch.arange(M, device=x.device) % num_loras).int(), torch.full((M,), -1, dtype=torch.int32, device=x.device)
-            row = {"projection": f"{parent}.{name}", "rows": M, "K": K, "N": N,
+            plan = linear_plan(x, p.weight, p.bias, res, kw["ln"])  # as lora_linear plans it: the shrink's input and LayerNorm
+            row = {"projection": f"{parent}.{name}", "rows": M, "K": K, "N": N, "kernel": plan.kernel, "shrink_layer_norm": plan.ln is not None,
                    "base_us": us(lambda: linear_kernel(x, p.weight, residual=res, **kw)),
                    "lora_us": us(lambda: lora_linear(x, p.weight, A, B, on, residual=res, **kw)),
                    "lora_base_rows_us": us(lambda: lora_linear(x, p.weight, A, B, off, residual=res, **kw)),
-                   "shrink_us": us(lambda: lora_shrink(x, A, on, lora_decode_config(K, rank), kw.get("ln")))}
+                   "shrink_us": us(lambda: lora_shrink(plan.x, A, on, lora_decode_config(K, rank), plan.ln))}
             print(row, flush=True)
             out.append(row)
     return out
@@ -169,17 +180,17 @@ def hf_seconds(m, ids: torch.Tensor, new_tokens: int, **kw) -> float:
 
 
 def peft_numbers(model, adapters: dict[str, LoRAAdapter], prompts, output_len: int, batch: int, runs: int) -> dict:
-    "PEFT unmerged: batch-1 TPOT ((t(n) - t(1)) / (n - 1)) with an adapter and a mixed static batch's output tokens/s."
+    "PEFT unmerged: batch-1 TPOT ((t(n) - t(1)) / (n - 1)) with an adapter and a mixed static batch's output tokens/s; each t the median of `runs`."
     device = model.wte.weight.device
     peft = hf_model(model, adapters)
     names = list(adapters)
     one = torch.tensor([prompts[0]], device=device)
     hf_seconds(peft, one, 4, adapter_names=names[:1])  # warm-up
-    t_n = best(runs, lambda: hf_seconds(peft, one, output_len, adapter_names=names[:1]), min)
-    t_1 = best(runs, lambda: hf_seconds(peft, one, 1, adapter_names=names[:1]), min)
+    t_n = median_of(runs, lambda: hf_seconds(peft, one, output_len, adapter_names=names[:1]))
+    t_1 = median_of(runs, lambda: hf_seconds(peft, one, 1, adapter_names=names[:1]))
     ids = torch.tensor(prompts[:batch], device=device)
     mixed = [names[i % len(names)] for i in range(batch)]
-    t_b = best(runs, lambda: hf_seconds(peft, ids, output_len, adapter_names=mixed), min)
+    t_b = median_of(runs, lambda: hf_seconds(peft, ids, output_len, adapter_names=mixed))
     del peft
     return {"tpot_s": (t_n - t_1) / (output_len - 1), "batch": batch, "throughput_tok_s": batch * output_len / t_b}
 
@@ -197,7 +208,7 @@ def main(argv=None):
     p.add_argument("--output-len", type=int, default=128)
     p.add_argument("--max-num-seqs", type=int, default=256)
     p.add_argument("--peft-batch", type=int, default=32)
-    p.add_argument("--runs", type=int, default=3, help="timed rounds, the engines interleaved within each; the median is kept")
+    p.add_argument("--runs", type=int, default=3, help="timed rounds (the engines interleaved within each) and PEFT's repeats; every number is the median of its runs")
     p.add_argument("--skip-peft", action="store_true")
     p.add_argument("--kernels", action="store_true", help="time the projections' kernels (GPU) instead of the engines")
     p.add_argument("--json", required=True)
@@ -219,6 +230,7 @@ def main(argv=None):
     seq_tokens = -(-max_model_len // EngineConfig.block_size) * EngineConfig.block_size  # whole KV blocks per sequence
     kv = min(args.num_prompts, args.max_num_seqs) * seq_tokens * kv_cache_bytes_per_token(model.config, model.wte.weight.dtype)
     config = EngineConfig(max_num_seqs=args.max_num_seqs, max_model_len=max_model_len, kv_cache_memory=kv)
+    result["kv_cache_memory"] = kv
     adapters = {f"lora{i}": random_adapter(model, args.rank, seed=i) for i in range(args.num_loras)}
     prompts = prompts_for(args.num_prompts, args.input_len, model.config.vocab_size)
     names = [f"lora{i % args.num_loras}" for i in range(args.num_prompts)]

@@ -52,7 +52,7 @@ def test_multi_lora_script_runs(tmp_path, standin_2l):
                     "--dtype", "float32", "--num-loras", "3", "--rank", "8", "--num-prompts", "6", "--input-len", "8", "--output-len", "4",
                     "--peft-batch", "3", "--runs", "2", "--json", str(out)], check=True, capture_output=True, text=True, timeout=300)
     r = json.loads(out.read_text())
-    assert r["device"] == "cpu" and r["num_loras"] == 3 and r["pool_bytes"] > 0 and r["runs"] == 2
+    assert r["device"] == "cpu" and r["num_loras"] == 3 and r["pool_bytes"] > 0 and r["runs"] == 2 and r["kv_cache_memory"] > 0
     for key in ("base", "merged", "lora", "lora_engine_base_requests"):
         runs = r[key]["runs"]  # one number per interleaved round; the median of the two is their mean
         assert r[key]["throughput_tok_s"] == sum(runs["throughput_tok_s"]) / 2 > 0 and r[key]["tpot_s"] == sum(runs["tpot_s"]) / 2 > 0
@@ -86,7 +86,7 @@ def test_fused_decode_rows_plumbing():
     import importlib.util
     spec = importlib.util.spec_from_file_location("fused_decode", BENCH / "fused_decode.py")
     bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
-    for bad in (["--sweep-rows", "2,9"], ["--buckets", "3"], ["--rows", "0"]):
+    for bad in (["--sweep-rows", "2,9"], ["--buckets", "3"], ["--rows", "0"], ["--sweep-models", "gpt2,gpt3"], ["--sweep-models", ","]):
         r = subprocess.run([sys.executable, str(BENCH / "fused_decode.py"), "--json", "x.json", *bad], capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and bad[0] in r.stderr
     assert [v[1] for v in bench.step_variants("gpt2-xl", rows_buckets=[1, 2])] == [None, "default", "rows"]
@@ -103,3 +103,6 @@ def test_fused_decode_rows_plumbing():
     assert tuned(3, 40, 600) == fast and tuned(4, 40, 600) == fast                # 3 rows pad to 4: the 4-row tile
     assert tuned(5, 40, 600) == bench.dot_config(40, 600)                          # 8 rows lost to tl.dot
     assert tuned(1, 40, 600)["kernel"] == "gemv" and tuned(9, 40, 600)["kernel"] == "dot" and tuned(2, 40, 64)["kernel"] == "dot"
+    saved, bench.ruvon.fused.ROWS_GEMV_MAX_ROWS = bench.ruvon.fused.ROWS_GEMV_MAX_ROWS, 8  # as the "rows_tuned" step captures it
+    try: assert tuned(2, 40, 64) == bench.dot_config(40, 64) and tuned(1, 40, 64)["kernel"] == "gemv"  # untimed shape: tl.dot, not the rows kernel
+    finally: bench.ruvon.fused.ROWS_GEMV_MAX_ROWS = saved

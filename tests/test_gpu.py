@@ -137,9 +137,11 @@ def test_lora_linear_kernels_on_gpu(dtype):
     for K, N, R in [(1600, 6400, 16), (6400, 1600, 16), (1600, 4800, 64), (70, 37, 8)]:  # GPT-2 XL's shapes, and ragged ones
         w, b, A, B = new(N, K) / K**0.5, new(N), new(8, R, K) / K**0.5, new(8, N, R) * 0.1
         ln = (new(K).abs() + 0.5, new(K), 1e-5)
-        for M, config in [(1, None), (5, None), (16, None), (3, dict(kernel="rows", BLOCK_N=16, BLOCK_K=128, num_warps=4, num_stages=1))]:
+        rows = lambda loop: dict(kernel="rows", BLOCK_N=16, BLOCK_K=128, num_warps=4, num_stages=1, ROW_LOOP=loop)
+        for M, config, pattern in [(1, None, (0,)), (1, None, (-1,)), (5, None, (0, -1, 7, 3)), (16, None, (0, -1, 7, 3)),
+                                   (3, rows(False), (0, -1, 7)), (3, rows(True), (0, -1, 7))]:
             x, res = new(M, K) * 2 + 1, new(M, N)
-            slots = torch.tensor([(0, -1, 7, 3)[i % 4] for i in range(M)], dtype=torch.int32, device="cuda")
+            slots = torch.tensor([pattern[i % len(pattern)] for i in range(M)], dtype=torch.int32, device="cuda")
             for kw in [dict(ln=ln, gelu=True), dict(ln=ln), dict(residual=res), dict()]:
                 xn = F.layer_norm(x.double(), (K,), ln[0].double(), ln[1].double(), ln[2]) if "ln" in kw else x.double()
                 want = xn @ w.double().t() + b.double() + lora_delta_reference(xn.float(), A, B, slots).double()
@@ -149,6 +151,7 @@ def test_lora_linear_kernels_on_gpu(dtype):
                 torch.testing.assert_close(got.double(), want, **tol)
                 base = linear_kernel(x, w, bias=b, config=config, **kw)
                 off = slots < 0
+                assert bool(off.any()) == (-1 in pattern)  # each case with a base row really compares one
                 assert torch.equal(got[off], base[off]), (K, N, M, kw)  # no adapter: Part 12b's kernel, bit for bit
         x, y = new(5, K) * 2 + 1, new(5, N)  # the two-kernel path with a LayerNorm (a quantized base's), against PyTorch's
         idx = torch.tensor([0, -1, 7, 3, 0], dtype=torch.int32, device="cuda")
