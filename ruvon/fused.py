@@ -179,7 +179,7 @@ def linear_config(M: int, N: int, K: int, layer_norm: bool = False) -> dict:
     long_k = K > 2048  # GPT-2's MLP down-projection (K = 4C): longer rows, fewer of them
     if M == 1 and layer_norm: return dict(kernel="gemv", BLOCK_N=8, BLOCK_K=max(16, triton.next_power_of_2(K)), num_warps=4, num_stages=1)
     if M == 1: return dict(kernel="gemv", BLOCK_N=8, BLOCK_K=2048 if long_k else 1024, num_warps=4 if long_k else 2, num_stages=1)
-    if M <= ROWS_GEMV_MAX_ROWS: return dict(kernel="rows", BLOCK_N=16, BLOCK_K=256 if long_k else 128, num_warps=4, num_stages=1)  # untimed first guess
+    if M <= ROWS_GEMV_MAX_ROWS: return dict(kernel="rows", BLOCK_N=16, BLOCK_K=256 if long_k else 128, num_warps=4, num_stages=1)  # first guess; off (see the sweep)
     return dot_config(N, K)
 
 def dot_config(N: int, K: int) -> dict:
