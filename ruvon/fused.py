@@ -172,7 +172,7 @@ def _rows_gemv_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps
 # %% ../nbs/12b_fused_decode.ipynb #711ff092
 MAX_FUSED_ROWS = 16  # the kernel pads the input to this many rows; more rows are a GEMM's job
 ROWS_GEMV_LIMIT = 8  # the few-row GEMV keeps all its rows in registers: at most this many
-ROWS_GEMV_MAX_ROWS = 0  # few-row GEMV used for 2 to this many rows (<= ROWS_GEMV_LIMIT); 0 = off until a GPU sweep picks its tiles
+ROWS_GEMV_MAX_ROWS = 0  # few-row GEMV used for 2 to this many rows (<= ROWS_GEMV_LIMIT); 0 = off (an H100 sweep: slower than tl.dot)
 
 def linear_config(M: int, N: int, K: int, layer_norm: bool = False) -> dict:
     "Kernel and tile for x (M, K) @ weight (N, K)ᵀ (chosen from `benchmarks/fused_decode.py`'s sweep, see below)."
