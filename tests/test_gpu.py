@@ -125,7 +125,7 @@ def test_lora_on_gpu_graphs_mixed_batch_and_kernels(standin_6l):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32], ids=str)  # ids torch.float16, ...: -k float16 selects
 def test_lora_linear_kernels_on_gpu(dtype):
     "Part 18b's few-row path compiled: shrink + 12b's loop with the update before the epilogue, against torch; rows without an adapter = 12b's bits."
     import torch.nn.functional as F

@@ -57,7 +57,7 @@ def test_write_kv_matches_reference(n, n_head, head_dim, data):
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("batch, block_size, head_dim, lens", [
     (1, 16, 64, [1]), (3, 16, 64, [5, 1024, 300]), (8, 8, 64, [1, 2, 17, 33, 100, 255, 256, 257]),
     (4, 1, 128, [7, 64, 65, 200]), (2, 5, 80, [49, 0]), (64, 16, 64, list(range(1, 1024, 16))),
@@ -71,7 +71,7 @@ def test_paged_decode_cuda(dtype, batch, block_size, head_dim, lens):
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 def test_write_kv_cuda(dtype):
     qkv = torch.randn(300, 3, 25, 64, device="cuda", dtype=dtype)
     slots = torch.randperm(64 * 16, device="cuda")[:300]
@@ -106,7 +106,7 @@ def test_rows_gemv_matches_reference(M, N, K, BLOCK_K, epilogue, row_loop):
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("M, N, K", [(1, 4800, 1600), (8, 1600, 6400), (16, 2304, 768), (3, 50, 100)])
 def test_fused_kernels_cuda(dtype, M, N, K):
     x, w, b = torch.randn(M, K, device="cuda", dtype=dtype), torch.randn(N, K, device="cuda", dtype=dtype) / K**0.5, torch.randn(N, device="cuda", dtype=dtype)
