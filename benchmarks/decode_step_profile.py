@@ -1,34 +1,75 @@
-"""Diagnostic: batch-1 decode of gpt2 and gpt2-xl (dummy fp16 weights) through the engine with and without CUDA
-graphs, the graph replay time against the weight-streaming floor, and a CUDA-kernel profile of one replay.
+"""Diagnostic: where one batch-1 decode step's time goes. For each model (dummy fp16 weights, optionally quantized) it
+times the engine's batch-1 decode, replays the captured batch-1 CUDA graph alone, compares the replay with the
+weight-streaming floor (weight bytes / measured copy bandwidth), and profiles the CUDA kernels of one replay, grouped
+by kernel name. The gap between the replay time and the kernels' summed time is time the GPU spends between kernels.
 
-Run on the device as: python benchmarks/decode_step_profile.py (prints; results/decode_step_profile_gpu.txt holds one run).
+Run on the device as: python benchmarks/decode_step_profile.py [--models gpt2,gpt2-xl] [--quantization none,int8,int4]
+(prints; results/decode_step_profile_gpu*.txt hold runs).
 """
-import time, torch
+import argparse, time, torch
+from torch.profiler import profile, ProfilerActivity
 from ruvon.llm import LLM
 from ruvon.sampling import SamplingParams
-src = torch.empty(1 << 29, dtype=torch.float16, device="cuda"); dst = torch.empty_like(src)
-for _ in range(3): dst.copy_(src)
-torch.cuda.synchronize(); e0, e1 = torch.cuda.Event(True), torch.cuda.Event(True); e0.record()
-for _ in range(20): dst.copy_(src)
-e1.record(); torch.cuda.synchronize(); bw = 20 * 2 * src.nbytes / (e0.elapsed_time(e1) / 1e3) / 1e9
-print(f"copy bandwidth {bw:.0f} GB/s")
-out = {"copy_gbs": bw}
-for name in ["gpt2", "gpt2-xl"]:
-    for eager in (False, True):
-        llm = LLM(name, load_format="dummy", dtype="float16", max_num_seqs=8, kv_cache_memory=4 << 30, enforce_eager=eager)
-        p = SamplingParams(temperature=0, max_tokens=128, ignore_eos=True)
-        llm.generate([[1] * 32], p)
-        torch.cuda.synchronize(); t = time.perf_counter(); llm.generate([[1] * 32], p); torch.cuda.synchronize(); dt = time.perf_counter() - t
-        print(name, "eager" if eager else "graphs", f"{128 / dt:.1f} tok/s", flush=True)
-        if not eager:
-            g = llm.engine.runner.graphs
-            e0.record()
-            for _ in range(200): g.graphs[1].replay()
-            e1.record(); torch.cuda.synchronize(); ms = e0.elapsed_time(e1) / 200
-            wbytes = sum(p.numel() * p.element_size() for p in llm.model.parameters())
-            print(f"  replay b=1: {ms:.3f} ms/step; weights {wbytes/1e9:.2f} GB; roofline {wbytes / bw / 1e6:.3f} ms; ratio {ms / (wbytes / bw / 1e6):.2f}", flush=True)
-            from torch.profiler import profile, ProfilerActivity
-            with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                g.graphs[1].replay(); torch.cuda.synchronize()
-            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12))
-        del llm; torch.cuda.empty_cache()
+from ruvon.quantized import weight_bytes
+
+
+def copy_bandwidth() -> float:
+    "Device-to-device copy bandwidth in GB/s (read + write), the floor's denominator."
+    src = torch.empty(1 << 29, dtype=torch.float16, device="cuda"); dst = torch.empty_like(src)
+    for _ in range(3): dst.copy_(src)
+    e0, e1 = torch.cuda.Event(True), torch.cuda.Event(True); torch.cuda.synchronize(); e0.record()
+    for _ in range(20): dst.copy_(src)
+    e1.record(); torch.cuda.synchronize()
+    return 20 * 2 * src.nbytes / (e0.elapsed_time(e1) / 1e3) / 1e9
+
+
+def replay_ms(graph, n: int = 200) -> float:
+    e0, e1 = torch.cuda.Event(True), torch.cuda.Event(True)
+    graph.replay(); torch.cuda.synchronize(); e0.record()
+    for _ in range(n): graph.replay()
+    e1.record(); torch.cuda.synchronize()
+    return e0.elapsed_time(e1) / n
+
+
+def kernel_table(graph, rows: int) -> tuple[float, str]:
+    "The CUDA kernels of one replay, grouped by name: (summed kernel µs, printed table)."
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        graph.replay(); torch.cuda.synchronize()
+    ev = [e for e in prof.key_averages() if e.device_type.name == "CUDA" and e.self_device_time_total > 0]
+    ev.sort(key=lambda e: -e.self_device_time_total)
+    total = sum(e.self_device_time_total for e in ev)
+    lines = [f"    {e.key[:60]:60s} {e.self_device_time_total:9.1f} µs {100 * e.self_device_time_total / total:5.1f}% {e.count:4d} calls"
+             for e in ev[:rows]]
+    return total, "\n".join(lines)
+
+
+def profile_model(name: str, quantization: str | None, bw: float, rows: int):
+    llm = LLM(name, load_format="dummy", dtype="float16", quantization=quantization, max_num_seqs=8, kv_cache_memory=4 << 30)
+    p = SamplingParams(temperature=0, max_tokens=128, ignore_eos=True)
+    llm.generate([[1] * 32], p)
+    torch.cuda.synchronize(); t = time.perf_counter(); llm.generate([[1] * 32], p); torch.cuda.synchronize()
+    tpot = (time.perf_counter() - t) / 128 * 1e3
+    graph = llm.engine.runner.graphs.graphs[1]
+    ms, wb = replay_ms(graph), weight_bytes(llm.model)
+    floor = wb / bw / 1e6
+    kern, table = kernel_table(graph, rows)
+    print(f"{name} {quantization or 'fp16'}: engine {tpot:.3f} ms/token; replay b=1 {ms:.3f} ms; kernels {kern / 1e3:.3f} ms "
+          f"(between kernels {ms - kern / 1e3:.3f} ms); weights {wb / 1e9:.2f} GB, floor {floor:.3f} ms, replay/floor {ms / floor:.2f}")
+    print(table, flush=True)
+    del llm; torch.cuda.empty_cache()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default="gpt2,gpt2-xl")
+    ap.add_argument("--quantization", default="none", help="comma-separated: none, int8, int4, ...")
+    ap.add_argument("--rows", type=int, default=14, help="kernel names shown per profile")
+    a = ap.parse_args(argv)
+    bw = copy_bandwidth()
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}; copy bandwidth {bw:.0f} GB/s")
+    for name in a.models.split(","):
+        for q in a.quantization.split(","):
+            profile_model(name, None if q == "none" else q, bw, a.rows)
+
+
+if __name__ == "__main__": main()

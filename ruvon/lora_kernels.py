@@ -13,7 +13,7 @@ from .kernels import interpret_triton_without_cuda
 
 # %% auto #0
 __all__ = ['MAX_TILE', 'lora_delta_reference', 'lora_kernel_config', 'lora_shrink', 'lora_expand', 'lora_add_torch', 'lora_add',
-           'lora_decode_config', 'lora_linear']
+           'lora_decode_config', 'lora_linear', 'lora_sync']
 
 # %% ../nbs/18b_lora_kernels.ipynb #415fd736
 interpret_triton_without_cuda()
@@ -33,9 +33,9 @@ def lora_delta_reference(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slot
 
 # %% ../nbs/18b_lora_kernels.ipynb #4575d880
 @triton.jit
-def _shrink_kernel(x_ptr, a_ptr, slots_ptr, t_ptr, lnw_ptr, lnb_ptr, eps, M, K, R, stride_xm, stride_as, stride_ar,
-                   LAYER_NORM: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
-    m, split = tl.program_id(0).to(tl.int64), tl.program_id(1)  # 64-bit offsets: m · stride can pass 2³¹
+def _shrink_split(x_ptr, a_ptr, slots_ptr, t_ptr, lnw_ptr, lnb_ptr, eps, m, split, M, K, R, stride_xm, stride_as, stride_ar,
+                  LAYER_NORM: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
+    "Row m's partial t for one split of K, stored at t[split, m] (nothing for a row without an adapter); m is int64."
     slot = tl.load(slots_ptr + m).to(tl.int64)
     if slot >= 0:
         row = m + tl.arange(0, 1)                                     # this row as a 1-vector, as 12b's few-row helpers take rows
@@ -53,15 +53,33 @@ def _shrink_kernel(x_ptr, a_ptr, slots_ptr, t_ptr, lnw_ptr, lnb_ptr, eps, M, K, 
             acc += tl.sum(a.to(tl.float32) * x, axis=1)
         tl.store(t_ptr + (split * M + m) * R + r, acc, mask=r < R)
 
+@triton.jit
+def _shrink_kernel(x_ptr, a_ptr, slots_ptr, t_ptr, lnw_ptr, lnb_ptr, eps, M, K, R, stride_xm, stride_as, stride_ar,
+                   LAYER_NORM: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
+    m, split = tl.program_id(0).to(tl.int64), tl.program_id(1)  # 64-bit offsets: m · stride can pass 2³¹
+    _shrink_split(x_ptr, a_ptr, slots_ptr, t_ptr, lnw_ptr, lnb_ptr, eps, m, split, M, K, R, stride_xm, stride_as, stride_ar,
+                  LAYER_NORM, SPLIT_K, BLOCK_R, BLOCK_K, BLOCK_C)
+
 # %% ../nbs/18b_lora_kernels.ipynb #0d084686
+@triton.jit
+def _lora_t(t_ptr, m, active_rank, M, t_stride, SPLIT_K: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_R: tl.constexpr):
+    "Row m's t from t (SPLIT_K, M, t_stride): its partials added in one load and a fixed order, (BLOCK_R,) fp32, zeros past active_rank (read past L1: another program may just have written it)."
+    s, r = tl.arange(0, BLOCK_S), tl.arange(0, BLOCK_R)
+    parts = tl.load(t_ptr + (s[:, None] * M + m) * t_stride + r[None, :], mask=(s[:, None] < SPLIT_K) & (r[None, :] < active_rank), other=0.0, cache_modifier=".cg")
+    return tl.sum(parts, axis=0)
+
+@triton.jit
+def _lora_b(lora_b_ptr, n, slot, active_rank, N, stride_bs, stride_bn, BLOCK_R: tl.constexpr):
+    "The (BLOCK_N, BLOCK_R) tile B[slot][n, :active_rank] in fp32 (zeros past active_rank)."
+    r = tl.arange(0, BLOCK_R)
+    return tl.load(lora_b_ptr + slot * stride_bs + n[:, None] * stride_bn + r[None, :], mask=(n[:, None] < N) & (r[None, :] < active_rank), other=0.0).to(tl.float32)
+
 @triton.jit
 def _lora_delta(t_ptr, lora_b_ptr, m, n, slot, active_rank, M, N, t_stride, stride_bs, stride_bn,
                 SPLIT_K: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_R: tl.constexpr):
-    "LoRA B[slot][n, :active_rank] · t[m] in fp32, (BLOCK_N,); t (SPLIT_K, M, t_stride): row m's partials added first, in one load and a fixed order (active_rank 0: zeros)."
-    s, r = tl.arange(0, BLOCK_S), tl.arange(0, BLOCK_R)
-    t = tl.sum(tl.load(t_ptr + (s[:, None] * M + m) * t_stride + r[None, :], mask=(s[:, None] < SPLIT_K) & (r[None, :] < active_rank), other=0.0), axis=0)
-    b = tl.load(lora_b_ptr + slot * stride_bs + n[:, None] * stride_bn + r[None, :], mask=(n[:, None] < N) & (r[None, :] < active_rank), other=0.0)
-    return tl.sum(b.to(tl.float32) * t[None, :], axis=1)
+    "LoRA B[slot][n, :active_rank] · t[m] in fp32, (BLOCK_N,), with `_lora_b` and `_lora_t` (active_rank 0: zeros)."
+    t = _lora_t(t_ptr, m, active_rank, M, t_stride, SPLIT_K, BLOCK_S, BLOCK_R)
+    return tl.sum(_lora_b(lora_b_ptr, n, slot, active_rank, N, stride_bs, stride_bn, BLOCK_R) * t[None, :], axis=1)
 
 @triton.jit
 def _expand_row(t_ptr, lora_b_ptr, y_ptr, m, n, slot, active_rank, M, N, R, stride_bs, stride_bn, stride_ym,
@@ -153,22 +171,49 @@ def lora_add(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
 
 # %% ../nbs/18b_lora_kernels.ipynb #b6349d70
 @triton.jit
-def _linear_lora_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps, t_ptr, lora_b_ptr, slots_ptr,
-                        M, N, K, R, stride_xm, stride_wn, stride_rm, stride_om, stride_bs, stride_bn,
+def _wait_for(count_ptr, target):
+    "Spin until the counter at count_ptr reaches target (acquire: what its writers stored before counting is visible after)."
+    while tl.atomic_add(count_ptr, 0, sem="acquire") < target:
+        pass
+
+@triton.jit
+def _linear_lora_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps, t_ptr, lora_a_ptr, lora_b_ptr, slots_ptr, sync_ptr,
+                        M, N, K, R, stride_xm, stride_wn, stride_rm, stride_om, stride_as, stride_ar, stride_bs, stride_bn,
                         HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, LAYER_NORM: tl.constexpr,
                         KERNEL: tl.constexpr, PRECISION: tl.constexpr, M_PAD: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_S: tl.constexpr,
-                        BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ROW_LOOP: tl.constexpr = False):
-    m = tl.arange(0, M_PAD)
-    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    if KERNEL == "gemv": acc = _gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, n, N, K, stride_wn, LAYER_NORM, BLOCK_N, BLOCK_K)[None, :]
-    elif KERNEL == "rows": acc = _rows_gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, m, n, M, N, K, stride_xm, stride_wn, LAYER_NORM, M_PAD, BLOCK_N, BLOCK_K, ROW_LOOP)
-    else: acc = _dot_tile(x_ptr, w_ptr, m, n, M, N, K, stride_xm, stride_wn, PRECISION, M_PAD, BLOCK_N, BLOCK_K)
-    for i in range(0, M):                                             # (M_PAD, BLOCK_N) fp32 base sums; each row's own adapter
-        slot = tl.load(slots_ptr + i).to(tl.int64)
-        if slot >= 0:                                                 # none: the base sums go on untouched
-            delta = _lora_delta(t_ptr, lora_b_ptr, i, n, slot, R, M, N, R, stride_bs, stride_bn, SPLIT_K, BLOCK_S, BLOCK_R)
-            acc = tl.where(m[:, None] == i, acc + delta[None, :], acc)
-    _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
+                        BLOCK_R: tl.constexpr, SHRINK_K: tl.constexpr, BLOCK_C: tl.constexpr,
+                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ROW_LOOP: tl.constexpr = False):
+    shrinks = M * SPLIT_K
+    ticket = tl.atomic_add(sync_ptr, 1)                               # arrival order, not program id: shrink tickets go to running programs
+    if ticket < shrinks:                                              # a shrink program: one row, one split of K
+        _shrink_split(x_ptr, lora_a_ptr, slots_ptr, t_ptr, lnw_ptr, lnb_ptr, eps, (ticket // SPLIT_K).to(tl.int64), ticket % SPLIT_K,
+                      M, K, R, stride_xm, stride_as, stride_ar, LAYER_NORM, SPLIT_K, BLOCK_R, SHRINK_K, BLOCK_C)
+        tl.debug_barrier()                                            # every thread's partials stored before the count says so
+        tl.atomic_add(sync_ptr + 1, 1, sem="release")
+    else:                                                             # a base program: BLOCK_N outputs of every row
+        m = tl.arange(0, M_PAD)
+        n = (ticket - shrinks) * BLOCK_N + tl.arange(0, BLOCK_N)
+        if KERNEL == "gemv":                                          # one row: its slot and B tile loaded before the weights
+            slot = tl.load(slots_ptr).to(tl.int64)
+            rank = tl.where(slot >= 0, R, 0)
+            b = _lora_b(lora_b_ptr, n, tl.maximum(slot, 0), rank, N, stride_bs, stride_bn, BLOCK_R)
+            acc = _gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, n, N, K, stride_wn, LAYER_NORM, BLOCK_N, BLOCK_K)
+            _wait_for(sync_ptr + 1, shrinks)
+            acc = (acc + tl.sum(b * _lora_t(t_ptr, 0, rank, M, R, SPLIT_K, BLOCK_S, BLOCK_R)[None, :], axis=1))[None, :]  # rank 0: + 0
+        else:
+            if KERNEL == "rows": acc = _rows_gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, m, n, M, N, K, stride_xm, stride_wn, LAYER_NORM, M_PAD, BLOCK_N, BLOCK_K, ROW_LOOP)
+            else: acc = _dot_tile(x_ptr, w_ptr, m, n, M, N, K, stride_xm, stride_wn, PRECISION, M_PAD, BLOCK_N, BLOCK_K)
+            _wait_for(sync_ptr + 1, shrinks)
+            for i in range(0, M):                                     # (M_PAD, BLOCK_N) fp32 base sums; each row's own adapter
+                slot = tl.load(slots_ptr + i).to(tl.int64)
+                if slot >= 0:                                         # none: the base sums go on untouched
+                    delta = _lora_delta(t_ptr, lora_b_ptr, i, n, slot, R, M, N, R, stride_bs, stride_bn, SPLIT_K, BLOCK_S, BLOCK_R)
+                    acc = tl.where(m[:, None] == i, acc + delta[None, :], acc)
+        _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
+        if tl.atomic_add(sync_ptr + 2, 1) == tl.num_programs(0) - shrinks - 1:   # the last base program: counters back to 0 for the next launch
+            tl.atomic_xchg(sync_ptr, 0)
+            tl.atomic_xchg(sync_ptr + 1, 0)
+            tl.atomic_xchg(sync_ptr + 2, 0)
 
 # %% ../nbs/18b_lora_kernels.ipynb #dd848668
 def lora_decode_config(K: int, R: int) -> dict:
@@ -179,17 +224,27 @@ def lora_decode_config(K: int, R: int) -> dict:
 
 def lora_linear(x: torch.Tensor, weight: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slots: torch.Tensor, bias: torch.Tensor | None = None,
                 gelu: bool = False, residual: torch.Tensor | None = None, ln: tuple | None = None, config: dict | None = None,
-                lora_config: dict | None = None) -> torch.Tensor:
-    "Part 12b's `linear_kernel` (x (M ≤ 16, K), weight (N, K), `ln`, bias, GELU, residual) with each row's LoRA update `B[slot] A[slot]` of its input added before the epilogue."
+                lora_config: dict | None = None, sync: torch.Tensor | None = None) -> torch.Tensor:
+    """Part 12b's `linear_kernel` (x (M ≤ 16, K), weight (N, K), `ln`, bias, GELU, residual) with each row's LoRA update `B[slot] A[slot]` of its
+    input added before the epilogue, shrink and all in one launch. `sync`: three int32 zeros on x's device (`lora_sync`) that the kernel leaves at zero."""
     _check_lora_args(x, A, B, slots)
     if B.shape[1] != weight.shape[0]: raise ValueError(f"need B (slots, {weight.shape[0]}, r) for a weight of {weight.shape[0]} outputs, got {tuple(B.shape)}")
     p = linear_plan(x, weight, bias, residual, ln, config)
     (M, K), N, R = p.x.shape, weight.shape[0], A.shape[1]
     lcfg = lora_config or lora_decode_config(K, R)
-    t = lora_shrink(p.x, A, slots, lcfg, p.ln)                       # checks lcfg
+    _check_lora_config(lcfg, R)
+    sync = lora_sync(x.device) if sync is None else sync
+    if sync.shape != (3,) or sync.dtype != torch.int32 or sync.device != x.device: raise ValueError(f"sync must be 3 int32 zeros on {x.device}")
+    t = torch.empty(lcfg["SPLIT_K"], M, R, dtype=torch.float32, device=x.device)
     b, r, lnw, lnb, eps = p.pointers
-    _linear_lora_kernel[(triton.cdiv(N, p.config["BLOCK_N"]),)](
-        p.x, weight, b, r, p.out, lnw, lnb, eps, t, B, slots, M, N, K, R, p.x.stride(0), weight.stride(0), r.stride(0), p.out.stride(0),
-        B.stride(0), B.stride(1), bias is not None, gelu, residual is not None, p.ln is not None, p.kernel, dot_precision(p.x.dtype), p.m_pad,
-        lcfg["SPLIT_K"], triton.next_power_of_2(lcfg["SPLIT_K"]), lcfg["BLOCK_R"], **p.config)
+    grid = (M * lcfg["SPLIT_K"] + triton.cdiv(N, p.config["BLOCK_N"]),)
+    _linear_lora_kernel[grid](
+        p.x, weight, b, r, p.out, lnw, lnb, eps, t, A, B, slots, sync, M, N, K, R, p.x.stride(0), weight.stride(0), r.stride(0), p.out.stride(0),
+        A.stride(0), A.stride(1), B.stride(0), B.stride(1), bias is not None, gelu, residual is not None, p.ln is not None, p.kernel,
+        dot_precision(p.x.dtype), p.m_pad, lcfg["SPLIT_K"], triton.next_power_of_2(lcfg["SPLIT_K"]), lcfg["BLOCK_R"], lcfg["BLOCK_K"],
+        min(MAX_TILE, triton.next_power_of_2(K)), **p.config)
     return p.out
+
+def lora_sync(device: torch.device | str) -> torch.Tensor:
+    "The three counters `lora_linear`'s kernel synchronizes its programs with (tickets, shrinks done, base programs done), zeroed; one per stream of launches."
+    return torch.zeros(3, dtype=torch.int32, device=device)

@@ -158,3 +158,30 @@ def test_lora_linear_kernels_on_gpu(dtype):
         got = lora_add(y.clone(), x, A, B, idx, True, use_kernels=True, norm=ln)
         want = lora_add(y.clone(), x, A, B, idx, True, use_kernels=False, norm=ln)
         torch.testing.assert_close(got, want, **tol)
+
+
+def test_lora_linear_one_launch_under_graph_replays():
+    """Part 18b's one-launch kernel (shrink programs, then base programs that wait for them) in a CUDA graph of many launches sharing one set
+    of counters: every replay gives the eager result, the counters end at zero, and the kernel does not hang on GPT-2 XL's shapes."""
+    from ruvon.lora_kernels import lora_linear, lora_sync
+    g = torch.Generator(device="cuda").manual_seed(1)
+    new = lambda *shape: torch.randn(*shape, generator=g, device="cuda", dtype=torch.float16)
+    sync = lora_sync("cuda")
+    layers = []
+    for K, N, norm, gelu in [(1600, 4800, True, False), (1600, 1600, False, False), (1600, 6400, True, True), (6400, 1600, False, False)]:
+        ln = (new(K).abs() + 0.5, new(K), 1e-5) if norm else None
+        layers.append((new(N, K) / K**0.5, new(N), new(8, 16, K) / K**0.5, new(8, N, 16) * 0.1, ln, gelu))
+    for M in (1, 4, 16):
+        x = [new(M, K) for K in (1600, 1600, 1600, 6400)]
+        slots = torch.tensor([(0, -1, 7, 3)[i % 4] for i in range(M)], dtype=torch.int32, device="cuda")
+        run = lambda: [lora_linear(xi, w, A, B, slots, bias=b, ln=ln, gelu=gelu, sync=sync) for xi, (w, b, A, B, ln, gelu) in zip(x, layers)]
+        eager = run()
+        assert torch.equal(sync, torch.zeros(3, dtype=torch.int32, device="cuda"))
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph): captured = [run() for _ in range(8)]  # 32 launches in a row, one set of counters
+        for _ in range(50):
+            graph.replay()
+            for outs in captured:
+                for got, want in zip(outs, eager): assert torch.equal(got, want), M
+        assert torch.equal(sync, torch.zeros(3, dtype=torch.int32, device="cuda"))
