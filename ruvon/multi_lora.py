@@ -18,7 +18,7 @@ from .cuda_graphs import GraphModelRunner
 from .engine import EngineRequest, LLMEngine
 from .fused import fused_linear, shallow_copy
 from .lora import DEFAULT_MAX_LORA_RANK, LoRAAdapter, check_lora_fits, load_lora
-from .lora_kernels import lora_add, lora_linear, lora_sync
+from .lora_kernels import lora_add, lora_counters, lora_linear
 from .model import GPT2, Block
 from .model_runner import ModelInput
 from .outputs import RequestRejected, SamplingParams
@@ -62,7 +62,8 @@ class LoRASlots:
             self.A[name] = torch.zeros(S, R, p.in_features, dtype=w.dtype, device=w.device)
             self.B[name] = torch.zeros(S, p.out_features, R, dtype=w.dtype, device=w.device)
         self.token_slots = torch.full((max_tokens,), -1, dtype=torch.int32, device=w.device)
-        self.sync = lora_sync(w.device)                              # 18b's one-launch kernel's counters, shared by its launches in turn
+        self.sites = {name: i for i, name in enumerate(projection_names(model))}  # 18b's one-launch kernel: a counter per projection,
+        self.counters = lora_counters(len(self.sites), w.device)                  # each zeroed by the next projection's launch
         self.use_kernels: bool | None = None  # None: 18b's kernels on CUDA, PyTorch elsewhere
 
     @property
@@ -117,7 +118,8 @@ class LoRALinear(nn.Module):
         "Part 12b's hook: the projection of LayerNorm `norm` of x plus each row's update, then GELU, then + residual."
         A, B, slots = self.slots.A[self.name], self.slots.B[self.name], self.slots.token_slots[: x.shape[0]]
         kernels = x.is_cuda if self.slots.use_kernels is None else self.slots.use_kernels
-        if kernels and type(self.base) is nn.Linear: return lora_linear(x, self.base.weight, A, B, slots, self.base.bias, gelu, residual, norm, sync=self.slots.sync)
+        if kernels and type(self.base) is nn.Linear: return lora_linear(x, self.base.weight, A, B, slots, self.base.bias, gelu, residual, norm,
+                                                                    counters=self.slots.counters, site=self.slots.sites[self.name])
         if not kernels and norm is not None: x, norm = F.layer_norm(x, x.shape[-1:], *norm), None
         late = residual if gelu else None                            # after the GELU; without one, in the base kernel's epilogue
         y = lora_add(fused_linear(x, self.base, norm, residual=None if gelu else residual), x, A, B, slots, gelu, kernels, norm)
@@ -166,7 +168,10 @@ class LoRAModelRunner(GraphModelRunner):
     @torch.no_grad()
     def compute(self, batch: ModelInput) -> torch.Tensor:
         if n := self.num_padded(batch): self.lora_slots.set_token_slots(token_lora_slots(batch)[:n], pad_to=self.config.max_num_seqs)
-        return super().compute(batch)     # its plain pass, if any, goes through `forward` below
+        try: return super().compute(batch)     # its plain pass, if any, goes through `forward` below
+        except BaseException:
+            self.lora_slots.counters.zero_()   # a pass cut short may leave a projection's counter counted, and no next launch to zero it
+            raise
 
     def forward(self, batch: ModelInput, first: int) -> torch.Tensor:
         self.lora_slots.set_token_slots(token_lora_slots(batch, first))

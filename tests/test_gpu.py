@@ -161,12 +161,13 @@ def test_lora_linear_kernels_on_gpu(dtype):
 
 
 def test_lora_linear_one_launch_under_graph_replays():
-    """Part 18b's one-launch kernel (shrink programs, then base programs that wait for them) in a CUDA graph of many launches sharing one set
-    of counters: every replay gives the eager result, the counters end at zero, and the kernel does not hang on GPT-2 XL's shapes."""
-    from ruvon.lora_kernels import lora_linear, lora_sync
+    """Part 18b's one-launch kernel (shrink programs, then base programs that wait for their count) in a CUDA graph of many launches over
+    four sites' counters taking turns, as a block's projections do: every replay gives the eager result, each launch zeroes the previous
+    site's counter, and nothing hangs on GPT-2 XL's shapes."""
+    from ruvon.lora_kernels import lora_counters, lora_decode_config, lora_linear
     g = torch.Generator(device="cuda").manual_seed(1)
     new = lambda *shape: torch.randn(*shape, generator=g, device="cuda", dtype=torch.float16)
-    sync = lora_sync("cuda")
+    counters = lora_counters(4, "cuda")
     layers = []
     for K, N, norm, gelu in [(1600, 4800, True, False), (1600, 1600, False, False), (1600, 6400, True, True), (6400, 1600, False, False)]:
         ln = (new(K).abs() + 0.5, new(K), 1e-5) if norm else None
@@ -174,14 +175,16 @@ def test_lora_linear_one_launch_under_graph_replays():
     for M in (1, 4, 16):
         x = [new(M, K) for K in (1600, 1600, 1600, 6400)]
         slots = torch.tensor([(0, -1, 7, 3)[i % 4] for i in range(M)], dtype=torch.int32, device="cuda")
-        run = lambda: [lora_linear(xi, w, A, B, slots, bias=b, ln=ln, gelu=gelu, sync=sync) for xi, (w, b, A, B, ln, gelu) in zip(x, layers)]
+        run = lambda: [lora_linear(xi, w, A, B, slots, bias=b, ln=ln, gelu=gelu, counters=counters, site=site)
+                       for site, (xi, (w, b, A, B, ln, gelu)) in enumerate(zip(x, layers))]
+        left = torch.tensor([0, 0, 0, M * lora_decode_config(6400, 16)["SPLIT_K"]], dtype=torch.int32, device="cuda")  # the last site's count
         eager = run()
-        assert torch.equal(sync, torch.zeros(3, dtype=torch.int32, device="cuda"))
+        assert torch.equal(counters, left)
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph): captured = [run() for _ in range(8)]  # 32 launches in a row, one set of counters
+        with torch.cuda.graph(graph): captured = [run() for _ in range(8)]  # 32 launches in a row
         for _ in range(50):
             graph.replay()
             for outs in captured:
                 for got, want in zip(outs, eager): assert torch.equal(got, want), M
-        assert torch.equal(sync, torch.zeros(3, dtype=torch.int32, device="cuda"))
+        assert torch.equal(counters, left)
