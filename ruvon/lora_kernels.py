@@ -12,8 +12,8 @@ from .fused import _dot_tile, _epilogue, _gelu_tanh, _gemv_dot, _ln_chunk, _norm
 from .kernels import interpret_triton_without_cuda
 
 # %% auto #0
-__all__ = ['MAX_TILE', 'lora_delta_reference', 'lora_kernel_config', 'lora_shrink', 'lora_expand', 'lora_add_torch', 'lora_add',
-           'lora_decode_config', 'lora_linear', 'lora_counters']
+__all__ = ['MAX_TILE', 'ONE_LAUNCH_MAX_ROWS', 'lora_delta_reference', 'lora_kernel_config', 'lora_shrink', 'lora_expand',
+           'lora_add_torch', 'lora_add', 'lora_decode_config', 'lora_linear', 'lora_counters']
 
 # %% ../nbs/18b_lora_kernels.ipynb #415fd736
 interpret_triton_without_cuda()
@@ -181,9 +181,9 @@ def _linear_lora_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, e
                         M, N, K, R, stride_xm, stride_wn, stride_rm, stride_om, stride_as, stride_ar, stride_bs, stride_bn,
                         HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, LAYER_NORM: tl.constexpr,
                         KERNEL: tl.constexpr, PRECISION: tl.constexpr, M_PAD: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_S: tl.constexpr,
-                        BLOCK_R: tl.constexpr, SHRINK_K: tl.constexpr, BLOCK_C: tl.constexpr,
+                        BLOCK_R: tl.constexpr, SHRINK_K: tl.constexpr, BLOCK_C: tl.constexpr, SHRINK_IN: tl.constexpr,
                         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ROW_LOOP: tl.constexpr = False):
-    shrinks, pid = M * SPLIT_K, tl.program_id(0)
+    shrinks, pid = M * SPLIT_K * SHRINK_IN, tl.program_id(0)          # SHRINK_IN 0: t was written by a shrink launch before this one
     if pid < shrinks:                                                 # a shrink program: one row, one split of K
         _shrink_split(x_ptr, lora_a_ptr, slots_ptr, t_ptr, lnw_ptr, lnb_ptr, eps, (pid // SPLIT_K).to(tl.int64), pid % SPLIT_K,
                       M, K, R, stride_xm, stride_as, stride_ar, LAYER_NORM, SPLIT_K, BLOCK_R, SHRINK_K, BLOCK_C)
@@ -198,12 +198,12 @@ def _linear_lora_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, e
             rank = tl.where(slot >= 0, R, 0)
             b = _lora_b(lora_b_ptr, n, tl.maximum(slot, 0), rank, N, stride_bs, stride_bn, BLOCK_R)
             acc = _gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, n, N, K, stride_wn, LAYER_NORM, BLOCK_N, BLOCK_K)
-            if rank > 0: _wait_for(count_ptr, shrinks)                 # no adapter: nothing to wait for
+            if SHRINK_IN and rank > 0: _wait_for(count_ptr, shrinks)   # no adapter: nothing to wait for
             acc = (acc + tl.sum(b * _lora_t(t_ptr, 0, rank, M, R, SPLIT_K, BLOCK_S, BLOCK_R)[None, :], axis=1))[None, :]  # rank 0: + 0
         else:
             if KERNEL == "rows": acc = _rows_gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, m, n, M, N, K, stride_xm, stride_wn, LAYER_NORM, M_PAD, BLOCK_N, BLOCK_K, ROW_LOOP)
             else: acc = _dot_tile(x_ptr, w_ptr, m, n, M, N, K, stride_xm, stride_wn, PRECISION, M_PAD, BLOCK_N, BLOCK_K)
-            _wait_for(count_ptr, shrinks)
+            if SHRINK_IN: _wait_for(count_ptr, shrinks)
             for i in range(0, M):                                     # (M_PAD, BLOCK_N) fp32 base sums; each row's own adapter
                 slot = tl.load(slots_ptr + i).to(tl.int64)
                 if slot >= 0:                                         # none: the base sums go on untouched
@@ -212,6 +212,8 @@ def _linear_lora_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, e
         _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
 
 # %% ../nbs/18b_lora_kernels.ipynb #dd848668
+ONE_LAUNCH_MAX_ROWS = 16  # lora_linear puts the shrink into its own launch above this many rows
+
 def lora_decode_config(K: int, R: int) -> dict:
     "Shrink tiles for the few-row path, from K and the maximum rank R alone: one split per chunk of at most 128 inputs, within the tile budget."
     block_r = max(16, triton.next_power_of_2(R))
@@ -220,10 +222,11 @@ def lora_decode_config(K: int, R: int) -> dict:
 
 def lora_linear(x: torch.Tensor, weight: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slots: torch.Tensor, bias: torch.Tensor | None = None,
                 gelu: bool = False, residual: torch.Tensor | None = None, ln: tuple | None = None, config: dict | None = None,
-                lora_config: dict | None = None, counters: torch.Tensor | None = None, site: int = 0) -> torch.Tensor:
+                lora_config: dict | None = None, counters: torch.Tensor | None = None, site: int = 0, one_launch: bool | None = None) -> torch.Tensor:
     """Part 12b's `linear_kernel` (x (M ≤ 16, K), weight (N, K), `ln`, bias, GELU, residual) with each row's LoRA update `B[slot] A[slot]` of its
     input added before the epilogue, shrink and all in one launch. `counters` (`lora_counters`): the kernel counts its shrinks in
-    `counters[site]`, which must be 0, and zeroes `counters[site - 1]` (cyclically) for that site's next launch (None: fresh zeros)."""
+    `counters[site]`, which must be 0, and zeroes `counters[site - 1]` (cyclically) for that site's next launch (None: fresh zeros).
+    `one_launch=False` (default: above `ONE_LAUNCH_MAX_ROWS` rows) runs the shrink as its own launch first and leaves the counters alone."""
     _check_lora_args(x, A, B, slots)
     if B.shape[1] != weight.shape[0]: raise ValueError(f"need B (slots, {weight.shape[0]}, r) for a weight of {weight.shape[0]} outputs, got {tuple(B.shape)}")
     p = linear_plan(x, weight, bias, residual, ln, config)
@@ -233,15 +236,16 @@ def lora_linear(x: torch.Tensor, weight: torch.Tensor, A: torch.Tensor, B: torch
     counters = lora_counters(2, x.device) if counters is None else counters
     if counters.ndim != 1 or len(counters) < 2 or counters.dtype != torch.int32 or counters.device != x.device or not 0 <= site < len(counters):
         raise ValueError(f"counters must be at least 2 int32 zeros on {x.device} and site one of them, got {counters.dtype} {tuple(counters.shape)} and site {site}")
-    t = torch.empty(lcfg["SPLIT_K"], M, R, dtype=torch.float32, device=x.device)
+    one_launch = M <= ONE_LAUNCH_MAX_ROWS if one_launch is None else one_launch
+    t = torch.empty(lcfg["SPLIT_K"], M, R, dtype=torch.float32, device=x.device) if one_launch else lora_shrink(p.x, A, slots, lcfg, p.ln)
     b, r, lnw, lnb, eps = p.pointers
-    grid = (M * lcfg["SPLIT_K"] + triton.cdiv(N, p.config["BLOCK_N"]),)
+    grid = (M * lcfg["SPLIT_K"] * one_launch + triton.cdiv(N, p.config["BLOCK_N"]),)
     _linear_lora_kernel[grid](
         p.x, weight, b, r, p.out, lnw, lnb, eps, t, A, B, slots, counters[site:], counters[site - 1 if site else len(counters) - 1:],
         M, N, K, R, p.x.stride(0), weight.stride(0), r.stride(0), p.out.stride(0),
         A.stride(0), A.stride(1), B.stride(0), B.stride(1), bias is not None, gelu, residual is not None, p.ln is not None, p.kernel,
         dot_precision(p.x.dtype), p.m_pad, lcfg["SPLIT_K"], triton.next_power_of_2(lcfg["SPLIT_K"]), lcfg["BLOCK_R"], lcfg["BLOCK_K"],
-        min(MAX_TILE, triton.next_power_of_2(K)), **p.config)
+        min(MAX_TILE, triton.next_power_of_2(K)), int(one_launch), **p.config)
     return p.out
 
 def lora_counters(sites: int, device: torch.device | str) -> torch.Tensor:

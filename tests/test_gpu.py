@@ -180,6 +180,8 @@ def test_lora_linear_one_launch_under_graph_replays():
         left = torch.tensor([0, 0, 0, M * lora_decode_config(6400, 16)["SPLIT_K"]], dtype=torch.int32, device="cuda")  # the last site's count
         eager = run()
         assert torch.equal(counters, left)
+        for xi, (w, b, A, B, ln, gelu), want in zip(x, layers, eager):  # the shrink as its own launch: the same bits, counters untouched
+            assert torch.equal(lora_linear(xi, w, A, B, slots, bias=b, ln=ln, gelu=gelu, one_launch=False), want)
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph): captured = [run() for _ in range(8)]  # 32 launches in a row
