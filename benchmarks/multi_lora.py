@@ -133,8 +133,8 @@ def kernel_timings(model, num_loras: int, rank: int, rows=(1, 4, 16)) -> list[di
             plan = linear_plan(x, p.weight, p.bias, res, kw["ln"])  # as lora_linear plans it: the shrink's input and LayerNorm
             row = {"projection": f"{parent}.{name}", "rows": M, "K": K, "N": N, "kernel": plan.kernel, "shrink_layer_norm": plan.ln is not None,
                    "base_us": us(lambda: linear_kernel(x, p.weight, residual=res, **kw)),
-                   "lora_us": in_turn(lambda site: lora_linear(x, p.weight, A, B, on, residual=res, counters=counters, site=site, **kw)),
-                   "lora_base_rows_us": in_turn(lambda site: lora_linear(x, p.weight, A, B, off, residual=res, counters=counters, site=site, **kw)),
+                   "lora_us": in_turn(lambda site: lora_linear(x, p.weight, A, B, on, residual=res, counters=counters, site=site, one_launch=True, **kw)),
+                   "lora_base_rows_us": in_turn(lambda site: lora_linear(x, p.weight, A, B, off, residual=res, counters=counters, site=site, one_launch=True, **kw)),
                    "lora_two_launches_us": us(lambda: lora_linear(x, p.weight, A, B, on, residual=res, one_launch=False, **kw)),
                    "shrink_us": us(lambda: lora_shrink(plan.x, A, on, lora_decode_config(K, rank), plan.ln))}
             print(row, flush=True)

@@ -175,7 +175,7 @@ def test_lora_linear_one_launch_under_graph_replays():
     for M in (1, 4, 16):
         x = [new(M, K) for K in (1600, 1600, 1600, 6400)]
         slots = torch.tensor([(0, -1, 7, 3)[i % 4] for i in range(M)], dtype=torch.int32, device="cuda")
-        run = lambda: [lora_linear(xi, w, A, B, slots, bias=b, ln=ln, gelu=gelu, counters=counters, site=site)
+        run = lambda: [lora_linear(xi, w, A, B, slots, bias=b, ln=ln, gelu=gelu, counters=counters, site=site, one_launch=True)
                        for site, (xi, (w, b, A, B, ln, gelu)) in enumerate(zip(x, layers))]
         left = torch.tensor([0, 0, 0, M * lora_decode_config(6400, 16)["SPLIT_K"]], dtype=torch.int32, device="cuda")  # the last site's count
         eager = run()
