@@ -172,24 +172,26 @@ def lora_add(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
 # %% ../nbs/18b_lora_kernels.ipynb #b6349d70
 @triton.jit
 def _wait_for(count_ptr, target):
-    "Spin on plain (volatile) reads of the counter at count_ptr until it reaches target; no atomics, so hundreds of waiters do not queue on one address."
+    "Spin on plain (volatile) reads of the counter at count_ptr until it reaches target, then one acquire read: what the counting programs stored before they counted is visible after."
     while tl.load(count_ptr, volatile=True) < target:
         pass
+    tl.atomic_add(count_ptr, 0, sem="acquire")
 
 @triton.jit
 def _linear_lora_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps, t_ptr, lora_a_ptr, lora_b_ptr, slots_ptr, count_ptr, reset_ptr,
                         M, N, K, R, stride_xm, stride_wn, stride_rm, stride_om, stride_as, stride_ar, stride_bs, stride_bn,
                         HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, LAYER_NORM: tl.constexpr,
                         KERNEL: tl.constexpr, PRECISION: tl.constexpr, M_PAD: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_S: tl.constexpr,
-                        BLOCK_R: tl.constexpr, SHRINK_K: tl.constexpr, BLOCK_C: tl.constexpr, SHRINK_IN: tl.constexpr,
+                        BLOCK_R: tl.constexpr, SHRINK_K: tl.constexpr, BLOCK_C: tl.constexpr, SHRINK_IN: tl.constexpr, RESET: tl.constexpr,
                         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ROW_LOOP: tl.constexpr = False):
     shrinks, pid = M * SPLIT_K * SHRINK_IN, tl.program_id(0)          # SHRINK_IN 0: t was written by a shrink launch before this one
+    if RESET:
+        if pid == 0: tl.store(reset_ptr, 0)                           # the previous site's counter, ready for its next launch
     if pid < shrinks:                                                 # a shrink program: one row, one split of K
         _shrink_split(x_ptr, lora_a_ptr, slots_ptr, t_ptr, lnw_ptr, lnb_ptr, eps, (pid // SPLIT_K).to(tl.int64), pid % SPLIT_K,
                       M, K, R, stride_xm, stride_as, stride_ar, LAYER_NORM, SPLIT_K, BLOCK_R, SHRINK_K, BLOCK_C)
         tl.debug_barrier()                                            # every thread's partials stored before the count says so
         tl.atomic_add(count_ptr, 1, sem="release")
-        if pid == 0: tl.store(reset_ptr, 0)                           # the previous launch's counter, ready for its next launch
     else:                                                             # a base program: BLOCK_N outputs of every row
         m = tl.arange(0, M_PAD)
         n = (pid - shrinks) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -224,28 +226,32 @@ def lora_linear(x: torch.Tensor, weight: torch.Tensor, A: torch.Tensor, B: torch
                 gelu: bool = False, residual: torch.Tensor | None = None, ln: tuple | None = None, config: dict | None = None,
                 lora_config: dict | None = None, counters: torch.Tensor | None = None, site: int = 0, one_launch: bool | None = None) -> torch.Tensor:
     """Part 12b's `linear_kernel` (x (M ≤ 16, K), weight (N, K), `ln`, bias, GELU, residual) with each row's LoRA update `B[slot] A[slot]` of its
-    input added before the epilogue, shrink and all in one launch. `counters` (`lora_counters`): the kernel counts its shrinks in
-    `counters[site]`, which must be 0, and zeroes `counters[site - 1]` (cyclically) for that site's next launch (None: fresh zeros).
-    `one_launch=False` (default: above `ONE_LAUNCH_MAX_ROWS` rows) runs the shrink as its own launch first and leaves the counters alone."""
+    input added before the epilogue: the shrink as a launch of its own, then the kernel; or, with `one_launch` (default: up to
+    `ONE_LAUNCH_MAX_ROWS` rows), both in one launch, the kernel counting its shrinks in `counters[site]`. `counters` (`lora_counters`):
+    every launch given them zeroes `counters[site - 1]` (cyclically), so launches sharing them must visit the sites in cyclic order, and
+    `counters[site]` must be 0 when a one-launch call starts (a counted one lets its base programs read partials not yet written).
+    Without `counters`, a one-launch call gets fresh zeros (a fill kernel) and a two-launch call needs none."""
     _check_lora_args(x, A, B, slots)
     if B.shape[1] != weight.shape[0]: raise ValueError(f"need B (slots, {weight.shape[0]}, r) for a weight of {weight.shape[0]} outputs, got {tuple(B.shape)}")
     p = linear_plan(x, weight, bias, residual, ln, config)
     (M, K), N, R = p.x.shape, weight.shape[0], A.shape[1]
     lcfg = lora_config or lora_decode_config(K, R)
     _check_lora_config(lcfg, R)
-    counters = lora_counters(2, x.device) if counters is None else counters
-    if counters.ndim != 1 or len(counters) < 2 or counters.dtype != torch.int32 or counters.device != x.device or not 0 <= site < len(counters):
-        raise ValueError(f"counters must be at least 2 int32 zeros on {x.device} and site one of them, got {counters.dtype} {tuple(counters.shape)} and site {site}")
     one_launch = M <= ONE_LAUNCH_MAX_ROWS if one_launch is None else one_launch
+    reset = counters is not None
+    counters = lora_counters(2, x.device) if counters is None and one_launch else counters
+    if counters is not None and (counters.ndim != 1 or len(counters) < 2 or counters.dtype != torch.int32 or counters.device != x.device or not 0 <= site < len(counters)):
+        raise ValueError(f"counters must be at least 2 int32 zeros on {x.device} and site one of them, got {counters.dtype} {tuple(counters.shape)} and site {site}")
+    count, previous = (counters[site:], counters[site - 1 if site else len(counters) - 1:]) if counters is not None else (slots, slots)  # unused without
     t = torch.empty(lcfg["SPLIT_K"], M, R, dtype=torch.float32, device=x.device) if one_launch else lora_shrink(p.x, A, slots, lcfg, p.ln)
     b, r, lnw, lnb, eps = p.pointers
     grid = (M * lcfg["SPLIT_K"] * one_launch + triton.cdiv(N, p.config["BLOCK_N"]),)
     _linear_lora_kernel[grid](
-        p.x, weight, b, r, p.out, lnw, lnb, eps, t, A, B, slots, counters[site:], counters[site - 1 if site else len(counters) - 1:],
+        p.x, weight, b, r, p.out, lnw, lnb, eps, t, A, B, slots, count, previous,
         M, N, K, R, p.x.stride(0), weight.stride(0), r.stride(0), p.out.stride(0),
         A.stride(0), A.stride(1), B.stride(0), B.stride(1), bias is not None, gelu, residual is not None, p.ln is not None, p.kernel,
         dot_precision(p.x.dtype), p.m_pad, lcfg["SPLIT_K"], triton.next_power_of_2(lcfg["SPLIT_K"]), lcfg["BLOCK_R"], lcfg["BLOCK_K"],
-        min(MAX_TILE, triton.next_power_of_2(K)), int(one_launch), **p.config)
+        min(MAX_TILE, triton.next_power_of_2(K)), int(one_launch), reset, **p.config)
     return p.out
 
 def lora_counters(sites: int, device: torch.device | str) -> torch.Tensor:
