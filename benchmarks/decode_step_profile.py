@@ -11,24 +11,7 @@ from torch.profiler import profile, ProfilerActivity
 from ruvon.llm import LLM
 from ruvon.sampling import SamplingParams
 from ruvon.quantized import weight_bytes
-
-
-def copy_bandwidth() -> float:
-    "Device-to-device copy bandwidth in GB/s (read + write), the floor's denominator."
-    src = torch.empty(1 << 29, dtype=torch.float16, device="cuda"); dst = torch.empty_like(src)
-    for _ in range(3): dst.copy_(src)
-    e0, e1 = torch.cuda.Event(True), torch.cuda.Event(True); torch.cuda.synchronize(); e0.record()
-    for _ in range(20): dst.copy_(src)
-    e1.record(); torch.cuda.synchronize()
-    return 20 * 2 * src.nbytes / (e0.elapsed_time(e1) / 1e3) / 1e9
-
-
-def replay_ms(graph, n: int = 200) -> float:
-    e0, e1 = torch.cuda.Event(True), torch.cuda.Event(True)
-    graph.replay(); torch.cuda.synchronize(); e0.record()
-    for _ in range(n): graph.replay()
-    e1.record(); torch.cuda.synchronize()
-    return e0.elapsed_time(e1) / n
+from fused_decode import copy_bandwidth_gbs, replay_ms  # Part 12b's benchmark, beside this file
 
 
 def kernel_table(graph, rows: int) -> tuple[float, str]:
@@ -65,7 +48,7 @@ def main(argv=None):
     ap.add_argument("--quantization", default="none", help="comma-separated: none, int8, int4, ...")
     ap.add_argument("--rows", type=int, default=14, help="kernel names shown per profile")
     a = ap.parse_args(argv)
-    bw = copy_bandwidth()
+    bw = copy_bandwidth_gbs()
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}; copy bandwidth {bw:.0f} GB/s")
     for name in a.models.split(","):
         for q in a.quantization.split(","):
