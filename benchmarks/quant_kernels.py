@@ -157,27 +157,30 @@ def inputs(M: int, N: int, K: int, epilogue: dict, b: torch.Tensor) -> tuple:
     return x, kw, ln_module
 
 
-def shape_rows(model: str, name: str, N: int, K: int, epilogue: dict, copy_bw: float, sweep: bool, use_bnb: bool) -> list[dict]:
-    "Every format and bitsandbytes method at one projection shape, for each row count."
+def shape_rows(model: str, name: str, N: int, K: int, epilogue: dict, copy_bw: float, sweep: bool, use_bnb: bool,
+               formats=(*FORMATS, *BNB_METHODS), rows=ROWS) -> list[dict]:
+    "The formats and bitsandbytes methods asked for (float16, the baseline, always) at one projection shape, for each row count."
     w, b = torch.randn(N, K, device=DEVICE, dtype=torch.float16) / K**0.5, torch.randn(N, device=DEVICE, dtype=torch.float16)
-    stored = {fmt: copies(stored_weight(fmt, w)) for fmt in FORMATS}
+    stored = {fmt: copies(stored_weight(fmt, w)) for fmt in FORMATS if fmt == "float16" or fmt in formats}
     bnb = {}
-    for method in BNB_METHODS if use_bnb else ():
+    for method in [m for m in BNB_METHODS if m in formats] if use_bnb else ():
         try: bnb[method] = bnb_copies(method, w, b)
         except Exception as e: bnb[method] = f"could not build: {e!r}"
-    rows = []
-    for M in ROWS:
+    out = []
+    for M in rows:
         x, kw, ln_module = inputs(M, N, K, epilogue, b)
         row = {"model": model, "projection": name, "N": N, "K": K, "M": M, "epilogue": epilogue}
         row |= {fmt: format_result(fmt, weights, x, kw, copy_bw, sweep) for fmt, weights in stored.items()}
         row |= {m: bnb_result(m, mods, w, x, kw, ln_module, copy_bw) if isinstance(mods, list) else {"skipped": mods} for m, mods in bnb.items()}
         print(summary(row), flush=True)
-        rows.append(row)
-    return rows
+        out.append(row)
+    return out
 
 
 def summary(row: dict) -> str:
-    cols = [f"{k} {v['us']:7.2f} µs ({v['fraction_of_copy']:.2f})" for k, v in row.items() if isinstance(v, dict) and "us" in v]
+    best = lambda v: (f" [sweep best {v['sweep_best']['us']:.2f} µs: BLOCK_N {v['sweep_best']['BLOCK_N']}, BLOCK_K {v['sweep_best']['BLOCK_K']}, "
+                      f"{v['sweep_best']['num_warps']} warps, {v['sweep_best']['num_stages']} stages]" if v.get("sweep_best") else "")
+    cols = [f"{k} {v['us']:7.2f} µs ({v['fraction_of_copy']:.2f}){best(v)}" for k, v in row.items() if isinstance(v, dict) and "us" in v]
     return f"{row['model']:8} {row['projection']:12} M={row['M']}  " + "  ".join(cols)
 
 
@@ -188,6 +191,9 @@ def main(argv=None):
     p.add_argument("--sweep", action="store_true", help="also time a grid of tiles for the quantized kernels")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS),
                    help="a part of the run (the sweep compiles every tile for every epilogue: it is long, split it by model)")
+    p.add_argument("--formats", nargs="+", default=[*FORMATS, *BNB_METHODS], choices=[*FORMATS, *BNB_METHODS],
+                   help="formats to time (float16, the baseline, is always timed)")
+    p.add_argument("--rows", nargs="+", type=int, default=list(ROWS), help="input rows (batch sizes) to time")
     args = p.parse_args(argv)
     if not torch.cuda.is_available(): sys.exit("this benchmark needs a CUDA GPU")
     bnb, bnb_note = bnb_import()
@@ -195,16 +201,16 @@ def main(argv=None):
     print(f"copy bandwidth {copy_bw:.0f} GB/s; µs per call (weight bytes per second as a fraction of it)", flush=True)
     result = {"benchmark": "quant_kernels", "device_name": torch.cuda.get_device_name(), "torch": torch.__version__,
               "triton": triton.__version__, "bitsandbytes": getattr(bnb, "__version__", None), "bitsandbytes_note": bnb_note,
-              "command": "python " + " ".join(sys.argv), "dtype": "float16", "rows": list(ROWS),
+              "command": "python " + " ".join(sys.argv), "dtype": "float16", "rows": args.rows,
               "timing": "median of CUDA-graph replays (do_bench_cudagraph) over all weight copies, divided by the copies; "
                         "'timing': 'eager' marks calls that could not be captured (do_bench, launch costs included)",
               "copy_bandwidth_gbs": copy_bw, "projections": []}
     with torch.no_grad():
         for model in args.models:
             for name, (N, K, epilogue) in projection_shapes(MODELS[model]).items():
-                result["projections"] += shape_rows(model, name, N, K, epilogue, copy_bw, args.sweep, bnb is not None)
+                result["projections"] += shape_rows(model, name, N, K, epilogue, copy_bw, args.sweep, bnb is not None, args.formats, args.rows)
                 torch.cuda.empty_cache()
-    with open(args.json, "w") as f: json.dump(result, f, indent=1)
+                with open(args.json, "w") as f: json.dump(result, f, indent=1)  # after each projection: a partial result survives a timeout
 
 
 if __name__ == "__main__":

@@ -122,9 +122,13 @@ class GraphModelRunner(PagedModelRunner):
     def __init__(self, model: GPT2, config: EngineConfig = EngineConfig(), decode_mode: str | None = None):
         self.decode_mode = decode_mode  # None: the default for the device, resolved in choose_kernels
         super().__init__(model, config)
-        capture = self.decode_mode == "graphs"
-        self.graphs = DecodeGraphs(self.model, self.cache, self.config.max_num_seqs, self.kernels, capture=capture,
-                                   max_context_len=self.config.max_model_len) if self.decode_mode != "eager" else None
+        self.graphs = self.decode_graphs(self.model)
+
+    def decode_graphs(self, model: GPT2) -> DecodeGraphs | None:
+        "Decode steps of `model` (this runner's weights, or a view of them) over this runner's cache, as the decode mode says (None: eager)."
+        if self.decode_mode == "eager": return None
+        return DecodeGraphs(model, self.cache, self.config.max_num_seqs, self.kernels, capture=self.decode_mode == "graphs",
+                            max_context_len=self.config.max_model_len)
 
     def choose_kernels(self) -> None:
         "Part 13b's choices, then the decode mode; padded modes fix the block tables' width (one Triton compile)."

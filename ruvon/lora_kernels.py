@@ -214,7 +214,7 @@ def _linear_lora_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, e
         _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
 
 # %% ../nbs/18b_lora_kernels.ipynb #dd848668
-ONE_LAUNCH_MAX_ROWS = 0  # lora_linear runs the shrink inside its one launch up to this many rows; 0 = never (see above: not yet timed)
+ONE_LAUNCH_MAX_ROWS = 4  # lora_linear runs the shrink inside its one launch up to this many rows (an H100 run, see above); 0 = never
 
 def lora_decode_config(K: int, R: int) -> dict:
     "Shrink tiles for the few-row path, from K and the maximum rank R alone: one split per chunk of at most 128 inputs, within the tile budget."

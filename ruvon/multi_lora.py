@@ -159,22 +159,28 @@ def max_pass_tokens(config: EngineConfig) -> int:
     return max(config.max_model_len, config.max_num_batched_tokens + config.max_num_seqs ** 2)
 
 class LoRAModelRunner(GraphModelRunner):
-    "Part 13c's runner that owns a `LoRASlots` pool and gives every token of a step its sequence's adapter."
+    "Part 13c's runner that owns a `LoRASlots` pool and gives every token of a step its sequence's adapter; a step without adapters runs the plain model."
     def __init__(self, model: GPT2, config: EngineConfig = EngineConfig(), lora: MultiLoRAConfig = MultiLoRAConfig(),
                  decode_mode: str | None = None):
         self.lora_slots = LoRASlots(model, lora, max_pass_tokens(config.for_model(model.config.n_positions)))
         super().__init__(lora_view(model, self.lora_slots), config, decode_mode)  # pool first: the KV cache gets what is left
+        plain = self.device_view(model)                  # the same weights without the LoRALinears, and graphs of their own
+        self.views = {True: (self.model, self.graphs), False: (plain, self.decode_graphs(plain))}  # by: does the step use an adapter?
+        self.adapters_on = True
 
     @torch.no_grad()
     def compute(self, batch: ModelInput) -> torch.Tensor:
-        if n := self.num_padded(batch): self.lora_slots.set_token_slots(token_lora_slots(batch)[:n], pad_to=self.config.max_num_seqs)
+        slots = token_lora_slots(batch)
+        self.adapters_on = any(s >= 0 for s in slots)
+        self.model, self.graphs = self.views[self.adapters_on]  # what 13c's compute and Part 8's forward run for this step
+        if self.adapters_on and (n := self.num_padded(batch)): self.lora_slots.set_token_slots(slots[:n], pad_to=self.config.max_num_seqs)
         try: return super().compute(batch)     # its plain pass, if any, goes through `forward` below
         except BaseException:
             self.lora_slots.counters.zero_()   # a pass cut short may leave a projection's counter counted, and no next launch to zero it
             raise
 
     def forward(self, batch: ModelInput, first: int) -> torch.Tensor:
-        self.lora_slots.set_token_slots(token_lora_slots(batch, first))
+        if self.adapters_on: self.lora_slots.set_token_slots(token_lora_slots(batch, first))
         return super().forward(batch, first)
 
 # %% ../nbs/18c_multi_lora.ipynb #f6632d21

@@ -162,7 +162,11 @@ class PagedModelRunner(ModelRunner):
         self.attention_backend = resolve_attention_backend(self.config.attention_backend, self.device, self.dtype)  # Part 9: prompts
         self.attention = ATTENTION_BACKENDS[self.attention_backend]
         self.kernels = paged_kernels(self.config.attention_backend, self.device)                                  # Part 12: K/V, decodes
-        if self.device.type == "cuda" and self.kernels is TRITON_KERNELS: self.model = fused_view(self.model)      # Part 12b
+        self.model = self.device_view(self.model)
+
+    def device_view(self, model: GPT2) -> GPT2:
+        "`model` as this runner's steps compute it: Part 12b's fused blocks on CUDA with Part 12's kernels, else as it is."
+        return fused_view(model) if self.device.type == "cuda" and self.kernels is TRITON_KERNELS else model
 
     def num_kv_blocks(self, budget: int) -> int:
         return num_kv_blocks(budget, self.model_config, self.config.block_size, self.dtype, self.config.max_model_len)

@@ -108,6 +108,8 @@ def test_lora_on_gpu_graphs_mixed_batch_and_kernels(standin_6l):
     llm = LLM(str(standin_6l), device="cuda", dtype="float32", kv_cache_memory=1 << 30, max_num_seqs=16, enable_lora=True, max_loras=2)
     runner = llm.engine.runner
     assert runner.graphs is not None and type(runner.model.h[0]).__name__ == "FusedBlock"
+    plain, plain_graphs = runner.views[False]  # steps without adapters (request 0 alone): the plain fused model, graphs of its own
+    assert plain_graphs is not None and plain_graphs is not runner.graphs and type(plain.h[0].attn.c_attn).__name__ != "LoRALinear"
     loras = [None, LoRARequest("business", 1, str(adapters / "business")), LoRARequest("poetry", 2, str(adapters / "poetry"))]
     requests = [(PROMPTS[i % 4], loras[i % 3]) for i in range(16)]  # request 4 is request 0's prompt with business
     alone = [llm.generate([p], GREEDY_32, lora_request=r)[0].outputs[0].token_ids for p, r in requests]
