@@ -29,6 +29,8 @@ run of this version.
 `do_bench_cudagraph`): Part 12b's `linear_kernel`, Part 18b's `lora_linear` (its `lora_decode_config` tiles) with every row on an
 adapter and with none, and its shrink alone, on the input and LayerNorm that `lora_linear` gives it (12b's `linear_plan`: at 4
 and 16 rows the LayerNorm runs first, as its own kernel, and the shrink reads its output).
+At 64 and 256 rows (`many_rows`) it times the base matmul (`F.linear`) and Part 18b's `lora_add` beside it, with its per-row
+kernels and grouped by adapter (`lora_add_groups`), rows spread over the adapters in turn.
 
     python benchmarks/multi_lora.py --json benchmarks/results/multi_lora_gpu.json
     python benchmarks/multi_lora.py --kernels --json benchmarks/results/multi_lora_kernels_gpu.json
@@ -142,6 +144,33 @@ def kernel_timings(model, num_loras: int, rank: int, rows=(1, 4, 16)) -> list[di
     return out
 
 
+def many_rows_timings(model, num_loras: int, rank: int, rows=(64, 256)) -> list[dict]:
+    "Microseconds per call of each projection of block 0 at many rows (rows i on adapter i % num_loras): the base matmul, the update per row, the update grouped by adapter."
+    from triton.testing import do_bench_cudagraph
+    from ruvon.lora_kernels import lora_add, lora_add_groups, lora_row_groups, max_row_groups
+    block, g = model.h[0], torch.Generator(device=model.wte.weight.device).manual_seed(0)
+    us, out = (lambda fn: do_bench_cudagraph(fn) * 1e3), []
+    for parent, name in PROJECTIONS:
+        p = getattr(getattr(block, parent), name)
+        (N, K) = p.weight.shape
+        new = lambda *shape: torch.randn(*shape, generator=g, device=p.weight.device, dtype=p.weight.dtype)
+        A, B = new(num_loras, rank, K) / K**0.5, new(num_loras, N, rank) * 0.01
+        for M in rows:
+            x, y = new(M, K), new(M, N)
+            on = (torch.arange(M, device=x.device) % num_loras).int()
+            order, groups = lora_row_groups(on.tolist())
+            table = torch.zeros(3, max_row_groups(M, num_loras), dtype=torch.int32)
+            table[:, : groups.shape[1]] = torch.from_numpy(groups)
+            order, table = torch.from_numpy(order).to(x.device), table.to(x.device)
+            row = {"projection": f"{parent}.{name}", "rows": M, "K": K, "N": N,
+                   "base_us": us(lambda: torch.nn.functional.linear(x, p.weight, p.bias)),
+                   "per_row_us": us(lambda: lora_add(y, x, A, B, on, use_kernels=True)),
+                   "grouped_us": us(lambda: lora_add_groups(y, x, A, B, order, table))}
+            print(row, flush=True)
+            out.append(row)
+    return out
+
+
 def free(device: torch.device) -> None:
     "Drop what the engines held, so PEFT's model has the memory."
     gc.collect()
@@ -227,6 +256,7 @@ def main(argv=None):
               "output_len": args.output_len, "max_num_seqs": args.max_num_seqs, "runs": args.runs}
     if args.kernels:
         result["kernels"] = kernel_timings(model, args.num_loras, slot_rank)
+        result["many_rows"] = many_rows_timings(model, args.num_loras, slot_rank)
         return write(args.json, result)
     # every engine the same KV pool, enough for all requests at once, so that the three fit side by side and none preempts
     seq_tokens = -(-max_model_len // EngineConfig.block_size) * EngineConfig.block_size  # whole KV blocks per sequence

@@ -5,6 +5,7 @@
 # %% ../nbs/18b_lora_kernels.ipynb #e89354b4
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -12,8 +13,9 @@ from .fused import _dot_tile, _epilogue, _gelu_tanh, _gemv_dot, _ln_chunk, _norm
 from .kernels import interpret_triton_without_cuda
 
 # %% auto #0
-__all__ = ['MAX_TILE', 'ONE_LAUNCH_MAX_ROWS', 'lora_delta_reference', 'lora_kernel_config', 'lora_shrink', 'lora_expand',
-           'lora_add_torch', 'lora_add', 'lora_decode_config', 'lora_linear', 'lora_counters']
+__all__ = ['MAX_TILE', 'GROUP_ROWS', 'ONE_LAUNCH_MAX_ROWS', 'lora_delta_reference', 'lora_kernel_config', 'lora_shrink',
+           'lora_expand', 'max_row_groups', 'lora_row_groups', 'lora_add_groups', 'lora_add_torch', 'lora_add',
+           'lora_decode_config', 'lora_linear', 'lora_counters']
 
 # %% ../nbs/18b_lora_kernels.ipynb #415fd736
 interpret_triton_without_cuda()
@@ -150,6 +152,83 @@ def lora_expand(y: torch.Tensor, t: torch.Tensor, B: torch.Tensor, slots: torch.
                          triton.next_power_of_2(config["SPLIT_K"]), config["BLOCK_N"], config["BLOCK_R"], num_warps=4)
     return y
 
+# %% ../nbs/18b_lora_kernels.ipynb #b9b514ba
+GROUP_ROWS = 16  # rows of one adapter per program of the grouped kernels: tl.dot's smallest tile
+
+def max_row_groups(M: int, S: int, block_m: int = GROUP_ROWS) -> int:
+    "The most groups `lora_row_groups` can make of M rows over S slots."
+    return -(-M // block_m) + min(S, M)
+
+def lora_row_groups(slots, block_m: int = GROUP_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    "The rows with a slot >= 0, sorted by slot (stably), and the int32 table (3, groups) of (slot, start, count): runs of at most block_m sorted rows of one slot."
+    s = np.asarray(slots, dtype=np.int64)
+    order = np.flatnonzero(s >= 0)
+    order = order[np.argsort(s[order], kind="stable")]
+    bounds = np.flatnonzero(np.diff(s[order])) + 1                      # where the sorted slot changes
+    runs = zip(np.r_[0, bounds], np.r_[bounds, len(order)]) if len(order) else []
+    groups = [(s[order[a]], g, min(block_m, b - g)) for a, b in runs for g in range(a, b, block_m)]
+    return order.astype(np.int32), np.array(groups, dtype=np.int32).reshape(-1, 3).T.copy()
+
+# %% ../nbs/18b_lora_kernels.ipynb #fc9e27f8
+@triton.jit
+def _group(order_ptr, groups_ptr, g, groups_stride, BLOCK_M: tl.constexpr):
+    "Group g of the table: its slot, its rows (int64; masked by `i < count`), i and count."
+    slot = tl.load(groups_ptr + g).to(tl.int64)
+    start, count = tl.load(groups_ptr + groups_stride + g), tl.load(groups_ptr + 2 * groups_stride + g)
+    i = tl.arange(0, BLOCK_M)
+    return slot, tl.load(order_ptr + start + i, mask=i < count, other=0).to(tl.int64), i, count
+
+@triton.jit
+def _shrink_groups_kernel(x_ptr, a_ptr, order_ptr, groups_ptr, t_ptr, M, K, R, stride_xm, stride_as, stride_ar, groups_stride,
+                          PRECISION: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
+    g, split = tl.program_id(0), tl.program_id(1)
+    if tl.load(groups_ptr + 2 * groups_stride + g) > 0:             # count 0: an unused entry
+        slot, rows, i, count = _group(order_ptr, groups_ptr, g, groups_stride, BLOCK_M)
+        r = tl.arange(0, BLOCK_R)
+        acc = tl.zeros((BLOCK_M, BLOCK_R), dtype=tl.float32)
+        for k0 in range(split * BLOCK_K, K, SPLIT_K * BLOCK_K):       # this split's chunks, as in `lora_shrink`
+            k = k0 + tl.arange(0, BLOCK_K)
+            xs = tl.load(x_ptr + rows[:, None] * stride_xm + k[None, :], mask=(i[:, None] < count) & (k[None, :] < K), other=0.0)
+            a = tl.load(a_ptr + slot * stride_as + r[:, None] * stride_ar + k[None, :], mask=(r[:, None] < R) & (k[None, :] < K), other=0.0)
+            acc = tl.dot(xs, tl.trans(a), acc, input_precision=PRECISION)
+        tl.store(t_ptr + (split * M + rows[:, None]) * R + r[None, :], acc, mask=(i[:, None] < count) & (r[None, :] < R))
+
+@triton.jit
+def _expand_groups_kernel(t_ptr, b_ptr, order_ptr, groups_ptr, y_ptr, M, N, R, stride_bs, stride_bn, stride_ym, groups_stride,
+                          PRECISION: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr):
+    g = tl.program_id(0)
+    if tl.load(groups_ptr + 2 * groups_stride + g) > 0:
+        slot, rows, i, count = _group(order_ptr, groups_ptr, g, groups_stride, BLOCK_M)
+        n, r = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_R)
+        t = tl.zeros((BLOCK_M, BLOCK_R), dtype=tl.float32)
+        for s in range(SPLIT_K):                                      # the partials, in split order
+            t += tl.load(t_ptr + (s * M + rows[:, None]) * R + r[None, :], mask=(i[:, None] < count) & (r[None, :] < R), other=0.0)
+        b = tl.load(b_ptr + slot * stride_bs + n[:, None] * stride_bn + r[None, :], mask=(n[:, None] < N) & (r[None, :] < R), other=0.0)
+        delta = tl.dot(t.to(b.dtype), tl.trans(b), input_precision=PRECISION)  # (BLOCK_M, BLOCK_N)
+        ptrs, mask = y_ptr + rows[:, None] * stride_ym + n[None, :], (i[:, None] < count) & (n[None, :] < N)
+        tl.store(ptrs, (tl.load(ptrs, mask=mask, other=0.0).to(tl.float32) + delta).to(y_ptr.dtype.element_ty), mask=mask)
+
+# %% ../nbs/18b_lora_kernels.ipynb #a2bcd571
+def lora_add_groups(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, order: torch.Tensor, groups: torch.Tensor,
+                    config: dict | None = None) -> torch.Tensor:
+    "y[m] += B[slot] A[slot] x[m] in place for the rows of `lora_row_groups`' `order` and `groups` (int32 on y's device; more columns than groups: count 0)."
+    (M, K), (N, R) = x.shape, (B.shape[1], A.shape[1])
+    config = config or lora_kernel_config(K, R)
+    _check_lora_config(config, R)
+    if A.ndim != 3 or B.shape != (A.shape[0], N, R) or A.shape[2] != K or not A.is_contiguous() or not B.is_contiguous():
+        raise ValueError(f"need contiguous A (slots, r, {K}) and B (slots, out, r); got {tuple(A.shape)} and {tuple(B.shape)}")
+    if y.shape != (M, N) or y.stride(1) != 1 or x.stride(1) != 1: raise ValueError(f"need x (M, K) and y ({M}, {N}) with contiguous rows")
+    if groups.ndim != 2 or groups.shape[0] != 3 or groups.dtype != torch.int32 or order.dtype != torch.int32 or groups.stride(1) != 1:
+        raise ValueError("need order int32 and groups int32 (3, groups) with contiguous rows, from lora_row_groups")
+    G, precision = groups.shape[1], dot_precision(x.dtype)
+    t = torch.empty(config["SPLIT_K"], M, R, dtype=torch.float32, device=x.device)
+    _shrink_groups_kernel[(G, config["SPLIT_K"])](x, A, order, groups, t, M, K, R, x.stride(0), A.stride(0), A.stride(1), groups.stride(0),
+                                                  precision, config["SPLIT_K"], GROUP_ROWS, config["BLOCK_R"], config["BLOCK_K"], num_warps=4)
+    _expand_groups_kernel[(G, triton.cdiv(N, config["BLOCK_N"]))](t, B, order, groups, y, M, N, R, B.stride(0), B.stride(1), y.stride(0),
+                                                                  groups.stride(0), precision, config["SPLIT_K"], GROUP_ROWS,
+                                                                  config["BLOCK_N"], config["BLOCK_R"], num_warps=4)
+    return y
+
 # %% ../nbs/18b_lora_kernels.ipynb #845c43de
 def lora_add_torch(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slots: torch.Tensor, gelu: bool = False) -> torch.Tensor:
     "`lora_add` in PyTorch: the rows of each adapter as one group, two matrix products per group."
@@ -161,11 +240,14 @@ def lora_add_torch(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.T
     return F.gelu(y, approximate="tanh") if gelu else y
 
 def lora_add(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slots: torch.Tensor, gelu: bool = False,
-             use_kernels: bool | None = None, norm: tuple | None = None) -> torch.Tensor:
-    "y (M, out) plus each row's LoRA update `B[slot] A[slot] x` (slot -1: none; x LayerNorm'd by `norm` first if given), then GELU if `gelu`: the kernels on CUDA (or if `use_kernels`), else PyTorch."
+             use_kernels: bool | None = None, norm: tuple | None = None, groups: tuple | None = None) -> torch.Tensor:
+    """y (M, out) plus each row's LoRA update `B[slot] A[slot] x` (slot -1: none; x LayerNorm'd by `norm` first if given), then GELU if `gelu`:
+    the kernels on CUDA (or if `use_kernels`), else PyTorch. `groups` = (order, table) of the slots from `lora_row_groups`, on the device:
+    the grouped kernels, for many rows without GELU or `norm`."""
     _check_lora_args(x, A, B, slots)
     if not (x.is_cuda if use_kernels is None else use_kernels):
         return lora_add_torch(y, x if norm is None else F.layer_norm(x, x.shape[-1:], *norm), A, B, slots, gelu)
+    if groups is not None and not gelu and norm is None: return lora_add_groups(y, x, A, B, *groups)
     config = lora_kernel_config(x.shape[1], A.shape[1])
     return lora_expand(y, lora_shrink(x, A, slots, config, norm), B, slots, config, gelu)
 

@@ -9,6 +9,7 @@ import dataclasses
 import itertools
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,7 +19,7 @@ from .cuda_graphs import GraphModelRunner
 from .engine import EngineRequest, LLMEngine
 from .fused import fused_linear, shallow_copy
 from .lora import DEFAULT_MAX_LORA_RANK, LoRAAdapter, check_lora_fits, load_lora
-from .lora_kernels import lora_add, lora_counters, lora_linear
+from .lora_kernels import lora_add, lora_counters, lora_linear, lora_row_groups, max_row_groups
 from .model import GPT2, Block
 from .model_runner import ModelInput
 from .outputs import RequestRejected, SamplingParams
@@ -26,9 +27,9 @@ from .quantization import PROJECTIONS
 
 # %% auto #0
 __all__ = ['MAX_LORA_RANKS', 'MultiLoRAConfig', 'projection_names', 'LoRASlots', 'check_fits', 'load', 'set_token_slots',
-           'LoRALinear', 'lora_view', 'LoRAModelInput', 'token_lora_slots', 'max_pass_tokens', 'LoRAModelRunner',
-           'LoRAManager', 'add', 'acquire', 'release', 'remove', 'LoRARequest', 'refuse_speculation', 'LoRAEngine',
-           'add_lora', 'remove_lora', 'list_loras', 'add_lora_request']
+           'groups_for', 'LoRALinear', 'lora_view', 'LoRAModelInput', 'token_lora_slots', 'max_pass_tokens',
+           'LoRAModelRunner', 'LoRAManager', 'add', 'acquire', 'release', 'remove', 'LoRARequest', 'refuse_speculation',
+           'LoRAEngine', 'add_lora', 'remove_lora', 'list_loras', 'add_lora_request']
 
 # %% ../nbs/18c_multi_lora.ipynb #a2b2e087
 MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256)  # vLLM's accepted --max-lora-rank values
@@ -62,6 +63,8 @@ class LoRASlots:
             self.A[name] = torch.zeros(S, R, p.in_features, dtype=w.dtype, device=w.device)
             self.B[name] = torch.zeros(S, p.out_features, R, dtype=w.dtype, device=w.device)
         self.token_slots = torch.full((max_tokens,), -1, dtype=torch.int32, device=w.device)
+        self.row_order = torch.zeros(max_tokens, dtype=torch.int32, device=w.device)              # 18b's groups of the same tokens,
+        self.row_groups = torch.zeros(3, max_row_groups(max_tokens, S), dtype=torch.int32, device=w.device)  # for the grouped kernels
         self.sites = {name: i for i, name in enumerate(projection_names(model))}  # 18b's one-launch kernel: a counter per projection,
         self.counters = lora_counters(len(self.sites), w.device)                  # each zeroed by the next projection's launch
         self.use_kernels: bool | None = None  # None: 18b's kernels on CUDA, PyTorch elsewhere
@@ -88,13 +91,23 @@ def load(self: LoRASlots, slot: int, adapter: LoRAAdapter) -> None:
         self.B[name][slot, :, :r].copy_(adapter.config.scaling * B.float())
 
 def set_token_slots(self: LoRASlots, slots: list[int], pad_to: int = 0) -> None:
-    "The slot of each token of the next forward pass (-1: none), padded with -1 to `pad_to` tokens."
+    "The slot of each token of the next forward pass (-1: none), padded with -1 to `pad_to` tokens; and 18b's groups of those tokens."
     n = max(len(slots), pad_to)
     if n > len(self.token_slots): raise ValueError(f"{n} tokens in one forward pass, but the pool indexes at most {len(self.token_slots)}")
-    host = torch.tensor(slots + [-1] * (n - len(slots)), dtype=torch.int32, pin_memory=self.token_slots.is_cuda)
-    self.token_slots[:n].copy_(host, non_blocking=True)  # pinned: the host does not wait for the GPU (the allocator keeps `host` until the copy ran)
+    padded = slots + [-1] * (n - len(slots))
+    order, groups = lora_row_groups(padded)
+    table = np.zeros((3, max_row_groups(n, self.config.max_loras)), dtype=np.int32)  # every group a launch of n rows can read: unused ones count 0
+    table[:, : groups.shape[1]] = groups
+    pin = self.token_slots.is_cuda  # pinned: the host does not wait for the GPU (the allocator keeps each host tensor until its copy ran)
+    self.token_slots[:n].copy_(torch.tensor(padded, dtype=torch.int32, pin_memory=pin), non_blocking=True)
+    self.row_order[: len(order)].copy_(torch.from_numpy(order).pin_memory() if pin else torch.from_numpy(order), non_blocking=True)
+    self.row_groups[:, : table.shape[1]].copy_(torch.from_numpy(table).pin_memory() if pin else torch.from_numpy(table), non_blocking=True)
 
-LoRASlots.check_fits, LoRASlots.load, LoRASlots.set_token_slots = check_fits, load, set_token_slots
+def groups_for(self: LoRASlots, M: int) -> tuple[torch.Tensor, torch.Tensor]:
+    "18b's `lora_add_groups` arguments for a projection of the pass's first M tokens: the sorted rows and the table's first `max_row_groups` entries."
+    return self.row_order, self.row_groups[:, : max_row_groups(M, self.config.max_loras)]
+
+LoRASlots.check_fits, LoRASlots.load, LoRASlots.set_token_slots, LoRASlots.groups_for = check_fits, load, set_token_slots, groups_for
 
 # %% ../nbs/18c_multi_lora.ipynb #542645b5
 class LoRALinear(nn.Module):
@@ -106,7 +119,9 @@ class LoRALinear(nn.Module):
 
     def add_update(self, y: torch.Tensor, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
         "y (M, out) + the update of each of x's M rows (in place), then GELU if asked."
-        return lora_add(y, x, self.slots.A[self.name], self.slots.B[self.name], self.slots.token_slots[: x.shape[0]], gelu, self.slots.use_kernels)
+        M = x.shape[0]
+        return lora_add(y, x, self.slots.A[self.name], self.slots.B[self.name], self.slots.token_slots[:M], gelu, self.slots.use_kernels,
+                        groups=self.slots.groups_for(M))      # the grouped kernels (18b), except with gelu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
