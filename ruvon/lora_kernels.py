@@ -281,9 +281,14 @@ def _linear_lora_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, e
             slot = tl.load(slots_ptr).to(tl.int64)
             rank = tl.where(slot >= 0, R, 0)
             b = _lora_b(lora_b_ptr, n, tl.maximum(slot, 0), rank, N, stride_bs, stride_bn, BLOCK_R)
-            acc = _gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, n, N, K, stride_wn, LAYER_NORM, BLOCK_N, BLOCK_K)
-            if SHRINK_IN and rank > 0: _wait_for(count_ptr, shrinks)   # no adapter: nothing to wait for
-            acc = (acc + tl.sum(b * _lora_t(t_ptr, 0, rank, M, R, SPLIT_K, BLOCK_S, BLOCK_R)[None, :], axis=1))[None, :]  # rank 0: + 0
+            if SHRINK_IN:                                             # one launch: the partials are being written; read them after waiting
+                acc = _gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, n, N, K, stride_wn, LAYER_NORM, BLOCK_N, BLOCK_K)
+                if rank > 0: _wait_for(count_ptr, shrinks)            # no adapter: nothing to wait for
+                t = _lora_t(t_ptr, 0, rank, M, R, SPLIT_K, BLOCK_S, BLOCK_R)
+            else:                                                     # two launches: the partials are there; ask for them before the weights
+                t = _lora_t(t_ptr, 0, rank, M, R, SPLIT_K, BLOCK_S, BLOCK_R)
+                acc = _gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, n, N, K, stride_wn, LAYER_NORM, BLOCK_N, BLOCK_K)
+            acc = (acc + tl.sum(b * t[None, :], axis=1))[None, :]     # rank 0: + 0
         else:
             if KERNEL == "rows": acc = _rows_gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, m, n, M, N, K, stride_xm, stride_wn, LAYER_NORM, M_PAD, BLOCK_N, BLOCK_K, ROW_LOOP)
             else: acc = _dot_tile(x_ptr, w_ptr, m, n, M, N, K, stride_xm, stride_wn, PRECISION, M_PAD, BLOCK_N, BLOCK_K)
@@ -296,7 +301,7 @@ def _linear_lora_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, e
         _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
 
 # %% ../nbs/18b_lora_kernels.ipynb #dd848668
-ONE_LAUNCH_MAX_ROWS = 4  # lora_linear runs the shrink inside its one launch up to this many rows (an H100 run, see above); 0 = never
+ONE_LAUNCH_MAX_ROWS = 0  # lora_linear runs the shrink inside its one launch up to this many rows; 0 = never (end to end it did not pay, see above)
 
 def lora_decode_config(K: int, R: int) -> dict:
     "Shrink tiles for the few-row path, from K and the maximum rank R alone: one split per chunk of at most 128 inputs, within the tile budget."

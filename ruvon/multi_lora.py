@@ -185,10 +185,10 @@ class LoRAModelRunner(GraphModelRunner):
 
     @torch.no_grad()
     def compute(self, batch: ModelInput) -> torch.Tensor:
-        slots = token_lora_slots(batch)
-        self.adapters_on = any(s >= 0 for s in slots)
-        self.model, self.graphs = self.views[self.adapters_on]  # what 13c's compute and Part 8's forward run for this step
-        if self.adapters_on and (n := self.num_padded(batch)): self.lora_slots.set_token_slots(slots[:n], pad_to=self.config.max_num_seqs)
+        self.adapters_on = any(s >= 0 for s in getattr(batch, "lora_slots", None) or ())
+        self.model, self.graphs = self.views[self.adapters_on]  # this step's view: what 13c's compute and Part 8's forward run
+        if self.adapters_on and (n := self.num_padded(batch)):  # the graph's rows: the leading one-token decodes, padded with -1
+            self.lora_slots.set_token_slots(token_lora_slots(batch)[:n], pad_to=self.config.max_num_seqs)
         try: return super().compute(batch)     # its plain pass, if any, goes through `forward` below
         except BaseException:
             self.lora_slots.counters.zero_()   # a pass cut short may leave a projection's counter counted, and no next launch to zero it

@@ -12,7 +12,8 @@ from .kernels import interpret_triton_without_cuda
 from .quantization import dequantize_int4, dequantize_int8, num_groups
 
 # %% auto #0
-__all__ = ['quant_linear_config', 'int8_linear_kernel', 'int4_linear_kernel', 'int8_linear_reference', 'int4_linear_reference']
+__all__ = ['QUANT_GEMM_MAX_ROWS', 'quant_linear_config', 'int8_linear_kernel', 'int4_linear_kernel', 'int8_linear_reference',
+           'int4_linear_reference']
 
 # %% ../nbs/17b_quant_kernels.ipynb #da2af7cd
 interpret_triton_without_cuda()
@@ -49,7 +50,7 @@ def _int8_gemv_kernel(x_ptr, q_ptr, s_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_p
 def _int8_linear_kernel(x_ptr, q_ptr, s_ptr, b_ptr, r_ptr, out_ptr, M, N, K, stride_xm, stride_qn, stride_rm, stride_om,
                         HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, PRECISION: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    m = tl.arange(0, BLOCK_M)
+    m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)         # up to 16 rows: one tile of them; more: a tile per program
     n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
@@ -104,7 +105,7 @@ def _dequantized(levels, s, z, dtype: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK
 def _int4_linear_kernel(x_ptr, q_ptr, s_ptr, z_ptr, b_ptr, r_ptr, out_ptr, M, N, K, stride_xm, stride_qn, stride_gn, stride_rm, stride_om,
                         HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, PRECISION: tl.constexpr,
                         GROUP: tl.constexpr, PIECE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    m = tl.arange(0, BLOCK_M)
+    m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
@@ -117,9 +118,12 @@ def _int4_linear_kernel(x_ptr, q_ptr, s_ptr, z_ptr, b_ptr, r_ptr, out_ptr, M, N,
     _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
 
 # %% ../nbs/17b_quant_kernels.ipynb #ab898d9b
+QUANT_GEMM_MAX_ROWS = 512  # the dot kernel tiles up to this many rows; more rows: the weight dequantized once, then cuBLAS (17c)
+
 def quant_linear_config(M: int, N: int, K: int, bits: int, layer_norm: bool = False) -> dict:
-    "Kernel and tile for x (M, K) @ an int8 (`bits=8`) or int4 (`bits=4`) weight (N, K)ᵀ: 12b's `linear_config`, longer chunks for int4's GEMV."
+    "Kernel and tile for x (M, K) @ an int8 (`bits=8`) or int4 (`bits=4`) weight (N, K)ᵀ: 12b's `linear_config`, longer chunks for int4's GEMV; tiles of 64 rows past 16."
     if bits not in (4, 8): raise ValueError(f"bits must be 8 or 4, got {bits!r}")
+    if M > MAX_FUSED_ROWS: return dict(kernel="dot", BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, num_warps=4, num_stages=3)  # a first choice, not swept
     cfg = linear_config(M, N, K, layer_norm)
     if cfg["kernel"] == "rows": cfg = dot_config(N, K)  # 12b's few-row GEMV (when switched on) has no quantized twin: tl.dot's tiles
     if bits == 4 and cfg["kernel"] == "gemv" and not layer_norm:
@@ -129,15 +133,16 @@ def quant_linear_config(M: int, N: int, K: int, bits: int, layer_norm: bool = Fa
 # %% ../nbs/17b_quant_kernels.ipynb #571e37ec
 def _check_rows(x: torch.Tensor, N: int, bias, residual, ln) -> None:
     M, K = x.shape
-    if M > MAX_FUSED_ROWS: raise ValueError(f"the fused kernels take at most {MAX_FUSED_ROWS} rows, got {M}")
     if x.stride(1) != 1: raise ValueError("x must have contiguous rows")
     if bias is not None and bias.shape != (N,): raise ValueError(f"bias must be ({N},)")
     if residual is not None and (residual.shape != (M, N) or residual.stride(1) != 1): raise ValueError(f"residual must be ({M}, {N}) with contiguous rows")
     if ln is not None and (ln[0].shape != (K,) or ln[1].shape != (K,)): raise ValueError(f"LayerNorm weight and bias must be ({K},)")
 
 def _check_config(cfg: dict, M: int, min_dot_k: int) -> dict:
+    if cfg["kernel"] not in ("gemv", "dot"): raise ValueError(f"kernel must be 'gemv' or 'dot', got {cfg['kernel']!r}")
     if cfg["kernel"] == "gemv" and M != 1: raise ValueError("the gemv kernel takes one row")
-    if cfg["kernel"] == "dot" and (cfg["BLOCK_N"] < 16 or cfg["BLOCK_K"] < min_dot_k): raise ValueError(f"the dot kernel needs BLOCK_N >= 16 and BLOCK_K >= {min_dot_k}")
+    if cfg["kernel"] == "dot" and (cfg["BLOCK_N"] < 16 or cfg.get("BLOCK_M", 16) < 16 or cfg["BLOCK_K"] < min_dot_k):
+        raise ValueError(f"the dot kernel needs BLOCK_M and BLOCK_N >= 16 and BLOCK_K >= {min_dot_k}")
     return dict(cfg)
 
 def _prologue(x: torch.Tensor, N: int, cfg: dict, bias, gelu: bool, residual, ln) -> tuple:
@@ -157,12 +162,13 @@ def int8_linear_kernel(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tens
     if scale.shape != (N,) or scale.dtype != x.dtype: raise ValueError(f"scale must be ({N},) in x's dtype {x.dtype}")
     cfg = _check_config(config or quant_linear_config(M, N, K, 8, layer_norm=ln is not None), M, min_dot_k=16)
     x, (lnw, lnb, eps), out, b, r, flags = _prologue(x, N, cfg, bias, gelu, residual, ln)
-    grid = (triton.cdiv(N, cfg["BLOCK_N"]),)
+    block_m = cfg.pop("BLOCK_M", MAX_FUSED_ROWS)
+    grid = (triton.cdiv(N, cfg["BLOCK_N"]), triton.cdiv(M, block_m))
     if cfg.pop("kernel") == "gemv":
-        _int8_gemv_kernel[grid](x, qweight, scale, b, r, out, lnw, lnb, eps, N, K, qweight.stride(0), r.stride(0), out.stride(0), *flags, **cfg)
+        _int8_gemv_kernel[grid[:1]](x, qweight, scale, b, r, out, lnw, lnb, eps, N, K, qweight.stride(0), r.stride(0), out.stride(0), *flags, **cfg)
     else:
         _int8_linear_kernel[grid](x, qweight, scale, b, r, out, M, N, K, x.stride(0), qweight.stride(0), r.stride(0), out.stride(0), *flags[:3],
-                                  dot_precision(x.dtype), MAX_FUSED_ROWS, **cfg)
+                                  dot_precision(x.dtype), block_m, **cfg)
     return out
 
 # %% ../nbs/17b_quant_kernels.ipynb #e7b5676c
@@ -183,14 +189,15 @@ def int4_linear_kernel(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Ten
     _check_rows(x, N, bias, residual, ln); _check_int4(x, qweight, scales, zeros, group_size)
     cfg = _check_config(config or quant_linear_config(M, N, K, 4, layer_norm=ln is not None), M, min_dot_k=32)
     x, (lnw, lnb, eps), out, b, r, flags = _prologue(x, N, cfg, bias, gelu, residual, ln)
-    grid, group = (triton.cdiv(N, cfg["BLOCK_N"]),), dict(GROUP=group_size, PIECE=min(cfg["BLOCK_K"], group_size))
+    block_m = cfg.pop("BLOCK_M", MAX_FUSED_ROWS)
+    grid, group = (triton.cdiv(N, cfg["BLOCK_N"]), triton.cdiv(M, block_m)), dict(GROUP=group_size, PIECE=min(cfg["BLOCK_K"], group_size))
     if cfg.pop("kernel") == "gemv":
-        _int4_gemv_kernel[grid](x, qweight, scales, zeros, b, r, out, lnw, lnb, eps, N, K, qweight.stride(0), scales.stride(0),
+        _int4_gemv_kernel[grid[:1]](x, qweight, scales, zeros, b, r, out, lnw, lnb, eps, N, K, qweight.stride(0), scales.stride(0),
                                 r.stride(0), out.stride(0), *flags, **group, **cfg)
     else:
         _int4_linear_kernel[grid](x, qweight, scales, zeros, b, r, out, M, N, K, x.stride(0), qweight.stride(0), scales.stride(0),
                                   r.stride(0), out.stride(0), *flags[:3], dot_precision(x.dtype), **group,
-                                  BLOCK_M=MAX_FUSED_ROWS, **cfg)
+                                  BLOCK_M=block_m, **cfg)
     return out
 
 # %% ../nbs/17b_quant_kernels.ipynb #685e1d6b

@@ -18,7 +18,7 @@ from safetensors.torch import load_model as load_model_file, save_model
 from .loading import WeightsNotFoundError, load_config, load_model, model_file, resolve_device, resolve_dtype
 from .model import GPT2, GPT2Config
 from .model_runner import cap_gpu_memory
-from .quant_kernels import int4_linear_kernel, int8_linear_kernel
+from .quant_kernels import QUANT_GEMM_MAX_ROWS, int4_linear_kernel, int8_linear_kernel
 from .quantization import (DEFAULT_GROUP_SIZE, PROJECTIONS, QuantizationConfig, dequantize_int4, dequantize_int8,
                                 num_groups, quantize_int4, quantize_int8, require_bitsandbytes)
 
@@ -30,13 +30,17 @@ __all__ = ['QUANT_METHOD', 'FORMAT_VERSION', 'COMPANION_FILES', 'QuantizedLinear
 
 # %% ../nbs/17c_quantized.ipynb #9bd896a2
 class QuantizedLinear(nn.Module):
-    "Base of the quantized projections: `forward` rebuilds the weight (`dequantized`) and applies `F.linear`."
+    "Base of the quantized projections: `fused`, 17b's kernel; `forward`, the kernel on CUDA up to `QUANT_GEMM_MAX_ROWS` rows, else the rebuilt weight (`dequantized`) and `F.linear`."
     in_features: int
     out_features: int
 
     def dequantized(self) -> torch.Tensor: raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor: return F.linear(x, self.dequantized().to(x.dtype), self.bias)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        "x (…, K): on CUDA with at most `QUANT_GEMM_MAX_ROWS` rows, Part 17b's kernel (`fused`); else the rebuilt weight and `F.linear`."
+        rows = x.reshape(-1, self.in_features)
+        if x.is_cuda and len(rows) <= QUANT_GEMM_MAX_ROWS: return self.fused(rows.contiguous()).view(*x.shape[:-1], self.out_features)
+        return F.linear(x, self.dequantized().to(x.dtype), self.bias)
 
     def extra_repr(self) -> str: return f"in_features={self.in_features}, out_features={self.out_features}"
 
@@ -54,7 +58,7 @@ class Int8Linear(QuantizedLinear):
     def dequantized(self) -> torch.Tensor: return dequantize_int8(self.qweight, self.scale)
 
     def fused(self, x: torch.Tensor, gelu: bool = False, residual: torch.Tensor | None = None, ln: tuple | None = None) -> torch.Tensor:
-        "Part 12b's hook: `ln`, this projection, then GELU or `+ residual`, in Part 17b's W8A16 kernel (x: (M ≤ 16, K))."
+        "Part 12b's hook: `ln`, this projection, then GELU or `+ residual`, in Part 17b's W8A16 kernel (x: (M, K))."
         return int8_linear_kernel(x, self.qweight, self.scale, self.bias, gelu, residual, ln)
 
 class Int4Linear(QuantizedLinear):
@@ -71,7 +75,7 @@ class Int4Linear(QuantizedLinear):
     def dequantized(self) -> torch.Tensor: return dequantize_int4(self.qweight, self.scales, self.zeros, self.group_size)
 
     def fused(self, x: torch.Tensor, gelu: bool = False, residual: torch.Tensor | None = None, ln: tuple | None = None) -> torch.Tensor:
-        "Part 12b's hook: `ln`, this projection, then GELU or `+ residual`, in Part 17b's W4A16 kernel (x: (M ≤ 16, K))."
+        "Part 12b's hook: `ln`, this projection, then GELU or `+ residual`, in Part 17b's W4A16 kernel (x: (M, K))."
         return int4_linear_kernel(x, self.qweight, self.scales, self.zeros, self.group_size, self.bias, gelu, residual, ln)
 
     def extra_repr(self) -> str: return f"{super().extra_repr()}, group_size={self.group_size}"

@@ -109,7 +109,7 @@ def test_lora_on_gpu_graphs_mixed_batch_and_kernels(standin_6l):
     runner = llm.engine.runner
     assert runner.graphs is not None and type(runner.model.h[0]).__name__ == "FusedBlock"
     plain, plain_graphs = runner.views[False]  # steps without adapters (request 0 alone): the plain fused model, graphs of its own
-    assert plain_graphs is not None and plain_graphs is not runner.graphs and type(plain.h[0].attn.c_attn).__name__ != "LoRALinear"
+    assert plain_graphs is not None and plain_graphs is not runner.views[True][1] and type(plain.h[0].attn.c_attn).__name__ != "LoRALinear"
     loras = [None, LoRARequest("business", 1, str(adapters / "business")), LoRARequest("poetry", 2, str(adapters / "poetry"))]
     requests = [(PROMPTS[i % 4], loras[i % 3]) for i in range(16)]  # request 4 is request 0's prompt with business
     alone = [llm.generate([p], GREEDY_32, lora_request=r)[0].outputs[0].token_ids for p, r in requests]
@@ -195,3 +195,18 @@ def test_lora_linear_one_launch_under_graph_replays():
                 for got, w in zip(outs, want): assert torch.equal(got, w), M
         run(True)
         assert torch.equal(counters, left)
+
+
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_quantized_projection_kernels_at_every_row_count(method):
+    "Parts 17b/17c compiled: a quantized projection's call at 1, 2-16 and tiles of 64 rows (17b's kernels) and past 512 (the rebuilt weight) equals F.linear on the rebuilt weight."
+    from torch import nn
+    from ruvon.quant_kernels import QUANT_GEMM_MAX_ROWS
+    from ruvon.quantized import Int4Linear, Int8Linear
+    torch.manual_seed(0)
+    lin = nn.Linear(1600, 4800, device="cuda", dtype=torch.float16)
+    q = Int8Linear.from_linear(lin) if method == "int8" else Int4Linear.from_linear(lin, 128)
+    w = q.dequantized().float()
+    for M in (1, 5, 16, 17, 100, QUANT_GEMM_MAX_ROWS, QUANT_GEMM_MAX_ROWS + 1):
+        x = torch.randn(M, 1600, device="cuda", dtype=torch.float16)
+        torch.testing.assert_close(q(x).float(), torch.nn.functional.linear(x.float(), w, q.bias.float()), atol=2e-2, rtol=2e-2)
