@@ -155,35 +155,35 @@ def lora_expand(y: torch.Tensor, t: torch.Tensor, B: torch.Tensor, slots: torch.
 # %% ../nbs/18b_lora_kernels.ipynb #b9b514ba
 GROUP_ROWS = 16  # rows of one adapter per program of the grouped kernels: tl.dot's smallest tile
 
-def max_row_groups(M: int, S: int, block_m: int = GROUP_ROWS) -> int:
+def max_row_groups(M: int, S: int) -> int:
     "The most groups `lora_row_groups` can make of M rows over S slots."
-    return -(-M // block_m) + min(S, M)
+    return -(-M // GROUP_ROWS) + min(S, M)
 
-def lora_row_groups(slots, block_m: int = GROUP_ROWS) -> tuple[np.ndarray, np.ndarray]:
-    "The rows with a slot >= 0, sorted by slot (stably), and the int32 table (3, groups) of (slot, start, count): runs of at most block_m sorted rows of one slot."
+def lora_row_groups(slots) -> tuple[np.ndarray, np.ndarray]:
+    "The rows with a slot >= 0, sorted by slot (stably), and the int32 table (groups, 3) of (slot, start, count): runs of at most GROUP_ROWS sorted rows of one slot."
     s = np.asarray(slots, dtype=np.int64)
     order = np.flatnonzero(s >= 0)
     order = order[np.argsort(s[order], kind="stable")]
     bounds = np.flatnonzero(np.diff(s[order])) + 1                      # where the sorted slot changes
     runs = zip(np.r_[0, bounds], np.r_[bounds, len(order)]) if len(order) else []
-    groups = [(s[order[a]], g, min(block_m, b - g)) for a, b in runs for g in range(a, b, block_m)]
-    return order.astype(np.int32), np.array(groups, dtype=np.int32).reshape(-1, 3).T.copy()
+    groups = [(s[order[a]], g, min(GROUP_ROWS, b - g)) for a, b in runs for g in range(a, b, GROUP_ROWS)]
+    return order.astype(np.int32), np.array(groups, dtype=np.int32).reshape(-1, 3)
 
 # %% ../nbs/18b_lora_kernels.ipynb #fc9e27f8
 @triton.jit
-def _group(order_ptr, groups_ptr, g, groups_stride, BLOCK_M: tl.constexpr):
-    "Group g of the table: its slot, its rows (int64; masked by `i < count`), i and count."
-    slot = tl.load(groups_ptr + g).to(tl.int64)
-    start, count = tl.load(groups_ptr + groups_stride + g), tl.load(groups_ptr + 2 * groups_stride + g)
+def _group(order_ptr, groups_ptr, g, BLOCK_M: tl.constexpr):
+    "Group g of the (groups, 3) table: its slot, its rows (int64; masked by `i < count`), i and count."
+    slot = tl.load(groups_ptr + 3 * g).to(tl.int64)
+    start, count = tl.load(groups_ptr + 3 * g + 1), tl.load(groups_ptr + 3 * g + 2)
     i = tl.arange(0, BLOCK_M)
     return slot, tl.load(order_ptr + start + i, mask=i < count, other=0).to(tl.int64), i, count
 
 @triton.jit
-def _shrink_groups_kernel(x_ptr, a_ptr, order_ptr, groups_ptr, t_ptr, M, K, R, stride_xm, stride_as, stride_ar, groups_stride,
+def _shrink_groups_kernel(x_ptr, a_ptr, order_ptr, groups_ptr, t_ptr, M, K, R, stride_xm, stride_as, stride_ar,
                           PRECISION: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
     g, split = tl.program_id(0), tl.program_id(1)
-    if tl.load(groups_ptr + 2 * groups_stride + g) > 0:             # count 0: an unused entry
-        slot, rows, i, count = _group(order_ptr, groups_ptr, g, groups_stride, BLOCK_M)
+    if tl.load(groups_ptr + 3 * g + 2) > 0:                         # count 0: an unused entry
+        slot, rows, i, count = _group(order_ptr, groups_ptr, g, BLOCK_M)
         r = tl.arange(0, BLOCK_R)
         acc = tl.zeros((BLOCK_M, BLOCK_R), dtype=tl.float32)
         for k0 in range(split * BLOCK_K, K, SPLIT_K * BLOCK_K):       # this split's chunks, as in `lora_shrink`
@@ -194,11 +194,11 @@ def _shrink_groups_kernel(x_ptr, a_ptr, order_ptr, groups_ptr, t_ptr, M, K, R, s
         tl.store(t_ptr + (split * M + rows[:, None]) * R + r[None, :], acc, mask=(i[:, None] < count) & (r[None, :] < R))
 
 @triton.jit
-def _expand_groups_kernel(t_ptr, b_ptr, order_ptr, groups_ptr, y_ptr, M, N, R, stride_bs, stride_bn, stride_ym, groups_stride,
+def _expand_groups_kernel(t_ptr, b_ptr, order_ptr, groups_ptr, y_ptr, M, N, R, stride_bs, stride_bn, stride_ym,
                           PRECISION: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr):
     g = tl.program_id(0)
-    if tl.load(groups_ptr + 2 * groups_stride + g) > 0:
-        slot, rows, i, count = _group(order_ptr, groups_ptr, g, groups_stride, BLOCK_M)
+    if tl.load(groups_ptr + 3 * g + 2) > 0:
+        slot, rows, i, count = _group(order_ptr, groups_ptr, g, BLOCK_M)
         n, r = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_R)
         t = tl.zeros((BLOCK_M, BLOCK_R), dtype=tl.float32)
         for s in range(SPLIT_K):                                      # the partials, in split order
@@ -211,21 +211,22 @@ def _expand_groups_kernel(t_ptr, b_ptr, order_ptr, groups_ptr, y_ptr, M, N, R, s
 # %% ../nbs/18b_lora_kernels.ipynb #a2bcd571
 def lora_add_groups(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, order: torch.Tensor, groups: torch.Tensor,
                     config: dict | None = None) -> torch.Tensor:
-    "y[m] += B[slot] A[slot] x[m] in place for the rows of `lora_row_groups`' `order` and `groups` (int32 on y's device; more columns than groups: count 0)."
+    "y[m] += B[slot] A[slot] x[m] in place for the rows of `lora_row_groups`' `order` and `groups` (int32 on y's device; more rows than groups: count 0)."
     (M, K), (N, R) = x.shape, (B.shape[1], A.shape[1])
     config = config or lora_kernel_config(K, R)
     _check_lora_config(config, R)
+    if min(config["BLOCK_K"], config["BLOCK_R"]) < 16: raise ValueError("the grouped kernels' tl.dot needs BLOCK_K and BLOCK_R >= 16")
     if A.ndim != 3 or B.shape != (A.shape[0], N, R) or A.shape[2] != K or not A.is_contiguous() or not B.is_contiguous():
         raise ValueError(f"need contiguous A (slots, r, {K}) and B (slots, out, r); got {tuple(A.shape)} and {tuple(B.shape)}")
     if y.shape != (M, N) or y.stride(1) != 1 or x.stride(1) != 1: raise ValueError(f"need x (M, K) and y ({M}, {N}) with contiguous rows")
-    if groups.ndim != 2 or groups.shape[0] != 3 or groups.dtype != torch.int32 or order.dtype != torch.int32 or groups.stride(1) != 1:
-        raise ValueError("need order int32 and groups int32 (3, groups) with contiguous rows, from lora_row_groups")
-    G, precision = groups.shape[1], dot_precision(x.dtype)
+    if groups.ndim != 2 or groups.shape[1] != 3 or groups.dtype != torch.int32 or order.dtype != torch.int32 or not groups.is_contiguous():
+        raise ValueError("need order int32 and groups int32 (groups, 3), contiguous, from lora_row_groups")
+    G, precision = groups.shape[0], dot_precision(x.dtype)
     t = torch.empty(config["SPLIT_K"], M, R, dtype=torch.float32, device=x.device)
-    _shrink_groups_kernel[(G, config["SPLIT_K"])](x, A, order, groups, t, M, K, R, x.stride(0), A.stride(0), A.stride(1), groups.stride(0),
-                                                  precision, config["SPLIT_K"], GROUP_ROWS, config["BLOCK_R"], config["BLOCK_K"], num_warps=4)
+    _shrink_groups_kernel[(G, config["SPLIT_K"])](x, A, order, groups, t, M, K, R, x.stride(0), A.stride(0), A.stride(1), precision,
+                                                  config["SPLIT_K"], GROUP_ROWS, config["BLOCK_R"], config["BLOCK_K"], num_warps=4)
     _expand_groups_kernel[(G, triton.cdiv(N, config["BLOCK_N"]))](t, B, order, groups, y, M, N, R, B.stride(0), B.stride(1), y.stride(0),
-                                                                  groups.stride(0), precision, config["SPLIT_K"], GROUP_ROWS,
+                                                                  precision, config["SPLIT_K"], GROUP_ROWS,
                                                                   config["BLOCK_N"], config["BLOCK_R"], num_warps=4)
     return y
 

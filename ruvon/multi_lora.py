@@ -9,7 +9,6 @@ import dataclasses
 import itertools
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,7 +16,7 @@ from torch import nn
 from .config import ConfigError, EngineConfig
 from .cuda_graphs import GraphModelRunner
 from .engine import EngineRequest, LLMEngine
-from .fused import fused_linear, shallow_copy
+from .fused import MAX_FUSED_ROWS, fused_linear, shallow_copy
 from .lora import DEFAULT_MAX_LORA_RANK, LoRAAdapter, check_lora_fits, load_lora
 from .lora_kernels import lora_add, lora_counters, lora_linear, lora_row_groups, max_row_groups
 from .model import GPT2, Block
@@ -64,7 +63,8 @@ class LoRASlots:
             self.B[name] = torch.zeros(S, p.out_features, R, dtype=w.dtype, device=w.device)
         self.token_slots = torch.full((max_tokens,), -1, dtype=torch.int32, device=w.device)
         self.row_order = torch.zeros(max_tokens, dtype=torch.int32, device=w.device)              # 18b's groups of the same tokens,
-        self.row_groups = torch.zeros(3, max_row_groups(max_tokens, S), dtype=torch.int32, device=w.device)  # for the grouped kernels
+        self.row_groups = torch.zeros(max_row_groups(max_tokens, S), 3, dtype=torch.int32, device=w.device)  # for the grouped kernels
+        self.grouped_rows = 0                                                                     # how many rows they describe (0: none)
         self.sites = {name: i for i, name in enumerate(projection_names(model))}  # 18b's one-launch kernel: a counter per projection,
         self.counters = lora_counters(len(self.sites), w.device)                  # each zeroed by the next projection's launch
         self.use_kernels: bool | None = None  # None: 18b's kernels on CUDA, PyTorch elsewhere
@@ -91,21 +91,25 @@ def load(self: LoRASlots, slot: int, adapter: LoRAAdapter) -> None:
         self.B[name][slot, :, :r].copy_(adapter.config.scaling * B.float())
 
 def set_token_slots(self: LoRASlots, slots: list[int], pad_to: int = 0) -> None:
-    "The slot of each token of the next forward pass (-1: none), padded with -1 to `pad_to` tokens; and 18b's groups of those tokens."
+    "The slot of each token of the next forward pass (-1: none), padded with -1 to `pad_to` tokens; past 16 tokens, 18b's groups of them too."
     n = max(len(slots), pad_to)
     if n > len(self.token_slots): raise ValueError(f"{n} tokens in one forward pass, but the pool indexes at most {len(self.token_slots)}")
-    padded = slots + [-1] * (n - len(slots))
-    order, groups = lora_row_groups(padded)
-    table = np.zeros((3, max_row_groups(n, self.config.max_loras)), dtype=np.int32)  # every group a launch of n rows can read: unused ones count 0
-    table[:, : groups.shape[1]] = groups
     pin = self.token_slots.is_cuda  # pinned: the host does not wait for the GPU (the allocator keeps each host tensor until its copy ran)
-    self.token_slots[:n].copy_(torch.tensor(padded, dtype=torch.int32, pin_memory=pin), non_blocking=True)
-    self.row_order[: len(order)].copy_(torch.from_numpy(order).pin_memory() if pin else torch.from_numpy(order), non_blocking=True)
-    self.row_groups[:, : table.shape[1]].copy_(torch.from_numpy(table).pin_memory() if pin else torch.from_numpy(table), non_blocking=True)
+    self.token_slots[:n].copy_(torch.tensor(slots + [-1] * (n - len(slots)), dtype=torch.int32, pin_memory=pin), non_blocking=True)
+    self.grouped_rows = 0
+    if len(slots) <= MAX_FUSED_ROWS: return  # a pass this small runs Part 12b's few-row kernels, which read the slots alone
+    order, groups = lora_row_groups(slots)   # the padding is -1: in no group
+    G = max_row_groups(n, self.config.max_loras)  # every group a launch of up to n rows reads: the unused ones count 0
+    host = torch.zeros(len(order) + 3 * G, dtype=torch.int32, pin_memory=pin)
+    host[: len(order)], host[len(order) : len(order) + groups.size] = torch.from_numpy(order), torch.from_numpy(groups.ravel())
+    self.row_order[: len(order)].copy_(host[: len(order)], non_blocking=True)
+    self.row_groups[:G].view(-1).copy_(host[len(order) :], non_blocking=True)
+    self.grouped_rows = n
 
-def groups_for(self: LoRASlots, M: int) -> tuple[torch.Tensor, torch.Tensor]:
-    "18b's `lora_add_groups` arguments for a projection of the pass's first M tokens: the sorted rows and the table's first `max_row_groups` entries."
-    return self.row_order, self.row_groups[:, : max_row_groups(M, self.config.max_loras)]
+def groups_for(self: LoRASlots, M: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    "18b's `lora_add_groups` arguments for a projection of the pass's first M tokens, or None if this pass has no groups of that many (the per-row kernels then)."
+    if M > self.grouped_rows: return None
+    return self.row_order, self.row_groups[: max_row_groups(M, self.config.max_loras)]
 
 LoRASlots.check_fits, LoRASlots.load, LoRASlots.set_token_slots, LoRASlots.groups_for = check_fits, load, set_token_slots, groups_for
 
@@ -188,7 +192,7 @@ class LoRAModelRunner(GraphModelRunner):
         self.adapters_on = any(s >= 0 for s in getattr(batch, "lora_slots", None) or ())
         self.model, self.graphs = self.views[self.adapters_on]  # this step's view: what 13c's compute and Part 8's forward run
         if self.adapters_on and (n := self.num_padded(batch)):  # the graph's rows: the leading one-token decodes, padded with -1
-            self.lora_slots.set_token_slots(token_lora_slots(batch)[:n], pad_to=self.config.max_num_seqs)
+            self.lora_slots.set_token_slots(batch.lora_slots[:n], pad_to=self.config.max_num_seqs)
         try: return super().compute(batch)     # its plain pass, if any, goes through `forward` below
         except BaseException:
             self.lora_slots.counters.zero_()   # a pass cut short may leave a projection's counter counted, and no next launch to zero it

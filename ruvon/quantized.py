@@ -33,14 +33,16 @@ class QuantizedLinear(nn.Module):
     "Base of the quantized projections: `fused`, 17b's kernel; `forward`, the kernel on CUDA up to `QUANT_GEMM_MAX_ROWS` rows, else the rebuilt weight (`dequantized`) and `F.linear`."
     in_features: int
     out_features: int
+    dtype: torch.dtype  # the activations' dtype its kernel takes: its scales'
 
     def dequantized(self) -> torch.Tensor: raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         "x (…, K): on CUDA with at most `QUANT_GEMM_MAX_ROWS` rows, Part 17b's kernel (`fused`); else the rebuilt weight and `F.linear`."
         rows = x.reshape(-1, self.in_features)
-        if x.is_cuda and len(rows) <= QUANT_GEMM_MAX_ROWS: return self.fused(rows.contiguous()).view(*x.shape[:-1], self.out_features)
-        return F.linear(x, self.dequantized().to(x.dtype), self.bias)
+        if x.is_cuda and len(rows) <= QUANT_GEMM_MAX_ROWS and x.dtype == self.dtype and not (x.requires_grad and torch.is_grad_enabled()):
+            return self.fused(rows.contiguous()).view(*x.shape[:-1], self.out_features)
+        return F.linear(x, self.dequantized().to(x.dtype), self.bias)  # other dtypes and gradients too: the kernels have neither
 
     def extra_repr(self) -> str: return f"in_features={self.in_features}, out_features={self.out_features}"
 
@@ -56,6 +58,9 @@ class Int8Linear(QuantizedLinear):
         return cls(*quantize_int8(linear.weight.detach()), _bias(linear))
 
     def dequantized(self) -> torch.Tensor: return dequantize_int8(self.qweight, self.scale)
+
+    @property
+    def dtype(self) -> torch.dtype: return self.scale.dtype  # the activations' dtype the kernel takes
 
     def fused(self, x: torch.Tensor, gelu: bool = False, residual: torch.Tensor | None = None, ln: tuple | None = None) -> torch.Tensor:
         "Part 12b's hook: `ln`, this projection, then GELU or `+ residual`, in Part 17b's W8A16 kernel (x: (M, K))."
@@ -73,6 +78,9 @@ class Int4Linear(QuantizedLinear):
         return cls(*quantize_int4(linear.weight.detach(), group_size), _bias(linear), group_size)
 
     def dequantized(self) -> torch.Tensor: return dequantize_int4(self.qweight, self.scales, self.zeros, self.group_size)
+
+    @property
+    def dtype(self) -> torch.dtype: return self.scales.dtype  # the activations' dtype the kernel takes
 
     def fused(self, x: torch.Tensor, gelu: bool = False, residual: torch.Tensor | None = None, ln: tuple | None = None) -> torch.Tensor:
         "Part 12b's hook: `ln`, this projection, then GELU or `+ residual`, in Part 17b's W4A16 kernel (x: (M, K))."

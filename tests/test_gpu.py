@@ -197,16 +197,17 @@ def test_lora_linear_one_launch_under_graph_replays():
         assert torch.equal(counters, left)
 
 
-@pytest.mark.parametrize("method", ["int8", "int4"])
+@pytest.mark.parametrize("method", ["int8", "int4-g128", "int4-g32"])
 def test_quantized_projection_kernels_at_every_row_count(method):
     "Parts 17b/17c compiled: a quantized projection's call at 1, 2-16 and tiles of 64 rows (17b's kernels) and past 512 (the rebuilt weight) equals F.linear on the rebuilt weight."
     from torch import nn
     from ruvon.quant_kernels import QUANT_GEMM_MAX_ROWS
     from ruvon.quantized import Int4Linear, Int8Linear
     torch.manual_seed(0)
-    lin = nn.Linear(1600, 4800, device="cuda", dtype=torch.float16)
-    q = Int8Linear.from_linear(lin) if method == "int8" else Int4Linear.from_linear(lin, 128)
-    w = q.dequantized().float()
-    for M in (1, 5, 16, 17, 100, QUANT_GEMM_MAX_ROWS, QUANT_GEMM_MAX_ROWS + 1):
-        x = torch.randn(M, 1600, device="cuda", dtype=torch.float16)
-        torch.testing.assert_close(q(x).float(), torch.nn.functional.linear(x.float(), w, q.bias.float()), atol=2e-2, rtol=2e-2)
+    for K, N in [(1600, 4800), (1000, 600)]:  # GPT-2 XL's QKV; and sizes that are no multiple of the 64-wide tiles
+        lin = nn.Linear(K, N, device="cuda", dtype=torch.float16)
+        q = Int8Linear.from_linear(lin) if method == "int8" else Int4Linear.from_linear(lin, int(method.split("-g")[1]))
+        w = q.dequantized().float()
+        for M in (1, 5, 16, 17, 100, QUANT_GEMM_MAX_ROWS, QUANT_GEMM_MAX_ROWS + 1):
+            x = torch.randn(M, K, device="cuda", dtype=torch.float16)
+            torch.testing.assert_close(q(x).float(), torch.nn.functional.linear(x.float(), w, q.bias.float()), atol=2e-2, rtol=2e-2)
