@@ -159,8 +159,8 @@ def many_rows_timings(model, num_loras: int, rank: int, rows=(64, 256)) -> list[
             x, y = new(M, K), new(M, N)
             on = (torch.arange(M, device=x.device) % num_loras).int()
             order, groups = lora_row_groups(on.tolist())
-            table = torch.zeros(3, max_row_groups(M, num_loras), dtype=torch.int32)
-            table[:, : groups.shape[1]] = torch.from_numpy(groups)
+            table = torch.zeros(max_row_groups(M, num_loras), 3, dtype=torch.int32)
+            table[: len(groups)] = torch.from_numpy(groups)
             order, table = torch.from_numpy(order).to(x.device), table.to(x.device)
             row = {"projection": f"{parent}.{name}", "rows": M, "K": K, "N": N,
                    "base_us": us(lambda: torch.nn.functional.linear(x, p.weight, p.bias)),
