@@ -182,7 +182,9 @@ class LoRAModelRunner(GraphModelRunner):
     def __init__(self, model: GPT2, config: EngineConfig = EngineConfig(), lora: MultiLoRAConfig = MultiLoRAConfig(),
                  decode_mode: str | None = None):
         self.lora_slots = LoRASlots(model, lora, max_pass_tokens(config.for_model(model.config.n_positions)))
+        self.lora_slots.grouped_rows = len(self.lora_slots.token_slots)  # graphs of more than 16 rows capture the grouped kernels
         super().__init__(lora_view(model, self.lora_slots), config, decode_mode)  # pool first: the KV cache gets what is left
+        self.lora_slots.grouped_rows = 0                                # (the zeroed table: every group empty while capturing)
         plain = self.device_view(model)                  # the same weights without the LoRALinears, and graphs of their own
         self.views = {True: (self.model, self.graphs), False: (plain, self.decode_graphs(plain))}  # by: does the step use an adapter?
         self.adapters_on = True

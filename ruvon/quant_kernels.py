@@ -133,7 +133,8 @@ def quant_linear_config(M: int, N: int, K: int, bits: int, layer_norm: bool = Fa
 # %% ../nbs/17b_quant_kernels.ipynb #571e37ec
 def _check_rows(x: torch.Tensor, N: int, bias, residual, ln) -> None:
     M, K = x.shape
-    if M * max(K, N) >= 2**31: raise ValueError(f"{M} rows of {max(K, N)} numbers pass the kernels' 32-bit offsets: split the rows")
+    width = max(x.stride(0), K, N, residual.stride(0) if residual is not None else 0)  # the longest row step the kernels take
+    if M * width >= 2**31: raise ValueError(f"{M} rows {width} numbers apart pass the kernels' 32-bit offsets: split the rows")
     if x.stride(1) != 1: raise ValueError("x must have contiguous rows")
     if bias is not None and bias.shape != (N,): raise ValueError(f"bias must be ({N},)")
     if residual is not None and (residual.shape != (M, N) or residual.stride(1) != 1): raise ValueError(f"residual must be ({M}, {N}) with contiguous rows")

@@ -101,17 +101,17 @@ def test_varlen_prefill_matches_the_per_prompt_loop():
 
 
 def test_lora_on_gpu_graphs_mixed_batch_and_kernels(standin_6l):
-    "Part 18 on the GPU: 18b's kernels equal the PyTorch path; with CUDA graphs a mixed batch gives each request its tokens alone."
+    "Part 18 on the GPU: 18b's kernels equal the PyTorch path; with CUDA graphs (buckets of 16 rows and fewer, and 32: the grouped kernels) a mixed batch gives each request its tokens alone."
     from pathlib import Path
     from ruvon.multi_lora import LoRARequest
     adapters = Path(__file__).resolve().parents[1] / "adapters"
-    llm = LLM(str(standin_6l), device="cuda", dtype="float32", kv_cache_memory=1 << 30, max_num_seqs=16, enable_lora=True, max_loras=2)
+    llm = LLM(str(standin_6l), device="cuda", dtype="float32", kv_cache_memory=1 << 30, max_num_seqs=32, enable_lora=True, max_loras=2)
     runner = llm.engine.runner
     assert runner.graphs is not None and type(runner.model.h[0]).__name__ == "FusedBlock"
     plain, plain_graphs = runner.views[False]  # steps without adapters (request 0 alone): the plain fused model, graphs of its own
     assert plain_graphs is not None and plain_graphs is not runner.views[True][1] and type(plain.h[0].attn.c_attn).__name__ != "LoRALinear"
     loras = [None, LoRARequest("business", 1, str(adapters / "business")), LoRARequest("poetry", 2, str(adapters / "poetry"))]
-    requests = [(PROMPTS[i % 4], loras[i % 3]) for i in range(16)]  # request 4 is request 0's prompt with business
+    requests = [(PROMPTS[i % 4], loras[i % 3]) for i in range(24)]  # request 4 is request 0's prompt with business; 24 rows: bucket 32
     alone = [llm.generate([p], GREEDY_32, lora_request=r)[0].outputs[0].token_ids for p, r in requests]
     mixed = [o.outputs[0].token_ids for o in llm.generate([p for p, _ in requests], GREEDY_32, lora_request=[r for _, r in requests])]
     assert mixed == alone
@@ -125,6 +125,9 @@ def test_lora_on_gpu_graphs_mixed_batch_and_kernels(standin_6l):
         got = lora_add(y.clone(), x, slots.A["h.0.mlp.c_fc"], slots.B["h.0.mlp.c_fc"], idx, gelu, use_kernels=True)
         want = lora_add(y.clone(), x, slots.A["h.0.mlp.c_fc"], slots.B["h.0.mlp.c_fc"], idx, gelu, use_kernels=False)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    slots.set_token_slots(idx.tolist())  # the grouped kernels, with the pool's groups
+    got = lora_add(y.clone(), x, slots.A["h.0.mlp.c_fc"], slots.B["h.0.mlp.c_fc"], idx, groups=slots.groups_for(64))
+    torch.testing.assert_close(got, lora_add(y.clone(), x, slots.A["h.0.mlp.c_fc"], slots.B["h.0.mlp.c_fc"], idx, use_kernels=False), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32], ids=str)  # ids torch.float16, ...: -k float16 selects
