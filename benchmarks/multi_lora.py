@@ -147,7 +147,7 @@ def kernel_timings(model, num_loras: int, rank: int, rows=(1, 4, 16)) -> list[di
 def many_rows_timings(model, num_loras: int, rank: int, rows=(64, 256)) -> list[dict]:
     "Microseconds per call of each projection of block 0 at many rows (rows i on adapter i % num_loras): the base matmul, the update per row, the update grouped by adapter."
     from triton.testing import do_bench_cudagraph
-    from ruvon.lora_kernels import lora_add, lora_add_groups, lora_row_groups, max_row_groups
+    from ruvon.lora_kernels import lora_add, lora_add_groups, lora_row_groups
     block, g = model.h[0], torch.Generator(device=model.wte.weight.device).manual_seed(0)
     us, out = (lambda fn: do_bench_cudagraph(fn) * 1e3), []
     for parent, name in PROJECTIONS:
@@ -158,10 +158,7 @@ def many_rows_timings(model, num_loras: int, rank: int, rows=(64, 256)) -> list[
         for M in rows:
             x, y = new(M, K), new(M, N)
             on = (torch.arange(M, device=x.device) % num_loras).int()
-            order, groups = lora_row_groups(on.tolist())
-            table = torch.zeros(max_row_groups(M, num_loras), 3, dtype=torch.int32)
-            table[: len(groups)] = torch.from_numpy(groups)
-            order, table = torch.from_numpy(order).to(x.device), table.to(x.device)
+            order, table = (torch.from_numpy(a).to(x.device) for a in lora_row_groups(on.tolist(), num_loras))
             row = {"projection": f"{parent}.{name}", "rows": M, "K": K, "N": N,
                    "base_us": us(lambda: torch.nn.functional.linear(x, p.weight, p.bias)),
                    "per_row_us": us(lambda: lora_add(y, x, A, B, on, use_kernels=True)),

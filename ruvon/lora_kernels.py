@@ -122,12 +122,16 @@ def _check_lora_config(config: dict, R: int) -> None:
     for key in ("BLOCK_K", "BLOCK_N"):
         if key in config and not pow2(config[key]): raise ValueError(f"{key} must be a power of two, got {config[key]}")
 
-def _check_lora_args(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slots: torch.Tensor) -> None:
-    M, K = x.shape
+def _check_lora_pool(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> None:
+    "The stacked adapters against the input: A (slots, r, K), B (slots, out, r), contiguous; x with contiguous rows."
+    K = x.shape[1]
     if A.ndim != 3 or B.ndim != 3 or A.shape[0] != B.shape[0] or A.shape[1] != B.shape[2] or A.shape[2] != K:
         raise ValueError(f"need A (slots, r, {K}) and B (slots, out, r) with the same slots and r; got {tuple(A.shape)} and {tuple(B.shape)}")
-    if slots.shape != (M,) or slots.dtype != torch.int32: raise ValueError(f"slots must be int32 of shape ({M},), got {slots.dtype} {tuple(slots.shape)}")
     if x.stride(1) != 1 or not A.is_contiguous() or not B.is_contiguous(): raise ValueError("x needs contiguous rows; A and B must be contiguous")
+
+def _check_lora_args(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slots: torch.Tensor) -> None:
+    _check_lora_pool(x, A, B)
+    if slots.shape != (x.shape[0],) or slots.dtype != torch.int32: raise ValueError(f"slots must be int32 of shape ({x.shape[0]},), got {slots.dtype} {tuple(slots.shape)}")
 
 # %% ../nbs/18b_lora_kernels.ipynb #cdc696c1
 def lora_shrink(x: torch.Tensor, A: torch.Tensor, slots: torch.Tensor, config: dict, norm: tuple | None = None) -> torch.Tensor:
@@ -159,14 +163,17 @@ def max_row_groups(M: int, S: int) -> int:
     "The most groups `lora_row_groups` can make of M rows over S slots."
     return -(-M // GROUP_ROWS) + min(S, M)
 
-def lora_row_groups(slots) -> tuple[np.ndarray, np.ndarray]:
-    "The rows with a slot >= 0, sorted by slot (stably), and the int32 table (groups, 3) of (slot, start, count): runs of at most GROUP_ROWS sorted rows of one slot."
+def lora_row_groups(slots, max_slots: int | None = None, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The rows with a slot >= 0, sorted by slot (stably), and the int32 table (groups, 3) of (slot, start, count): runs of at most
+    GROUP_ROWS sorted rows of one slot. With `max_slots`, the table is padded with empty groups (count 0) to `max_row_groups(rows, max_slots)`
+    entries, what a launch over `rows` rows (default: all of `slots`) reads."""
     s = np.asarray(slots, dtype=np.int64)
     order = np.flatnonzero(s >= 0)
     order = order[np.argsort(s[order], kind="stable")]
     bounds = np.flatnonzero(np.diff(s[order])) + 1                      # where the sorted slot changes
     runs = zip(np.r_[0, bounds], np.r_[bounds, len(order)]) if len(order) else []
     groups = [(s[order[a]], g, min(GROUP_ROWS, b - g)) for a, b in runs for g in range(a, b, GROUP_ROWS)]
+    if max_slots is not None: groups += [(0, 0, 0)] * (max_row_groups(rows or len(s), max_slots) - len(groups))
     return order.astype(np.int32), np.array(groups, dtype=np.int32).reshape(-1, 3)
 
 # %% ../nbs/18b_lora_kernels.ipynb #fc9e27f8
@@ -216,9 +223,8 @@ def lora_add_groups(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.
     config = config or lora_kernel_config(K, R)
     _check_lora_config(config, R)
     if min(config["BLOCK_K"], config["BLOCK_R"]) < 16: raise ValueError("the grouped kernels' tl.dot needs BLOCK_K and BLOCK_R >= 16")
-    if A.ndim != 3 or B.shape != (A.shape[0], N, R) or A.shape[2] != K or not A.is_contiguous() or not B.is_contiguous():
-        raise ValueError(f"need contiguous A (slots, r, {K}) and B (slots, out, r); got {tuple(A.shape)} and {tuple(B.shape)}")
-    if y.shape != (M, N) or y.stride(1) != 1 or x.stride(1) != 1: raise ValueError(f"need x (M, K) and y ({M}, {N}) with contiguous rows")
+    _check_lora_pool(x, A, B)
+    if y.shape != (M, N) or y.stride(1) != 1: raise ValueError(f"need y ({M}, {N}) with contiguous rows")
     if groups.ndim != 2 or groups.shape[1] != 3 or groups.dtype != torch.int32 or order.dtype != torch.int32 or not groups.is_contiguous():
         raise ValueError("need order int32 and groups int32 (groups, 3), contiguous, from lora_row_groups")
     G, precision = groups.shape[0], dot_precision(x.dtype)

@@ -9,6 +9,7 @@ import dataclasses
 import itertools
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,7 +65,7 @@ class LoRASlots:
         self.token_slots = torch.full((max_tokens,), -1, dtype=torch.int32, device=w.device)
         self.row_order = torch.zeros(max_tokens, dtype=torch.int32, device=w.device)              # 18b's groups of the same tokens,
         self.row_groups = torch.zeros(max_row_groups(max_tokens, S), 3, dtype=torch.int32, device=w.device)  # for the grouped kernels
-        self.grouped_rows = 0                                                                     # how many rows they describe (0: none)
+        self.grouped_rows = max_tokens  # how many rows the groups describe: all zeros, no row has an adapter yet (graphs capture the grouped kernels)
         self.sites = {name: i for i, name in enumerate(projection_names(model))}  # 18b's one-launch kernel: a counter per projection,
         self.counters = lora_counters(len(self.sites), w.device)                  # each zeroed by the next projection's launch
         self.use_kernels: bool | None = None  # None: 18b's kernels on CUDA, PyTorch elsewhere
@@ -98,12 +99,11 @@ def set_token_slots(self: LoRASlots, slots: list[int], pad_to: int = 0) -> None:
     self.token_slots[:n].copy_(torch.tensor(slots + [-1] * (n - len(slots)), dtype=torch.int32, pin_memory=pin), non_blocking=True)
     self.grouped_rows = 0
     if len(slots) <= MAX_FUSED_ROWS: return  # a pass this small runs Part 12b's few-row kernels, which read the slots alone
-    order, groups = lora_row_groups(slots)   # the padding is -1: in no group
-    G = max_row_groups(n, self.config.max_loras)  # every group a launch of up to n rows reads: the unused ones count 0
-    host = torch.zeros(len(order) + 3 * G, dtype=torch.int32, pin_memory=pin)
-    host[: len(order)], host[len(order) : len(order) + groups.size] = torch.from_numpy(order), torch.from_numpy(groups.ravel())
+    order, groups = lora_row_groups(slots, self.config.max_loras, rows=n)  # every group a launch of up to n rows reads (the padding: in none)
+    host = torch.from_numpy(np.concatenate([order, groups.ravel()]))
+    host = host.pin_memory() if pin else host
     self.row_order[: len(order)].copy_(host[: len(order)], non_blocking=True)
-    self.row_groups[:G].view(-1).copy_(host[len(order) :], non_blocking=True)
+    self.row_groups[: len(groups)].view(-1).copy_(host[len(order) :], non_blocking=True)
     self.grouped_rows = n
 
 def groups_for(self: LoRASlots, M: int) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -182,9 +182,7 @@ class LoRAModelRunner(GraphModelRunner):
     def __init__(self, model: GPT2, config: EngineConfig = EngineConfig(), lora: MultiLoRAConfig = MultiLoRAConfig(),
                  decode_mode: str | None = None):
         self.lora_slots = LoRASlots(model, lora, max_pass_tokens(config.for_model(model.config.n_positions)))
-        self.lora_slots.grouped_rows = len(self.lora_slots.token_slots)  # graphs of more than 16 rows capture the grouped kernels
         super().__init__(lora_view(model, self.lora_slots), config, decode_mode)  # pool first: the KV cache gets what is left
-        self.lora_slots.grouped_rows = 0                                # (the zeroed table: every group empty while capturing)
         plain = self.device_view(model)                  # the same weights without the LoRALinears, and graphs of their own
         self.views = {True: (self.model, self.graphs), False: (plain, self.decode_graphs(plain))}  # by: does the step use an adapter?
         self.adapters_on = True
