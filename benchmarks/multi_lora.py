@@ -279,6 +279,7 @@ def main(argv=None):
                      "runs": {"throughput_tok_s": tput[k], "tpot_s": tpots[k]}}
         print(k, result[k], flush=True)
     result["pool_bytes"] = lora.runner.lora_slots.nbytes
+    write(args.json, result)  # the engines' numbers survive a run cut short during PEFT's
     del base, merged, lora, cases; free(device)
     if not args.skip_peft:
         result["peft"] = peft_numbers(fresh(), adapters, prompts, args.output_len, args.peft_batch, args.runs)
