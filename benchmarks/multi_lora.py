@@ -118,10 +118,9 @@ def kernel_timings(model, num_loras: int, rank: int, rows=(1, 4, 16)) -> list[di
     "Microseconds per call of each projection of block 0: Part 12b's kernel, `lora_linear` with rows on adapters and on none, its shrink."
     from triton.testing import do_bench_cudagraph
     from ruvon.fused import linear_kernel, linear_plan
-    from ruvon.lora_kernels import lora_counters, lora_decode_config, lora_linear, lora_shrink
+    from ruvon.lora_kernels import lora_decode_config, lora_linear, lora_shrink
     block, g = model.h[0], torch.Generator(device=model.wte.weight.device).manual_seed(0)
-    us, counters = (lambda fn: do_bench_cudagraph(fn) * 1e3), lora_counters(2, model.wte.weight.device)
-    in_turn = lambda fn: us(lambda: (fn(0), fn(1))) / 2  # lora_linear at two sites taking turns, as the engine's projections do: per call
+    us = lambda fn: do_bench_cudagraph(fn) * 1e3
     out = []
     for parent, name in PROJECTIONS:
         p = getattr(getattr(block, parent), name)
@@ -135,9 +134,8 @@ def kernel_timings(model, num_loras: int, rank: int, rows=(1, 4, 16)) -> list[di
             plan = linear_plan(x, p.weight, p.bias, res, kw["ln"])  # as lora_linear plans it: the shrink's input and LayerNorm
             row = {"projection": f"{parent}.{name}", "rows": M, "K": K, "N": N, "kernel": plan.kernel, "shrink_layer_norm": plan.ln is not None,
                    "base_us": us(lambda: linear_kernel(x, p.weight, residual=res, **kw)),
-                   "lora_us": in_turn(lambda site: lora_linear(x, p.weight, A, B, on, residual=res, counters=counters, site=site, one_launch=True, **kw)),
-                   "lora_base_rows_us": in_turn(lambda site: lora_linear(x, p.weight, A, B, off, residual=res, counters=counters, site=site, one_launch=True, **kw)),
-                   "lora_two_launches_us": us(lambda: lora_linear(x, p.weight, A, B, on, residual=res, one_launch=False, **kw)),
+                   "lora_us": us(lambda: lora_linear(x, p.weight, A, B, on, residual=res, **kw)),
+                   "lora_base_rows_us": us(lambda: lora_linear(x, p.weight, A, B, off, residual=res, **kw)),
                    "shrink_us": us(lambda: lora_shrink(plan.x, A, on, lora_decode_config(K, rank), plan.ln))}
             print(row, flush=True)
             out.append(row)

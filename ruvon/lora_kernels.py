@@ -13,9 +13,8 @@ from .fused import _dot_tile, _epilogue, _gelu_tanh, _gemv_dot, _ln_chunk, _norm
 from .kernels import interpret_triton_without_cuda
 
 # %% auto #0
-__all__ = ['MAX_TILE', 'GROUP_ROWS', 'ONE_LAUNCH_MAX_ROWS', 'lora_delta_reference', 'lora_kernel_config', 'lora_shrink',
-           'lora_expand', 'max_row_groups', 'lora_row_groups', 'lora_add_groups', 'lora_add_torch', 'lora_add',
-           'lora_decode_config', 'lora_linear', 'lora_counters']
+__all__ = ['MAX_TILE', 'GROUP_ROWS', 'lora_delta_reference', 'lora_kernel_config', 'lora_shrink', 'lora_expand', 'max_row_groups',
+           'lora_row_groups', 'lora_add_groups', 'lora_add_torch', 'lora_add', 'lora_decode_config', 'lora_linear']
 
 # %% ../nbs/18b_lora_kernels.ipynb #415fd736
 interpret_triton_without_cuda()
@@ -260,56 +259,32 @@ def lora_add(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
 
 # %% ../nbs/18b_lora_kernels.ipynb #b6349d70
 @triton.jit
-def _wait_for(count_ptr, target):
-    "Spin on plain (volatile) reads of the counter at count_ptr until it reaches target, then one acquire read: what the counting programs stored before they counted is visible after."
-    while tl.load(count_ptr, volatile=True) < target:
-        pass
-    tl.atomic_add(count_ptr, 0, sem="acquire")
-
-@triton.jit
-def _linear_lora_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps, t_ptr, lora_a_ptr, lora_b_ptr, slots_ptr, count_ptr, reset_ptr,
-                        M, N, K, R, stride_xm, stride_wn, stride_rm, stride_om, stride_as, stride_ar, stride_bs, stride_bn,
+def _linear_lora_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, eps, t_ptr, lora_b_ptr, slots_ptr,
+                        M, N, K, R, stride_xm, stride_wn, stride_rm, stride_om, stride_bs, stride_bn,
                         HAS_BIAS: tl.constexpr, GELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr, LAYER_NORM: tl.constexpr,
                         KERNEL: tl.constexpr, PRECISION: tl.constexpr, M_PAD: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_S: tl.constexpr,
-                        BLOCK_R: tl.constexpr, SHRINK_K: tl.constexpr, BLOCK_C: tl.constexpr, SHRINK_IN: tl.constexpr, RESET: tl.constexpr,
-                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ROW_LOOP: tl.constexpr = False):
-    shrinks, pid = M * SPLIT_K * SHRINK_IN, tl.program_id(0)          # SHRINK_IN 0: t was written by a shrink launch before this one
-    if RESET:
-        if pid == 0: tl.store(reset_ptr, 0)                           # the previous site's counter, ready for its next launch
-    if pid < shrinks:                                                 # a shrink program: one row, one split of K
-        _shrink_split(x_ptr, lora_a_ptr, slots_ptr, t_ptr, lnw_ptr, lnb_ptr, eps, (pid // SPLIT_K).to(tl.int64), pid % SPLIT_K,
-                      M, K, R, stride_xm, stride_as, stride_ar, LAYER_NORM, SPLIT_K, BLOCK_R, SHRINK_K, BLOCK_C)
-        tl.debug_barrier()                                            # every thread's partials stored before the count says so
-        tl.atomic_add(count_ptr, 1, sem="release")
-    else:                                                             # a base program: BLOCK_N outputs of every row
-        m = tl.arange(0, M_PAD)
-        n = (pid - shrinks) * BLOCK_N + tl.arange(0, BLOCK_N)
-        if KERNEL == "gemv":                                          # one row: its slot and B tile loaded before the weights
-            slot = tl.load(slots_ptr).to(tl.int64)
-            rank = tl.where(slot >= 0, R, 0)
-            b = _lora_b(lora_b_ptr, n, tl.maximum(slot, 0), rank, N, stride_bs, stride_bn, BLOCK_R)
-            if SHRINK_IN:                                             # one launch: the partials are being written; read them after waiting
-                acc = _gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, n, N, K, stride_wn, LAYER_NORM, BLOCK_N, BLOCK_K)
-                if rank > 0: _wait_for(count_ptr, shrinks)            # no adapter: nothing to wait for
-                t = _lora_t(t_ptr, 0, rank, M, R, SPLIT_K, BLOCK_S, BLOCK_R)
-            else:                                                     # two launches: the partials are there; ask for them before the weights
-                t = _lora_t(t_ptr, 0, rank, M, R, SPLIT_K, BLOCK_S, BLOCK_R)
-                acc = _gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, n, N, K, stride_wn, LAYER_NORM, BLOCK_N, BLOCK_K)
-            acc = (acc + tl.sum(b * t[None, :], axis=1))[None, :]     # rank 0: + 0
-        else:
-            if KERNEL == "rows": acc = _rows_gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, m, n, M, N, K, stride_xm, stride_wn, LAYER_NORM, M_PAD, BLOCK_N, BLOCK_K, ROW_LOOP)
-            else: acc = _dot_tile(x_ptr, w_ptr, m, n, M, N, K, stride_xm, stride_wn, PRECISION, M_PAD, BLOCK_N, BLOCK_K)
-            if SHRINK_IN: _wait_for(count_ptr, shrinks)
-            for i in range(0, M):                                     # (M_PAD, BLOCK_N) fp32 base sums; each row's own adapter
-                slot = tl.load(slots_ptr + i).to(tl.int64)
-                if slot >= 0:                                         # none: the base sums go on untouched
-                    delta = _lora_delta(t_ptr, lora_b_ptr, i, n, slot, R, M, N, R, stride_bs, stride_bn, SPLIT_K, BLOCK_S, BLOCK_R)
-                    acc = tl.where(m[:, None] == i, acc + delta[None, :], acc)
-        _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
+                        BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ROW_LOOP: tl.constexpr = False):
+    "BLOCK_N outputs of every row: Part 12b's base sums plus each row's update from the shrink's partials t, then the epilogue."
+    m = tl.arange(0, M_PAD)
+    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    if KERNEL == "gemv":                                              # one row: its slot, B tile and partials loaded before the weights
+        slot = tl.load(slots_ptr).to(tl.int64)
+        rank = tl.where(slot >= 0, R, 0)
+        b = _lora_b(lora_b_ptr, n, tl.maximum(slot, 0), rank, N, stride_bs, stride_bn, BLOCK_R)
+        t = _lora_t(t_ptr, 0, rank, M, R, SPLIT_K, BLOCK_S, BLOCK_R)
+        acc = _gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, n, N, K, stride_wn, LAYER_NORM, BLOCK_N, BLOCK_K)
+        acc = (acc + tl.sum(b * t[None, :], axis=1))[None, :]         # rank 0: + 0
+    else:
+        if KERNEL == "rows": acc = _rows_gemv_dot(x_ptr, w_ptr, lnw_ptr, lnb_ptr, eps, m, n, M, N, K, stride_xm, stride_wn, LAYER_NORM, M_PAD, BLOCK_N, BLOCK_K, ROW_LOOP)
+        else: acc = _dot_tile(x_ptr, w_ptr, m, n, M, N, K, stride_xm, stride_wn, PRECISION, M_PAD, BLOCK_N, BLOCK_K)
+        for i in range(0, M):                                         # (M_PAD, BLOCK_N) fp32 base sums; each row's own adapter
+            slot = tl.load(slots_ptr + i).to(tl.int64)
+            if slot >= 0:                                             # none: the base sums go on untouched
+                delta = _lora_delta(t_ptr, lora_b_ptr, i, n, slot, R, M, N, R, stride_bs, stride_bn, SPLIT_K, BLOCK_S, BLOCK_R)
+                acc = tl.where(m[:, None] == i, acc + delta[None, :], acc)
+    _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
 
 # %% ../nbs/18b_lora_kernels.ipynb #dd848668
-ONE_LAUNCH_MAX_ROWS = 0  # lora_linear runs the shrink inside its one launch up to this many rows; 0 = never (end to end it did not pay, see above)
-
 def lora_decode_config(K: int, R: int) -> dict:
     "Shrink tiles for the few-row path, from K and the maximum rank R alone: one split per chunk of at most 128 inputs, within the tile budget."
     block_r = max(16, triton.next_power_of_2(R))
@@ -318,37 +293,19 @@ def lora_decode_config(K: int, R: int) -> dict:
 
 def lora_linear(x: torch.Tensor, weight: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slots: torch.Tensor, bias: torch.Tensor | None = None,
                 gelu: bool = False, residual: torch.Tensor | None = None, ln: tuple | None = None, config: dict | None = None,
-                lora_config: dict | None = None, counters: torch.Tensor | None = None, site: int = 0, one_launch: bool | None = None) -> torch.Tensor:
+                lora_config: dict | None = None) -> torch.Tensor:
     """Part 12b's `linear_kernel` (x (M ≤ 16, K), weight (N, K), `ln`, bias, GELU, residual) with each row's LoRA update `B[slot] A[slot]` of its
-    input added before the epilogue: the shrink as a launch of its own, then the kernel; or, with `one_launch` (default: up to
-    `ONE_LAUNCH_MAX_ROWS` rows), both in one launch, the kernel counting its shrinks in `counters[site]`. `counters` (`lora_counters`):
-    every launch given them zeroes `counters[site - 1]` (cyclically), so launches sharing them must visit the sites in cyclic order, and
-    `counters[site]` must be 0 when a one-launch call starts (a counted one lets its base programs read partials not yet written).
-    Without `counters`, a one-launch call gets fresh zeros (a fill kernel) and a two-launch call needs none."""
+    input added before the epilogue: the shrink as a launch of its own (`lora_config`: its tiles), then the kernel."""
     _check_lora_args(x, A, B, slots)
     if B.shape[1] != weight.shape[0]: raise ValueError(f"need B (slots, {weight.shape[0]}, r) for a weight of {weight.shape[0]} outputs, got {tuple(B.shape)}")
     p = linear_plan(x, weight, bias, residual, ln, config)
     (M, K), N, R = p.x.shape, weight.shape[0], A.shape[1]
     lcfg = lora_config or lora_decode_config(K, R)
     _check_lora_config(lcfg, R)
-    one_launch = M <= ONE_LAUNCH_MAX_ROWS if one_launch is None else one_launch
-    reset = counters is not None
-    counters = lora_counters(2, x.device) if counters is None and one_launch else counters
-    if counters is not None and (counters.ndim != 1 or len(counters) < 2 or counters.dtype != torch.int32 or counters.device != x.device or not 0 <= site < len(counters)):
-        raise ValueError(f"counters must be at least 2 int32 zeros on {x.device} and site one of them, got {counters.dtype} {tuple(counters.shape)} and site {site}")
-    count, previous = (counters[site:], counters[site - 1 if site else len(counters) - 1:]) if counters is not None else (slots, slots)  # unused without
-    t = torch.empty(lcfg["SPLIT_K"], M, R, dtype=torch.float32, device=x.device) if one_launch else lora_shrink(p.x, A, slots, lcfg, p.ln)
+    t = lora_shrink(p.x, A, slots, lcfg, p.ln)
     b, r, lnw, lnb, eps = p.pointers
-    grid = (M * lcfg["SPLIT_K"] * one_launch + triton.cdiv(N, p.config["BLOCK_N"]),)
-    _linear_lora_kernel[grid](
-        p.x, weight, b, r, p.out, lnw, lnb, eps, t, A, B, slots, count, previous,
-        M, N, K, R, p.x.stride(0), weight.stride(0), r.stride(0), p.out.stride(0),
-        A.stride(0), A.stride(1), B.stride(0), B.stride(1), bias is not None, gelu, residual is not None, p.ln is not None, p.kernel,
-        dot_precision(p.x.dtype), p.m_pad, lcfg["SPLIT_K"], triton.next_power_of_2(lcfg["SPLIT_K"]), lcfg["BLOCK_R"], lcfg["BLOCK_K"],
-        min(MAX_TILE, triton.next_power_of_2(K)), int(one_launch), reset, **p.config)
+    _linear_lora_kernel[(triton.cdiv(N, p.config["BLOCK_N"]),)](
+        p.x, weight, b, r, p.out, lnw, lnb, eps, t, B, slots, M, N, K, R, p.x.stride(0), weight.stride(0), r.stride(0), p.out.stride(0),
+        B.stride(0), B.stride(1), bias is not None, gelu, residual is not None, p.ln is not None, p.kernel, dot_precision(p.x.dtype), p.m_pad,
+        lcfg["SPLIT_K"], triton.next_power_of_2(lcfg["SPLIT_K"]), lcfg["BLOCK_R"], **p.config)
     return p.out
-
-def lora_counters(sites: int, device: torch.device | str) -> torch.Tensor:
-    "Zeroed shrink counters for `sites` (at least 2) launch sites of `lora_linear` that run in a fixed cyclic order (the projections of a model)."
-    if sites < 2: raise ValueError(f"need at least 2 sites (each launch zeroes the previous site's counter), got {sites}")
-    return torch.zeros(sites, dtype=torch.int32, device=device)

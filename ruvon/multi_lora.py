@@ -19,7 +19,7 @@ from .cuda_graphs import GraphModelRunner
 from .engine import EngineRequest, LLMEngine
 from .fused import MAX_FUSED_ROWS, fused_linear, shallow_copy
 from .lora import DEFAULT_MAX_LORA_RANK, LoRAAdapter, check_lora_fits, load_lora
-from .lora_kernels import lora_add, lora_counters, lora_linear, lora_row_groups, max_row_groups
+from .lora_kernels import lora_add, lora_linear, lora_row_groups, max_row_groups
 from .model import GPT2, Block
 from .model_runner import ModelInput
 from .outputs import RequestRejected, SamplingParams
@@ -66,8 +66,6 @@ class LoRASlots:
         self.row_order = torch.zeros(max_tokens, dtype=torch.int32, device=w.device)              # 18b's groups of the same tokens,
         self.row_groups = torch.zeros(max_row_groups(max_tokens, S), 3, dtype=torch.int32, device=w.device)  # for the grouped kernels
         self.grouped_rows = max_tokens  # how many rows the groups describe: all zeros, no row has an adapter yet (graphs capture the grouped kernels)
-        self.sites = {name: i for i, name in enumerate(projection_names(model))}  # 18b's one-launch kernel: a counter per projection,
-        self.counters = lora_counters(len(self.sites), w.device)                  # each zeroed by the next projection's launch
         self.use_kernels: bool | None = None  # None: 18b's kernels on CUDA, PyTorch elsewhere
 
     @property
@@ -137,8 +135,7 @@ class LoRALinear(nn.Module):
         "Part 12b's hook: the projection of LayerNorm `norm` of x plus each row's update, then GELU, then + residual."
         A, B, slots = self.slots.A[self.name], self.slots.B[self.name], self.slots.token_slots[: x.shape[0]]
         kernels = x.is_cuda if self.slots.use_kernels is None else self.slots.use_kernels
-        if kernels and type(self.base) is nn.Linear: return lora_linear(x, self.base.weight, A, B, slots, self.base.bias, gelu, residual, norm,
-                                                                    counters=self.slots.counters, site=self.slots.sites[self.name])
+        if kernels and type(self.base) is nn.Linear: return lora_linear(x, self.base.weight, A, B, slots, self.base.bias, gelu, residual, norm)
         if not kernels and norm is not None: x, norm = F.layer_norm(x, x.shape[-1:], *norm), None
         late = residual if gelu else None                            # after the GELU; without one, in the base kernel's epilogue
         y = lora_add(fused_linear(x, self.base, norm, residual=None if gelu else residual), x, A, B, slots, gelu, kernels, norm)
@@ -193,10 +190,7 @@ class LoRAModelRunner(GraphModelRunner):
         self.model, self.graphs = self.views[self.adapters_on]  # this step's view: what 13c's compute and Part 8's forward run
         if self.adapters_on and (n := self.num_padded(batch)):  # the graph's rows: the leading one-token decodes, padded with -1
             self.lora_slots.set_token_slots(batch.lora_slots[:n], pad_to=self.config.max_num_seqs)
-        try: return super().compute(batch)     # its plain pass, if any, goes through `forward` below
-        except BaseException:
-            self.lora_slots.counters.zero_()   # a pass cut short may leave a projection's counter counted, and no next launch to zero it
-            raise
+        return super().compute(batch)         # its plain pass, if any, goes through `forward` below
 
     def forward(self, batch: ModelInput, first: int) -> torch.Tensor:
         if self.adapters_on: self.lora_slots.set_token_slots(token_lora_slots(batch, first))

@@ -97,9 +97,17 @@ def _int4_gemv_kernel(x_ptr, q_ptr, s_ptr, z_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr
 
 # %% ../nbs/17b_quant_kernels.ipynb #42f035b0
 @triton.jit
-def _dequantized(levels, s, z, dtype: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    "(levels − z) · s of a (BLOCK_N, pieces, PIECE/2) tile, as the (BLOCK_K/2, BLOCK_N) operand of a tl.dot."
-    return tl.trans(tl.reshape((levels - z[:, :, None]) * s[:, :, None], (BLOCK_N, BLOCK_K // 2)).to(dtype))
+def _int4_weights(q_ptr, s_ptr, z_ptr, n, k0, N, K, stride_qn, stride_gn, dtype: tl.constexpr,
+                  GROUP: tl.constexpr, PIECE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    "Columns k0 .. k0 + BLOCK_K of rows n as (q − z) · s in `dtype`, in column order: the (BLOCK_N, BLOCK_K) operand of a tl.dot."
+    j = k0 // 2 + tl.arange(0, BLOCK_K // 2)                               # bytes: columns 2j and 2j + 1
+    q = tl.load(q_ptr + n[:, None] * stride_qn + j[None, :], mask=(n[:, None] < N) & (j[None, :] < K // 2), other=0)
+    levels = tl.reshape(tl.join(q & 15, q >> 4), (BLOCK_N, BLOCK_K // PIECE, PIECE))  # low, high, low, high…: column order, in pieces
+    g = (k0 + tl.arange(0, BLOCK_K // PIECE) * PIECE) // GROUP             # (pieces,): each piece's group
+    mask = (n[:, None] < N) & (g[None, :] * GROUP < K)
+    s = tl.load(s_ptr + n[:, None] * stride_gn + g[None, :], mask=mask, other=0.0).to(dtype)
+    z = tl.load(z_ptr + n[:, None] * stride_gn + g[None, :], mask=mask, other=0).to(dtype)
+    return tl.reshape((levels.to(dtype) - z[:, :, None]) * s[:, :, None], (BLOCK_N, BLOCK_K))  # q − z exact; one rounding
 
 @triton.jit
 def _int4_linear_kernel(x_ptr, q_ptr, s_ptr, z_ptr, b_ptr, r_ptr, out_ptr, M, N, K, stride_xm, stride_qn, stride_gn, stride_rm, stride_om,
@@ -109,12 +117,10 @@ def _int4_linear_kernel(x_ptr, q_ptr, s_ptr, z_ptr, b_ptr, r_ptr, out_ptr, M, N,
     n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
-        lo, hi, s, z = _int4_tile(q_ptr, s_ptr, z_ptr, n, k0, N, K, stride_qn, stride_gn, GROUP, PIECE, BLOCK_N, BLOCK_K)
-        j = k0 // 2 + tl.arange(0, BLOCK_K // 2)                   # bytes: the input's columns 2j and 2j + 1
-        x_ptrs, mask = x_ptr + m[:, None] * stride_xm + 2 * j[None, :], (m[:, None] < M) & (2 * j[None, :] < K)
-        x_even, x_odd = tl.load(x_ptrs, mask=mask, other=0.0), tl.load(x_ptrs + 1, mask=mask, other=0.0)
-        acc = tl.dot(x_even, _dequantized(lo, s, z, x_even.dtype, BLOCK_N, BLOCK_K), acc, input_precision=PRECISION)
-        acc = tl.dot(x_odd, _dequantized(hi, s, z, x_odd.dtype, BLOCK_N, BLOCK_K), acc, input_precision=PRECISION)
+        k = k0 + tl.arange(0, BLOCK_K)
+        x = tl.load(x_ptr + m[:, None] * stride_xm + k[None, :], mask=(m[:, None] < M) & (k[None, :] < K), other=0.0)
+        w = _int4_weights(q_ptr, s_ptr, z_ptr, n, k0, N, K, stride_qn, stride_gn, x.dtype, GROUP, PIECE, BLOCK_N, BLOCK_K)
+        acc = tl.dot(x, tl.trans(w), acc, input_precision=PRECISION)     # columns past K: their inputs are 0
     _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
 
 # %% ../nbs/17b_quant_kernels.ipynb #ab898d9b
@@ -189,7 +195,7 @@ def int4_linear_kernel(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Ten
     "12b's `linear_kernel` for a packed int4 weight with a scale and zero point per `group_size` columns (17a's `quantize_int4`)."
     (M, K), N = x.shape, qweight.shape[0]
     _check_rows(x, N, bias, residual, ln); _check_int4(x, qweight, scales, zeros, group_size)
-    cfg = _check_config(config or quant_linear_config(M, N, K, 4, layer_norm=ln is not None), M, min_dot_k=32)
+    cfg = _check_config(config or quant_linear_config(M, N, K, 4, layer_norm=ln is not None), M, min_dot_k=16)
     x, (lnw, lnb, eps), out, b, r, flags = _prologue(x, N, cfg, bias, gelu, residual, ln)
     block_m = cfg.pop("BLOCK_M", MAX_FUSED_ROWS)
     grid, group = (triton.cdiv(N, cfg["BLOCK_N"]), triton.cdiv(M, block_m)), dict(GROUP=group_size, PIECE=min(cfg["BLOCK_K"], group_size))

@@ -165,41 +165,6 @@ def test_lora_linear_kernels_on_gpu(dtype):
         torch.testing.assert_close(got, want, **tol)
 
 
-def test_lora_linear_one_launch_under_graph_replays():
-    """Part 18b's one-launch form (shrink programs, then base programs that wait for their count) in a CUDA graph of many launches over
-    four sites' counters taking turns, as a block's projections do, with new inputs before every replay (a base program that read the
-    partials before they were written would give the previous replay's update): every replay equals the two-launch form on the same
-    inputs, each launch zeroes the previous site's counter. Run under `timeout`: a hang is the failure this would show."""
-    from ruvon.lora_kernels import lora_counters, lora_decode_config, lora_linear
-    g = torch.Generator(device="cuda").manual_seed(1)
-    new = lambda *shape: torch.randn(*shape, generator=g, device="cuda", dtype=torch.float16)
-    counters = lora_counters(4, "cuda")
-    layers = []
-    for K, N, norm, gelu in [(1600, 4800, True, False), (1600, 1600, False, False), (1600, 6400, True, True), (6400, 1600, False, False)]:
-        ln = (new(K).abs() + 0.5, new(K), 1e-5) if norm else None
-        layers.append((new(N, K) / K**0.5, new(N), new(8, 16, K) / K**0.5, new(8, N, 16) * 0.1, ln, gelu))
-    for M, pattern in [(1, (0,)), (1, (-1,)), (4, (0, -1, 7, 3)), (16, (0, -1, 7, 3))]:
-        x = [new(M, K) for K in (1600, 1600, 1600, 6400)]
-        slots = torch.tensor([pattern[i % len(pattern)] for i in range(M)], dtype=torch.int32, device="cuda")
-        run = lambda one: [lora_linear(xi, w, A, B, slots, bias=b, ln=ln, gelu=gelu, counters=counters, site=site, one_launch=one)
-                           for site, (xi, (w, b, A, B, ln, gelu)) in enumerate(zip(x, layers))]
-        left = torch.tensor([0, 0, 0, M * lora_decode_config(6400, 16)["SPLIT_K"]], dtype=torch.int32, device="cuda")  # the last site's count
-        assert all(torch.equal(a, b) for a, b in zip(run(True), run(False)))
-        run(True)
-        assert torch.equal(counters, left)
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph): captured = [run(True) for _ in range(8)]  # 32 launches in a row
-        for _ in range(30):
-            for xi in x: xi.copy_(torch.randn(xi.shape, generator=g, device="cuda"))
-            graph.replay()
-            want = run(False)
-            for outs in captured:
-                for got, w in zip(outs, want): assert torch.equal(got, w), M
-        run(True)
-        assert torch.equal(counters, left)
-
-
 @pytest.mark.parametrize("method", ["int8", "int4-g128", "int4-g32"])
 def test_quantized_projection_kernels_at_every_row_count(method):
     "Parts 17b/17c compiled: a quantized projection's call at 1, 2-16 and tiles of 64 rows (17b's kernels) and past 512 (the rebuilt weight) equals F.linear on the rebuilt weight."
