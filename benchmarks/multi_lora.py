@@ -9,6 +9,8 @@ zero, so each update is computed for real). Measured, in one run:
   unused). Issue #16's target: adapters >= 0.8x the base.
 * batch-1 TPOT: one request with an adapter, and without, on the LoRA engine; the base engine for reference. Target <= 1.15x.
 * merged: one adapter merged into the weights (Part 18a) on the base engine. Target: the base's speed +-3%.
+* where the time goes: one more throughput run per engine with an observer that records every step, summarised as
+  benchmarks/throughput_steps.py does (steps that admit prompts against decode-only steps: count, total, mean).
 * PEFT: transformers' GPT2LMHeadModel with the same weights and adapters, unmerged (PeftModel): batch-1 TPOT, and a static batch
   of `--peft-batch` prompts with mixed `adapter_names`.
 
@@ -57,6 +59,7 @@ from ruvon.lora import TARGET_MODULES, LoRAAdapter, LoRAConfig, merge_lora
 from ruvon.multi_lora import MAX_LORA_RANKS, LoRAEngine, MultiLoRAConfig, projection_names
 from ruvon.quantization import PROJECTIONS
 from ruvon.outputs import SamplingParams
+from throughput_steps import StepRecorder, summarize_steps
 
 
 def sync(device: torch.device) -> None:
@@ -276,6 +279,12 @@ def main(argv=None):
         result[k] = {"throughput_tok_s": statistics.median(tput[k]), "tpot_s": statistics.median(tpots[k]), "kv_blocks": engine.runner.num_blocks,
                      "runs": {"throughput_tok_s": tput[k], "tpot_s": tpots[k]}}
         print(k, result[k], flush=True)
+    for k, (engine, names_k, _) in cases.items():  # one more throughput run each, step by step: prompt-admitting steps vs decode-only ones
+        engine.observer = recorder = StepRecorder()
+        throughput(engine, prompts, args.output_len, names_k)
+        engine.observer = None
+        result[k]["steps"] = summarize_steps(recorder.steps)
+        print(k, "steps", json.dumps({kind: result[k]["steps"][kind] for kind in ("admission", "decode_only")}), flush=True)
     result["pool_bytes"] = lora.runner.lora_slots.nbytes
     write(args.json, result)  # the engines' numbers survive a run cut short during PEFT's
     del base, merged, lora, cases; free(device)

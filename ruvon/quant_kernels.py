@@ -13,7 +13,7 @@ from .quantization import dequantize_int4, dequantize_int8, num_groups
 
 # %% auto #0
 __all__ = ['QUANT_GEMM_MAX_ROWS', 'quant_linear_config', 'int8_linear_kernel', 'int4_linear_kernel', 'int8_linear_reference',
-           'int4_linear_reference']
+           'int4_linear_reference', 'int4_dequantize']
 
 # %% ../nbs/17b_quant_kernels.ipynb #da2af7cd
 interpret_triton_without_cuda()
@@ -219,3 +219,24 @@ def int4_linear_reference(x: torch.Tensor, qweight: torch.Tensor, scales: torch.
                           ln: tuple | None = None) -> torch.Tensor:
     "Torch version of `int4_linear_kernel`."
     return linear_reference(x, dequantize_int4(qweight, scales, zeros, group_size), bias, gelu, residual, ln)
+
+# %% ../nbs/17b_quant_kernels.ipynb #cebf4087
+@triton.jit
+def _int4_dequantize_kernel(q_ptr, s_ptr, z_ptr, out_ptr, N, K, stride_qn, stride_gn, stride_on,
+                            GROUP: tl.constexpr, PIECE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    k0 = tl.program_id(1) * BLOCK_K
+    k = k0 + tl.arange(0, BLOCK_K)
+    w = _int4_weights(q_ptr, s_ptr, z_ptr, n, k0, N, K, stride_qn, stride_gn, out_ptr.dtype.element_ty, GROUP, PIECE, BLOCK_N, BLOCK_K)
+    tl.store(out_ptr + n[:, None] * stride_on + k[None, :], w, mask=(n[:, None] < N) & (k[None, :] < K))
+
+def int4_dequantize(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, group_size: int,
+                    block_n: int = 32, block_k: int = 128) -> torch.Tensor:
+    "17a's `dequantize_int4` in one kernel: the (N, K) weight in the scales' dtype, the same bits."
+    N, K = qweight.shape[0], 2 * qweight.shape[1]
+    _check_int4(torch.empty(0, K, dtype=scales.dtype), qweight, scales, zeros, group_size)
+    out = torch.empty(N, K, dtype=scales.dtype, device=qweight.device)
+    grid = (triton.cdiv(N, block_n), triton.cdiv(K, block_k))
+    _int4_dequantize_kernel[grid](qweight, scales, zeros, out, N, K, qweight.stride(0), scales.stride(0), out.stride(0),
+                                  GROUP=group_size, PIECE=min(block_k, group_size), BLOCK_N=block_n, BLOCK_K=block_k)
+    return out

@@ -18,7 +18,7 @@ from safetensors.torch import load_model as load_model_file, save_model
 from .loading import WeightsNotFoundError, load_config, load_model, model_file, resolve_device, resolve_dtype
 from .model import GPT2, GPT2Config
 from .model_runner import cap_gpu_memory
-from .quant_kernels import QUANT_GEMM_MAX_ROWS, int4_linear_kernel, int8_linear_kernel
+from .quant_kernels import QUANT_GEMM_MAX_ROWS, int4_dequantize, int4_linear_kernel, int8_linear_kernel
 from .quantization import (DEFAULT_GROUP_SIZE, PROJECTIONS, QuantizationConfig, dequantize_int4, dequantize_int8,
                                 num_groups, quantize_int4, quantize_int8, require_bitsandbytes)
 
@@ -77,7 +77,9 @@ class Int4Linear(QuantizedLinear):
     def from_linear(cls, linear: nn.Linear, group_size: int = DEFAULT_GROUP_SIZE) -> Int4Linear:
         return cls(*quantize_int4(linear.weight.detach(), group_size), _bias(linear), group_size)
 
-    def dequantized(self) -> torch.Tensor: return dequantize_int4(self.qweight, self.scales, self.zeros, self.group_size)
+    def dequantized(self) -> torch.Tensor:
+        rebuild = int4_dequantize if self.qweight.is_cuda else dequantize_int4  # 17b's one kernel on a GPU; the same bits
+        return rebuild(self.qweight, self.scales, self.zeros, self.group_size)
 
     @property
     def dtype(self) -> torch.dtype: return self.scales.dtype  # the activations' dtype the kernel takes

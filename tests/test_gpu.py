@@ -167,7 +167,7 @@ def test_lora_linear_kernels_on_gpu(dtype):
 
 @pytest.mark.parametrize("method", ["int8", "int4-g128", "int4-g32"])
 def test_quantized_projection_kernels_at_every_row_count(method):
-    "Parts 17b/17c compiled: a quantized projection's call at 1, 2-16 and tiles of 64 rows (17b's kernels) and past 512 (the rebuilt weight) equals F.linear on the rebuilt weight."
+    "Parts 17b/17c compiled: a quantized projection's call at 1, 2-16 and tiles of 64 rows (17b's kernels) and past 512 (the rebuilt weight) equals F.linear on the rebuilt weight; int4's one-kernel rebuild gives 17a's bits."
     from torch import nn
     from ruvon.quant_kernels import QUANT_GEMM_MAX_ROWS
     from ruvon.quantized import Int4Linear, Int8Linear
@@ -176,6 +176,9 @@ def test_quantized_projection_kernels_at_every_row_count(method):
         lin = nn.Linear(K, N, device="cuda", dtype=torch.float16)
         q = Int8Linear.from_linear(lin) if method == "int8" else Int4Linear.from_linear(lin, int(method.split("-g")[1]))
         w = q.dequantized().float()
+        if method != "int8":  # on the GPU, 17b's one-kernel rebuild: 17a's bits
+            from ruvon.quantization import dequantize_int4
+            assert torch.equal(q.dequantized(), dequantize_int4(q.qweight, q.scales, q.zeros, q.group_size))
         for M in (1, 5, 16, 17, 100, QUANT_GEMM_MAX_ROWS, QUANT_GEMM_MAX_ROWS + 1):
             x = torch.randn(M, K, device="cuda", dtype=torch.float16)
             torch.testing.assert_close(q(x).float(), torch.nn.functional.linear(x.float(), w, q.bias.float()), atol=2e-2, rtol=2e-2)
