@@ -9,6 +9,8 @@ zero, so each update is computed for real). Measured, in one run:
   unused). Issue #16's target: adapters >= 0.8x the base.
 * batch-1 TPOT: one request with an adapter, and without, on the LoRA engine; the base engine for reference. Target <= 1.15x.
 * merged: one adapter merged into the weights (Part 18a) on the base engine. Target: the base's speed +-3%.
+* batch 1 on the GPU alone (CUDA): the base engine's and the LoRA view's captured one-row decode graphs, replayed back to
+  back with an adapter's slot set: the GPU's share of the TPOT difference; the rest of it is host work per step.
 * where the time goes: one more throughput run per engine with an observer that records every step, summarised as
   benchmarks/throughput_steps.py does (steps that admit prompts against decode-only steps: count, total, mean).
 * PEFT: transformers' GPT2LMHeadModel with the same weights and adapters, unmerged (PeftModel): batch-1 TPOT, and a static batch
@@ -279,6 +281,11 @@ def main(argv=None):
         result[k] = {"throughput_tok_s": statistics.median(tput[k]), "tpot_s": statistics.median(tpots[k]), "kv_blocks": engine.runner.num_blocks,
                      "runs": {"throughput_tok_s": tput[k], "tpot_s": tpots[k]}}
         print(k, result[k], flush=True)
+    if device.type == "cuda":  # batch 1 on the GPU alone: the captured one-row decode step replayed, without the host's work per step
+        from fused_decode import replay_ms
+        tpot(lora, prompts[0], 8, "lora0")    # leaves the pool's slots as a step with an adapter set them
+        result["batch1_replay_ms"] = {"base": replay_ms(base.runner.graphs.graphs[1]), "lora": replay_ms(lora.runner.views[True][1].graphs[1])}
+        print("batch1_replay_ms", result["batch1_replay_ms"], flush=True)
     for k, (engine, names_k, _) in cases.items():  # one more throughput run each, step by step: prompt-admitting steps vs decode-only ones
         engine.observer = recorder = StepRecorder()
         throughput(engine, prompts, args.output_len, names_k)
