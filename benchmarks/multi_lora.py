@@ -281,9 +281,11 @@ def main(argv=None):
         result[k] = {"throughput_tok_s": statistics.median(tput[k]), "tpot_s": statistics.median(tpots[k]), "kv_blocks": engine.runner.num_blocks,
                      "runs": {"throughput_tok_s": tput[k], "tpot_s": tpots[k]}}
         print(k, result[k], flush=True)
+    write(args.json, result)  # the medians survive a run cut short in what follows
     if device.type == "cuda":  # batch 1 on the GPU alone: the captured one-row decode step replayed, without the host's work per step
         from fused_decode import replay_ms
-        tpot(lora, prompts[0], 8, "lora0")    # leaves the pool's slots as a step with an adapter set them
+        tpot(base, prompts[0], 8, None)       # both graphs' row 0 left at the same context length
+        tpot(lora, prompts[0], 8, "lora0")    # and the pool's slots as a step with an adapter set them
         result["batch1_replay_ms"] = {"base": replay_ms(base.runner.graphs.graphs[1]), "lora": replay_ms(lora.runner.views[True][1].graphs[1])}
         print("batch1_replay_ms", result["batch1_replay_ms"], flush=True)
     for k, (engine, names_k, _) in cases.items():  # one more throughput run each, step by step: prompt-admitting steps vs decode-only ones

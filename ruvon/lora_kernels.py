@@ -34,9 +34,10 @@ def lora_delta_reference(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slot
 
 # %% ../nbs/18b_lora_kernels.ipynb #4575d880
 @triton.jit
-def _shrink_split(x_ptr, a_ptr, slots_ptr, t_ptr, lnw_ptr, lnb_ptr, eps, m, split, M, K, R, stride_xm, stride_as, stride_ar,
-                  LAYER_NORM: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
-    "Row m's partial t for one split of K, stored at t[split, m] (nothing for a row without an adapter); m is int64."
+def _shrink_kernel(x_ptr, a_ptr, slots_ptr, t_ptr, lnw_ptr, lnb_ptr, eps, M, K, R, stride_xm, stride_as, stride_ar,
+                   LAYER_NORM: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
+    "Row m's partial t for one split of K, stored at t[split, m] (nothing for a row without an adapter)."
+    m, split = tl.program_id(0).to(tl.int64), tl.program_id(1)  # 64-bit offsets: m · stride can pass 2³¹
     slot = tl.load(slots_ptr + m).to(tl.int64)
     if slot >= 0:
         row = m + tl.arange(0, 1)                                     # this row as a 1-vector, as 12b's few-row helpers take rows
@@ -54,19 +55,12 @@ def _shrink_split(x_ptr, a_ptr, slots_ptr, t_ptr, lnw_ptr, lnb_ptr, eps, m, spli
             acc += tl.sum(a.to(tl.float32) * x, axis=1)
         tl.store(t_ptr + (split * M + m) * R + r, acc, mask=r < R)
 
-@triton.jit
-def _shrink_kernel(x_ptr, a_ptr, slots_ptr, t_ptr, lnw_ptr, lnb_ptr, eps, M, K, R, stride_xm, stride_as, stride_ar,
-                   LAYER_NORM: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
-    m, split = tl.program_id(0).to(tl.int64), tl.program_id(1)  # 64-bit offsets: m · stride can pass 2³¹
-    _shrink_split(x_ptr, a_ptr, slots_ptr, t_ptr, lnw_ptr, lnb_ptr, eps, m, split, M, K, R, stride_xm, stride_as, stride_ar,
-                  LAYER_NORM, SPLIT_K, BLOCK_R, BLOCK_K, BLOCK_C)
-
 # %% ../nbs/18b_lora_kernels.ipynb #0d084686
 @triton.jit
 def _lora_t(t_ptr, m, active_rank, M, t_stride, SPLIT_K: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_R: tl.constexpr):
-    "Row m's t from t (SPLIT_K, M, t_stride): its partials added in one load and a fixed order, (BLOCK_R,) fp32, zeros past active_rank (read past L1: another program may just have written it)."
+    "Row m's t from t (SPLIT_K, M, t_stride): its partials added in one load and a fixed order, (BLOCK_R,) fp32, zeros past active_rank."
     s, r = tl.arange(0, BLOCK_S), tl.arange(0, BLOCK_R)
-    parts = tl.load(t_ptr + (s[:, None] * M + m) * t_stride + r[None, :], mask=(s[:, None] < SPLIT_K) & (r[None, :] < active_rank), other=0.0, cache_modifier=".cg")
+    parts = tl.load(t_ptr + (s[:, None] * M + m) * t_stride + r[None, :], mask=(s[:, None] < SPLIT_K) & (r[None, :] < active_rank), other=0.0)
     return tl.sum(parts, axis=0)
 
 @triton.jit

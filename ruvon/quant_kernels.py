@@ -235,6 +235,7 @@ def int4_dequantize(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Te
     "17a's `dequantize_int4` in one kernel: the (N, K) weight in the scales' dtype, the same bits."
     N, K = qweight.shape[0], 2 * qweight.shape[1]
     _check_int4(torch.empty(0, K, dtype=scales.dtype), qweight, scales, zeros, group_size)
+    if N * K >= 2**31: raise ValueError(f"a ({N}, {K}) weight passes the kernel's 32-bit offsets")
     out = torch.empty(N, K, dtype=scales.dtype, device=qweight.device)
     grid = (triton.cdiv(N, block_n), triton.cdiv(K, block_k))
     _int4_dequantize_kernel[grid](qweight, scales, zeros, out, N, K, qweight.stride(0), scales.stride(0), out.stride(0),

@@ -176,9 +176,12 @@ def test_quantized_projection_kernels_at_every_row_count(method):
         lin = nn.Linear(K, N, device="cuda", dtype=torch.float16)
         q = Int8Linear.from_linear(lin) if method == "int8" else Int4Linear.from_linear(lin, int(method.split("-g")[1]))
         w = q.dequantized().float()
-        if method != "int8":  # on the GPU, 17b's one-kernel rebuild: 17a's bits
+        if method != "int8":  # on the GPU, 17b's one-kernel rebuild: 17a's bits, in float16 and bfloat16
+            from ruvon.quant_kernels import int4_dequantize
             from ruvon.quantization import dequantize_int4
             assert torch.equal(q.dequantized(), dequantize_int4(q.qweight, q.scales, q.zeros, q.group_size))
+            s16 = q.scales.to(torch.bfloat16)
+            assert torch.equal(int4_dequantize(q.qweight, s16, q.zeros, q.group_size), dequantize_int4(q.qweight, s16, q.zeros, q.group_size))
         for M in (1, 5, 16, 17, 100, QUANT_GEMM_MAX_ROWS, QUANT_GEMM_MAX_ROWS + 1):
             x = torch.randn(M, K, device="cuda", dtype=torch.float16)
             torch.testing.assert_close(q(x).float(), torch.nn.functional.linear(x.float(), w, q.bias.float()), atol=2e-2, rtol=2e-2)
