@@ -34,7 +34,8 @@ run of this version.
 adapter and with none, and its shrink alone, on the input and LayerNorm that `lora_linear` gives it (12b's `linear_plan`: at 4
 and 16 rows the LayerNorm runs first, as its own kernel, and the shrink reads its output).
 At 64 and 256 rows (`many_rows`) it times the base matmul (`F.linear`) and Part 18b's `lora_add` beside it, with its per-row
-kernels and grouped by adapter (`lora_add_groups`), rows spread over the adapters in turn.
+kernels and grouped by adapter (`lora_add_groups`), rows spread over the adapters in turn; at 256 rows also the grouped kernels
+with a few other tiles (`grouped_sweep`: fewer splits of K, wider expand tiles).
 
     python benchmarks/multi_lora.py --json benchmarks/results/multi_lora_gpu.json
     python benchmarks/multi_lora.py --kernels --json benchmarks/results/multi_lora_kernels_gpu.json
@@ -150,7 +151,7 @@ def kernel_timings(model, num_loras: int, rank: int, rows=(1, 4, 16)) -> list[di
 def many_rows_timings(model, num_loras: int, rank: int, rows=(64, 256)) -> list[dict]:
     "Microseconds per call of each projection of block 0 at many rows (rows i on adapter i % num_loras): the base matmul, the update per row, the update grouped by adapter."
     from triton.testing import do_bench_cudagraph
-    from ruvon.lora_kernels import lora_add, lora_add_groups, lora_row_groups
+    from ruvon.lora_kernels import lora_add, lora_add_groups, lora_kernel_config, lora_row_groups
     block, g = model.h[0], torch.Generator(device=model.wte.weight.device).manual_seed(0)
     us, out = (lambda fn: do_bench_cudagraph(fn) * 1e3), []
     for parent, name in PROJECTIONS:
@@ -166,6 +167,11 @@ def many_rows_timings(model, num_loras: int, rank: int, rows=(64, 256)) -> list[
                    "base_us": us(lambda: torch.nn.functional.linear(x, p.weight, p.bias)),
                    "per_row_us": us(lambda: lora_add(y, x, A, B, on, use_kernels=True)),
                    "grouped_us": us(lambda: lora_add_groups(y, x, A, B, order, table))}
+            if M == max(rows):  # a few grouped tiles beside the default: fewer splits (fewer partials per expand program), wider expand tiles
+                base_cfg = lora_kernel_config(K, rank)
+                row["grouped_sweep"] = [{**cfg, "us": us(lambda: lora_add_groups(y, x, A, B, order, table, cfg))}
+                                        for cfg in ({**base_cfg, "SPLIT_K": 1}, {**base_cfg, "SPLIT_K": 2},
+                                                    {**base_cfg, "BLOCK_N": 128}, {**base_cfg, "BLOCK_N": 256}, {**base_cfg, "SPLIT_K": 2, "BLOCK_N": 128})]
             print(row, flush=True)
             out.append(row)
     return out
