@@ -30,7 +30,7 @@ each engine's pool taken from the free memory (14,700 blocks for the base engine
 run of this version.
 
 `--kernels` times, instead, each projection of one block of the model at 1, 4 and 16 rows on the GPU (CUDA graphs, Triton's
-`do_bench_cudagraph`): Part 12b's `linear_kernel`, Part 18b's `lora_linear` (its `lora_decode_config` tiles) with every row on an
+`do_bench_cudagraph`, through 12b's benchmark's `time_ms`): Part 12b's `linear_kernel`, Part 18b's `lora_linear` (its `lora_decode_config` tiles) with every row on an
 adapter and with none, and its shrink alone, on the input and LayerNorm that `lora_linear` gives it (12b's `linear_plan`: at 4
 and 16 rows the LayerNorm runs first, as its own kernel, and the shrink reads its output).
 At 64 and 256 rows (`many_rows`) it times the base matmul (`F.linear`) and Part 18b's `lora_add` beside it, with its per-row
@@ -120,25 +120,35 @@ def interleaved(rounds: int, cases: dict) -> dict:
     return runs
 
 
-def kernel_timings(model, num_loras: int, rank: int, rows=(1, 4, 16)) -> list[dict]:
-    "Microseconds per call of each projection of block 0: Part 12b's kernel, `lora_linear` with rows on adapters and on none, its shrink."
-    from triton.testing import do_bench_cudagraph
-    from ruvon.fused import linear_kernel, linear_plan
-    from ruvon.lora_kernels import lora_decode_config, lora_linear, lora_shrink
+def block_projections(model, num_loras: int, rank: int):
+    "Each projection of block 0 with random stacked adapters: (label, the projection, new(*shape) for random inputs, A, B)."
     block, g = model.h[0], torch.Generator(device=model.wte.weight.device).manual_seed(0)
-    us = lambda fn: do_bench_cudagraph(fn) * 1e3
-    out = []
     for parent, name in PROJECTIONS:
         p = getattr(getattr(block, parent), name)
-        (N, K), norm = p.weight.shape, {"c_attn": block.ln_1, "c_fc": block.ln_2}.get(name)  # as Part 12b's FusedBlock calls them
+        new = lambda *shape, p=p: torch.randn(*shape, generator=g, device=p.weight.device, dtype=p.weight.dtype)
+        (N, K) = p.weight.shape
+        yield f"{parent}.{name}", p, new, new(num_loras, rank, K) / K**0.5, new(num_loras, N, rank) * 0.01
+
+
+def us_per_call(fn) -> float:
+    from fused_decode import time_ms  # Part 12b's benchmark, beside this file: the median of CUDA-graph replays
+    return time_ms(fn) * 1e3
+
+
+def kernel_timings(model, num_loras: int, rank: int, rows=(1, 4, 16)) -> list[dict]:
+    "Microseconds per call of each projection of block 0: Part 12b's kernel, `lora_linear` with rows on adapters and on none, its shrink."
+    from ruvon.fused import linear_kernel, linear_plan
+    from ruvon.lora_kernels import lora_decode_config, lora_linear, lora_shrink
+    block, us, out = model.h[0], us_per_call, []
+    for label, p, new, A, B in block_projections(model, num_loras, rank):
+        (N, K), name = p.weight.shape, label.split(".")[1]
+        norm = {"c_attn": block.ln_1, "c_fc": block.ln_2}.get(name)  # as Part 12b's FusedBlock calls them
         kw = dict(bias=p.bias, gelu=name == "c_fc", ln=None if norm is None else (norm.weight, norm.bias, norm.eps))
-        new = lambda *shape: torch.randn(*shape, generator=g, device=p.weight.device, dtype=p.weight.dtype)
-        A, B = new(num_loras, rank, K) / K**0.5, new(num_loras, N, rank) * 0.01
         for M in rows:
             x, res = new(M, K), (new(M, N) if name == "c_proj" else None)
             on, off = (torch.arange(M, device=x.device) % num_loras).int(), torch.full((M,), -1, dtype=torch.int32, device=x.device)
             plan = linear_plan(x, p.weight, p.bias, res, kw["ln"])  # as lora_linear plans it: the shrink's input and LayerNorm
-            row = {"projection": f"{parent}.{name}", "rows": M, "K": K, "N": N, "kernel": plan.kernel, "shrink_layer_norm": plan.ln is not None,
+            row = {"projection": label, "rows": M, "K": K, "N": N, "kernel": plan.kernel, "shrink_layer_norm": plan.ln is not None,
                    "base_us": us(lambda: linear_kernel(x, p.weight, residual=res, **kw)),
                    "lora_us": us(lambda: lora_linear(x, p.weight, A, B, on, residual=res, **kw)),
                    "lora_base_rows_us": us(lambda: lora_linear(x, p.weight, A, B, off, residual=res, **kw)),
@@ -150,20 +160,15 @@ def kernel_timings(model, num_loras: int, rank: int, rows=(1, 4, 16)) -> list[di
 
 def many_rows_timings(model, num_loras: int, rank: int, rows=(64, 256)) -> list[dict]:
     "Microseconds per call of each projection of block 0 at many rows (rows i on adapter i % num_loras): the base matmul, the update per row, the update grouped by adapter."
-    from triton.testing import do_bench_cudagraph
     from ruvon.lora_kernels import lora_add, lora_add_groups, lora_kernel_config, lora_row_groups
-    block, g = model.h[0], torch.Generator(device=model.wte.weight.device).manual_seed(0)
-    us, out = (lambda fn: do_bench_cudagraph(fn) * 1e3), []
-    for parent, name in PROJECTIONS:
-        p = getattr(getattr(block, parent), name)
+    us, out = us_per_call, []
+    for label, p, new, A, B in block_projections(model, num_loras, rank):
         (N, K) = p.weight.shape
-        new = lambda *shape: torch.randn(*shape, generator=g, device=p.weight.device, dtype=p.weight.dtype)
-        A, B = new(num_loras, rank, K) / K**0.5, new(num_loras, N, rank) * 0.01
         for M in rows:
             x, y = new(M, K), new(M, N)
             on = (torch.arange(M, device=x.device) % num_loras).int()
             order, table = (torch.from_numpy(a).to(x.device) for a in lora_row_groups(on.tolist(), num_loras))
-            row = {"projection": f"{parent}.{name}", "rows": M, "K": K, "N": N,
+            row = {"projection": label, "rows": M, "K": K, "N": N,
                    "base_us": us(lambda: torch.nn.functional.linear(x, p.weight, p.bias)),
                    "per_row_us": us(lambda: lora_add(y, x, A, B, on, use_kernels=True)),
                    "grouped_us": us(lambda: lora_add_groups(y, x, A, B, order, table))}

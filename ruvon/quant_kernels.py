@@ -63,6 +63,13 @@ def _int8_linear_kernel(x_ptr, q_ptr, s_ptr, b_ptr, r_ptr, out_ptr, M, N, K, str
 
 # %% ../nbs/17b_quant_kernels.ipynb #2d2ca5ad
 @triton.jit
+def _group_params(s_ptr, z_ptr, n, k0, N, K, stride_gn, GROUP: tl.constexpr, PIECE: tl.constexpr, BLOCK_K: tl.constexpr):
+    "Scales and zero points, as stored, of rows n for each piece of columns k0 .. k0 + BLOCK_K: (BLOCK_N, pieces) each, 0 past the last group."
+    g = (k0 + tl.arange(0, BLOCK_K // PIECE) * PIECE) // GROUP           # (pieces,): each piece's group
+    mask, at = (n[:, None] < N) & (g[None, :] * GROUP < K), n[:, None] * stride_gn + g[None, :]
+    return tl.load(s_ptr + at, mask=mask, other=0.0), tl.load(z_ptr + at, mask=mask, other=0)
+
+@triton.jit
 def _int4_tile(q_ptr, s_ptr, z_ptr, n, k0, N, K, stride_qn, stride_gn,
                GROUP: tl.constexpr, PIECE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     "Columns k0 .. k0 + BLOCK_K of rows n: low and high levels as fp32 (BLOCK_N, pieces, PIECE/2), scales and zero points (BLOCK_N, pieces)."
@@ -70,11 +77,8 @@ def _int4_tile(q_ptr, s_ptr, z_ptr, n, k0, N, K, stride_qn, stride_gn,
     j = k0 // 2 + p[:, None] * (PIECE // 2) + tl.arange(0, PIECE // 2)[None, :]  # (pieces, PIECE/2): bytes, columns 2j, 2j+1
     # the mask j < K/2, not 2j < K: the compiler must see it constant over runs of bytes to load them as vectors
     q = tl.load(q_ptr + n[:, None, None] * stride_qn + j[None, :, :], mask=(n[:, None, None] < N) & (j[None, :, :] < K // 2), other=0)
-    g = (k0 + p * PIECE) // GROUP                                          # (pieces,): each piece's group
-    mask = (n[:, None] < N) & (g[None, :] * GROUP < K)
-    s = tl.load(s_ptr + n[:, None] * stride_gn + g[None, :], mask=mask, other=0.0).to(tl.float32)
-    z = _int_to_float(tl.load(z_ptr + n[:, None] * stride_gn + g[None, :], mask=mask, other=0))
-    return _int_to_float(q & 15), _int_to_float(q >> 4), s, z
+    s, z = _group_params(s_ptr, z_ptr, n, k0, N, K, stride_gn, GROUP, PIECE, BLOCK_K)
+    return _int_to_float(q & 15), _int_to_float(q >> 4), s.to(tl.float32), _int_to_float(z)
 
 # %% ../nbs/17b_quant_kernels.ipynb #fca74af8
 @triton.jit
@@ -103,11 +107,8 @@ def _int4_weights(q_ptr, s_ptr, z_ptr, n, k0, N, K, stride_qn, stride_gn, dtype:
     j = k0 // 2 + tl.arange(0, BLOCK_K // 2)                               # bytes: columns 2j and 2j + 1
     q = tl.load(q_ptr + n[:, None] * stride_qn + j[None, :], mask=(n[:, None] < N) & (j[None, :] < K // 2), other=0)
     levels = tl.reshape(tl.join(q & 15, q >> 4), (BLOCK_N, BLOCK_K // PIECE, PIECE))  # low, high, low, high…: column order, in pieces
-    g = (k0 + tl.arange(0, BLOCK_K // PIECE) * PIECE) // GROUP             # (pieces,): each piece's group
-    mask = (n[:, None] < N) & (g[None, :] * GROUP < K)
-    s = tl.load(s_ptr + n[:, None] * stride_gn + g[None, :], mask=mask, other=0.0).to(dtype)
-    z = tl.load(z_ptr + n[:, None] * stride_gn + g[None, :], mask=mask, other=0).to(dtype)
-    return tl.reshape((levels.to(dtype) - z[:, :, None]) * s[:, :, None], (BLOCK_N, BLOCK_K))  # q − z exact; one rounding
+    s, z = _group_params(s_ptr, z_ptr, n, k0, N, K, stride_gn, GROUP, PIECE, BLOCK_K)
+    return tl.reshape((levels.to(dtype) - z.to(dtype)[:, :, None]) * s.to(dtype)[:, :, None], (BLOCK_N, BLOCK_K))  # q − z exact; one rounding
 
 @triton.jit
 def _int4_linear_kernel(x_ptr, q_ptr, s_ptr, z_ptr, b_ptr, r_ptr, out_ptr, M, N, K, stride_xm, stride_qn, stride_gn, stride_rm, stride_om,
