@@ -244,10 +244,10 @@ def lora_add(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
     """y (M, out) plus each row's LoRA update `B[slot] A[slot] x` (slot -1: none; x LayerNorm'd by `norm` first if given), then GELU if `gelu`:
     the kernels on CUDA (or if `use_kernels`), else PyTorch. `groups` = (order, table) of the slots from `lora_row_groups`, on the device:
     the grouped kernels, for many rows without GELU or `norm`."""
+    kernels = x.is_cuda if use_kernels is None else use_kernels
+    if kernels and groups is not None and not gelu and norm is None: return lora_add_groups(y, x, A, B, *groups)  # checks its own arguments
     _check_lora_args(x, A, B, slots)
-    if not (x.is_cuda if use_kernels is None else use_kernels):
-        return lora_add_torch(y, x if norm is None else F.layer_norm(x, x.shape[-1:], *norm), A, B, slots, gelu)
-    if groups is not None and not gelu and norm is None: return lora_add_groups(y, x, A, B, *groups)
+    if not kernels: return lora_add_torch(y, x if norm is None else F.layer_norm(x, x.shape[-1:], *norm), A, B, slots, gelu)
     config = lora_kernel_config(x.shape[1], A.shape[1])
     return lora_expand(y, lora_shrink(x, A, slots, config, norm), B, slots, config, gelu)
 
