@@ -33,9 +33,10 @@ run of this version.
 `do_bench_cudagraph`, through 12b's benchmark's `time_ms`): Part 12b's `linear_kernel`, Part 18b's `lora_linear` (its `lora_decode_config` tiles) with every row on an
 adapter and with none, and its shrink alone, on the input and LayerNorm that `lora_linear` gives it (12b's `linear_plan`: at 4
 and 16 rows the LayerNorm runs first, as its own kernel, and the shrink reads its output).
-At 64 and 256 rows (`many_rows`) it times the base matmul (`F.linear`) and Part 18b's `lora_add` beside it, with its per-row
-kernels and grouped by adapter (`lora_add_groups`), rows spread over the adapters in turn; at 256 rows also the grouped kernels
-with a few other tiles (`grouped_sweep`: fewer splits of K, wider expand tiles).
+At 64, 256 and 2,048 rows (`many_rows`) it times the base matmul (`F.linear`) and Part 18b's `lora_add` beside it, with its per-row
+kernels and grouped by adapter (`lora_add_groups`), rows spread over the adapters in turn; then the base matmul and the grouped update
+called eagerly, back to back (`*_eager_us`: where the host's work per call exceeds the GPU's, it shows); at 256 rows also the grouped kernels
+with a few other tiles (`grouped_sweep`: fewer splits of K, other expand tile widths).
 
     python benchmarks/multi_lora.py --json benchmarks/results/multi_lora_gpu.json
     python benchmarks/multi_lora.py --kernels --json benchmarks/results/multi_lora_kernels_gpu.json
@@ -158,9 +159,20 @@ def kernel_timings(model, num_loras: int, rank: int, rows=(1, 4, 16)) -> list[di
     return out
 
 
-def many_rows_timings(model, num_loras: int, rank: int, rows=(64, 256)) -> list[dict]:
-    "Microseconds per call of each projection of block 0 at many rows (rows i on adapter i % num_loras): the base matmul, the update per row, the update grouped by adapter."
-    from ruvon.lora_kernels import lora_add, lora_add_groups, lora_kernel_config, lora_row_groups
+def eager_us(fn, calls: int = 200) -> float:
+    "Microseconds per call of `fn` called back to back without CUDA graphs: the larger of its host work (Python, launches) and its GPU time."
+    fn(); torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls): fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / calls * 1e6
+
+
+def many_rows_timings(model, num_loras: int, rank: int, rows=(64, 256, 2048)) -> list[dict]:
+    """Microseconds per call of each projection of block 0 at many rows (rows i on adapter i % num_loras): the base matmul, the update per row,
+    the update grouped by adapter (graph replays: GPU time); and the base matmul and the grouped update called eagerly, back to back (host work
+    shows where it exceeds the GPU time: an admission step's prompts run eagerly)."""
+    from ruvon.lora_kernels import lora_add, lora_add_groups, lora_groups_config, lora_row_groups
     us, out = us_per_call, []
     for label, p, new, A, B in block_projections(model, num_loras, rank):
         (N, K) = p.weight.shape
@@ -171,12 +183,14 @@ def many_rows_timings(model, num_loras: int, rank: int, rows=(64, 256)) -> list[
             row = {"projection": label, "rows": M, "K": K, "N": N,
                    "base_us": us(lambda: torch.nn.functional.linear(x, p.weight, p.bias)),
                    "per_row_us": us(lambda: lora_add(y, x, A, B, on, use_kernels=True)),
-                   "grouped_us": us(lambda: lora_add_groups(y, x, A, B, order, table))}
-            if M == max(rows):  # a few grouped tiles beside the default: fewer splits (fewer partials per expand program), wider expand tiles
-                base_cfg = lora_kernel_config(K, rank)
+                   "grouped_us": us(lambda: lora_add_groups(y, x, A, B, order, table)),
+                   "base_eager_us": eager_us(lambda: torch.nn.functional.linear(x, p.weight, p.bias)),
+                   "grouped_eager_us": eager_us(lambda: lora_add_groups(y, x, A, B, order, table))}
+            if M == 256:  # a few grouped tiles beside the default: fewer splits (fewer partials per expand program), wider expand tiles
+                base_cfg = lora_groups_config(K, rank)
                 row["grouped_sweep"] = [{**cfg, "us": us(lambda: lora_add_groups(y, x, A, B, order, table, cfg))}
                                         for cfg in ({**base_cfg, "SPLIT_K": 1}, {**base_cfg, "SPLIT_K": 2},
-                                                    {**base_cfg, "BLOCK_N": 128}, {**base_cfg, "BLOCK_N": 256}, {**base_cfg, "SPLIT_K": 2, "BLOCK_N": 128})]
+                                                    {**base_cfg, "BLOCK_N": 64}, {**base_cfg, "BLOCK_N": 256}, {**base_cfg, "SPLIT_K": 2, "BLOCK_N": 64})]
             print(row, flush=True)
             out.append(row)
     return out

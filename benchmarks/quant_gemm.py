@@ -5,8 +5,9 @@ For each projection of one gpt2-xl block (random float16 weights of its shapes),
 
 * `float16`: cuBLAS on the float16 weight (`F.linear`), the unquantized engine's call;
 * for int8 and int4 (group 128), 17c's module both ways: `kernel`, 17b's dot kernel (what `forward` runs up to
-  `QUANT_GEMM_MAX_ROWS` rows), and `rebuild`, the module's `dequantized()` weight and then `F.linear` (what it runs past
-  them: int8's rebuilt in PyTorch, int4's by 17b's `int4_dequantize` kernel).
+  `QUANT_GEMM_MAX_ROWS` rows, and at any row count through `fused`), and `rebuild`, the module's `dequantized()` weight and then `F.linear` (what it runs past
+  them: 17b's one-kernel `int8_dequantize` and `int4_dequantize`; the first run, `quant_gemm_gpu_h100_torch_int8_rebuild.json`,
+  rebuilt int8 in PyTorch).
 
 Each call is checked against `F.linear` on the dequantized weight before it is timed, and timed as the median of CUDA-graph
 replays (Triton's `do_bench_cudagraph`). The crossover between `kernel` and `rebuild` is where `QUANT_GEMM_MAX_ROWS` belongs.

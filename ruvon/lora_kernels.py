@@ -14,7 +14,8 @@ from .kernels import interpret_triton_without_cuda
 
 # %% auto #0
 __all__ = ['MAX_TILE', 'GROUP_ROWS', 'lora_delta_reference', 'lora_kernel_config', 'lora_shrink', 'lora_expand', 'max_row_groups',
-           'lora_row_groups', 'lora_add_groups', 'lora_add_torch', 'lora_add', 'lora_decode_config', 'lora_linear']
+           'lora_row_groups', 'lora_groups_config', 'lora_add_groups', 'lora_add_torch', 'lora_add',
+           'lora_decode_config', 'lora_linear']
 
 # %% ../nbs/18b_lora_kernels.ipynb #415fd736
 interpret_triton_without_cuda()
@@ -209,11 +210,16 @@ def _expand_groups_kernel(t_ptr, b_ptr, order_ptr, groups_ptr, y_ptr, M, N, R, s
         tl.store(ptrs, (tl.load(ptrs, mask=mask, other=0.0).to(tl.float32) + delta).to(y_ptr.dtype.element_ty), mask=mask)
 
 # %% ../nbs/18b_lora_kernels.ipynb #a2bcd571
+def lora_groups_config(K: int, R: int) -> dict:
+    "The grouped kernels' tiles: `lora_kernel_config`'s, with expand tiles up to 128 outputs wide (the sweep in 'Many rows, measured')."
+    config = lora_kernel_config(K, R)
+    return {**config, "BLOCK_N": max(16, min(128, MAX_TILE // config["BLOCK_R"]))}
+
 def lora_add_groups(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, order: torch.Tensor, groups: torch.Tensor,
                     config: dict | None = None) -> torch.Tensor:
     "y[m] += B[slot] A[slot] x[m] in place for the rows of `lora_row_groups`' `order` and `groups` (int32 on y's device; more rows than groups: count 0)."
     (M, K), (N, R) = x.shape, (B.shape[1], A.shape[1])
-    config = config or lora_kernel_config(K, R)
+    config = config or lora_groups_config(K, R)
     _check_lora_config(config, R)
     if min(config["BLOCK_K"], config["BLOCK_R"]) < 16: raise ValueError("the grouped kernels' tl.dot needs BLOCK_K and BLOCK_R >= 16")
     _check_lora_pool(x, A, B)

@@ -121,7 +121,8 @@ def cap_gpu_memory(max_gpu_memory: int, device: torch.device, weight_bytes: int,
     total = torch.cuda.get_device_properties(device).total_memory
     if max_gpu_memory > total:
         raise ConfigError(f"max_gpu_memory ({flag('max_gpu_memory')}) {gib(max_gpu_memory)} is more than the GPU's {gib(total)}")
-    torch.cuda.set_per_process_memory_fraction(max_gpu_memory / total, device)
+    index = torch.cuda.current_device() if device.index is None else device.index  # the allocator's cap wants a numbered card
+    torch.cuda.set_per_process_memory_fraction(max_gpu_memory / total, index)
 
 # %% ../nbs/08_model_runner.ipynb #76ace221
 @contextmanager

@@ -13,7 +13,7 @@ from .quantization import dequantize_int4, dequantize_int8, num_groups
 
 # %% auto #0
 __all__ = ['QUANT_GEMM_MAX_ROWS', 'quant_linear_config', 'int8_linear_kernel', 'int4_linear_kernel', 'int8_linear_reference',
-           'int4_linear_reference', 'int4_dequantize']
+           'int4_linear_reference', 'int4_dequantize', 'int8_dequantize']
 
 # %% ../nbs/17b_quant_kernels.ipynb #da2af7cd
 interpret_triton_without_cuda()
@@ -125,7 +125,7 @@ def _int4_linear_kernel(x_ptr, q_ptr, s_ptr, z_ptr, b_ptr, r_ptr, out_ptr, M, N,
     _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
 
 # %% ../nbs/17b_quant_kernels.ipynb #ab898d9b
-QUANT_GEMM_MAX_ROWS = 512  # the dot kernel tiles up to this many rows; more rows: the weight dequantized once, then cuBLAS (17c)
+QUANT_GEMM_MAX_ROWS = MAX_FUSED_ROWS  # modules run the kernels up to this many rows; more: the weight rebuilt, then cuBLAS (measured, 17c)
 
 def quant_linear_config(M: int, N: int, K: int, bits: int, layer_norm: bool = False) -> dict:
     "Kernel and tile for x (M, K) @ an int8 (`bits=8`) or int4 (`bits=4`) weight (N, K)ᵀ: 12b's `linear_config`, longer chunks for int4's GEMV; tiles of 64 rows past 16."
@@ -241,4 +241,26 @@ def int4_dequantize(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Te
     grid = (triton.cdiv(N, block_n), triton.cdiv(K, block_k))
     _int4_dequantize_kernel[grid](qweight, scales, zeros, out, N, K, qweight.stride(0), scales.stride(0), out.stride(0),
                                   GROUP=group_size, PIECE=min(block_k, group_size), BLOCK_N=block_n, BLOCK_K=block_k)
+    return out
+
+# %% ../nbs/17b_quant_kernels.ipynb #e9032d11
+@triton.jit
+def _int8_dequantize_kernel(q_ptr, s_ptr, out_ptr, N, K, stride_qn, stride_on, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+    mask = (n[:, None] < N) & (k[None, :] < K)
+    q = tl.load(q_ptr + n[:, None] * stride_qn + k[None, :], mask=mask, other=0)
+    scale = tl.load(s_ptr + n, mask=n < N, other=0.0).to(tl.float32)
+    w = q.to(tl.float32) * scale[:, None]
+    tl.store(out_ptr + n[:, None] * stride_on + k[None, :], w.to(out_ptr.dtype.element_ty), mask=mask)
+
+def int8_dequantize(qweight: torch.Tensor, scale: torch.Tensor, block_n: int = 32, block_k: int = 128) -> torch.Tensor:
+    "17a's `dequantize_int8` in one kernel: the (N, K) weight in the scale's dtype, the same bits."
+    N, K = qweight.shape
+    if qweight.dtype != torch.int8 or qweight.stride(1) != 1: raise ValueError("qweight must be int8 (N, K) with contiguous rows")
+    if scale.shape != (N,) or not scale.is_floating_point(): raise ValueError(f"scale must be ({N},) floats, got {tuple(scale.shape)} {scale.dtype}")
+    if N * max(K, qweight.stride(0)) >= 2**31: raise ValueError(f"a ({N}, {K}) weight passes the kernel's 32-bit offsets")
+    out = torch.empty(N, K, dtype=scale.dtype, device=qweight.device)
+    grid = (triton.cdiv(N, block_n), triton.cdiv(K, block_k))
+    _int8_dequantize_kernel[grid](qweight, scale, out, N, K, qweight.stride(0), out.stride(0), BLOCK_N=block_n, BLOCK_K=block_k)
     return out

@@ -18,7 +18,7 @@ from safetensors.torch import load_model as load_model_file, save_model
 from .loading import WeightsNotFoundError, load_config, load_model, model_file, resolve_device, resolve_dtype
 from .model import GPT2, GPT2Config
 from .model_runner import cap_gpu_memory
-from .quant_kernels import QUANT_GEMM_MAX_ROWS, int4_dequantize, int4_linear_kernel, int8_linear_kernel
+from .quant_kernels import QUANT_GEMM_MAX_ROWS, int4_dequantize, int4_linear_kernel, int8_dequantize, int8_linear_kernel
 from .quantization import (DEFAULT_GROUP_SIZE, PROJECTIONS, QuantizationConfig, dequantize_int4, dequantize_int8,
                                 num_groups, quantize_int4, quantize_int8, require_bitsandbytes)
 
@@ -57,7 +57,9 @@ class Int8Linear(QuantizedLinear):
     def from_linear(cls, linear: nn.Linear) -> Int8Linear:
         return cls(*quantize_int8(linear.weight.detach()), _bias(linear))
 
-    def dequantized(self) -> torch.Tensor: return dequantize_int8(self.qweight, self.scale)
+    def dequantized(self) -> torch.Tensor:
+        rebuild = int8_dequantize if self.qweight.is_cuda else dequantize_int8  # 17b's one kernel on a GPU; the same bits
+        return rebuild(self.qweight, self.scale)
 
     @property
     def dtype(self) -> torch.dtype: return self.scale.dtype  # the activations' dtype the kernel takes

@@ -167,21 +167,37 @@ def test_lora_linear_kernels_on_gpu(dtype):
 
 @pytest.mark.parametrize("method", ["int8", "int4-g128", "int4-g32"])
 def test_quantized_projection_kernels_at_every_row_count(method):
-    "Parts 17b/17c compiled: a quantized projection's call at 1, 2-16 and tiles of 64 rows (17b's kernels) and past 512 (the rebuilt weight) equals F.linear on the rebuilt weight; int4's one-kernel rebuild gives 17a's bits."
+    "Parts 17b/17c compiled: a quantized projection's call (17b's kernels up to 16 rows, the rebuilt weight past them) and 17b's tiled kernels at many rows equal F.linear on the rebuilt weight; the one-kernel rebuilds give 17a's bits."
     from torch import nn
-    from ruvon.quant_kernels import QUANT_GEMM_MAX_ROWS
+    from ruvon.quant_kernels import QUANT_GEMM_MAX_ROWS, int4_dequantize, int8_dequantize
+    from ruvon.quantization import dequantize_int4, dequantize_int8
     from ruvon.quantized import Int4Linear, Int8Linear
     torch.manual_seed(0)
     for K, N in [(1600, 4800), (1000, 600)]:  # GPT-2 XL's QKV; and sizes that are no multiple of the 64-wide tiles
         lin = nn.Linear(K, N, device="cuda", dtype=torch.float16)
         q = Int8Linear.from_linear(lin) if method == "int8" else Int4Linear.from_linear(lin, int(method.split("-g")[1]))
         w = q.dequantized().float()
-        if method != "int8":  # on the GPU, 17b's one-kernel rebuild: 17a's bits, in float16 and bfloat16
-            from ruvon.quant_kernels import int4_dequantize
-            from ruvon.quantization import dequantize_int4
-            assert torch.equal(q.dequantized(), dequantize_int4(q.qweight, q.scales, q.zeros, q.group_size))
-            s16 = q.scales.to(torch.bfloat16)
-            assert torch.equal(int4_dequantize(q.qweight, s16, q.zeros, q.group_size), dequantize_int4(q.qweight, s16, q.zeros, q.group_size))
-        for M in (1, 5, 16, 17, 100, QUANT_GEMM_MAX_ROWS, QUANT_GEMM_MAX_ROWS + 1):
+        for dtype in (torch.float16, torch.bfloat16):  # on the GPU, 17b's one-kernel rebuilds: 17a's bits
+            if method == "int8":
+                s = q.scale.to(dtype)
+                assert torch.equal(int8_dequantize(q.qweight, s), dequantize_int8(q.qweight, s)), dtype
+            else:
+                s = q.scales.to(dtype)
+                assert torch.equal(int4_dequantize(q.qweight, s, q.zeros, q.group_size), dequantize_int4(q.qweight, s, q.zeros, q.group_size)), dtype
+        for M in (1, 5, QUANT_GEMM_MAX_ROWS, QUANT_GEMM_MAX_ROWS + 1, 100, 600):
             x = torch.randn(M, K, device="cuda", dtype=torch.float16)
-            torch.testing.assert_close(q(x).float(), torch.nn.functional.linear(x.float(), w, q.bias.float()), atol=2e-2, rtol=2e-2)
+            want = torch.nn.functional.linear(x.float(), w, q.bias.float())
+            torch.testing.assert_close(q(x).float(), want, atol=2e-2, rtol=2e-2)
+            torch.testing.assert_close(q.fused(x).float(), want, atol=2e-2, rtol=2e-2)  # the kernels at every row count, tiled past 16
+
+
+def test_max_gpu_memory_caps_the_allocator_on_an_unnumbered_device():
+    "Part 8's cap on `torch.device('cuda')` (no index, as `--device cuda` gives): a 2 GiB tensor under a 1 GiB cap runs out of memory."
+    from ruvon.model_runner import cap_gpu_memory
+    torch.cuda.empty_cache()
+    cap_gpu_memory(1 << 30, torch.device("cuda"), 0, "nothing")
+    try:
+        with pytest.raises(torch.cuda.OutOfMemoryError): torch.empty(2 << 30, dtype=torch.uint8, device="cuda")
+        torch.empty(256 << 20, dtype=torch.uint8, device="cuda")  # under the cap: allowed
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0); torch.cuda.empty_cache()
