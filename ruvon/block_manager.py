@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from .config import ConfigError, flag
 from .kv_cache import kv_cache_bytes_per_token
 from .model import GPT2Config
 from .slots import SlotManager
@@ -26,7 +27,8 @@ def num_kv_blocks(budget_bytes: int, cfg: GPT2Config, block_size: int = 16, dtyp
     "How many KV blocks fit in `budget_bytes`; one `max_model_len`-token sequence (default: the whole context) must fit."
     n, context = budget_bytes // block_bytes(cfg, block_size, dtype), max_model_len or cfg.n_positions
     need = math.ceil(context / block_size)
-    if n < need: raise ValueError(f"a KV budget of {budget_bytes:,} bytes holds {n} blocks; one {context}-token sequence needs {need}")
+    if n < need: raise ConfigError(f"a KV budget of {budget_bytes:,} bytes holds {n} blocks; one {context}-token sequence needs {need}: "
+                                   f"lower max_model_len ({flag('max_model_len')}) or give the KV cache more memory")
     return n
 
 # %% ../nbs/13a_block_manager.ipynb #23658aa0
