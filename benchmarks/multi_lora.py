@@ -40,6 +40,10 @@ with a few other tiles (`grouped_sweep`: fewer splits of K, other expand tile wi
 
     python benchmarks/multi_lora.py --json benchmarks/results/multi_lora_gpu.json
     python benchmarks/multi_lora.py --kernels --json benchmarks/results/multi_lora_kernels_gpu.json
+`--profile-steps N` runs, instead of the timings, the first N steps of the throughput workload on the base and LoRA engines under
+torch.profiler: their wall time, the GPU's kernel time within it, and the host operations that took the most host time.
+
+    python benchmarks/multi_lora.py --profile-steps 20 --json benchmarks/results/multi_lora_profile_gpu.json
     python benchmarks/multi_lora.py --model $RUVON_DATA/checkpoints/ruvon-standin-2l --load-format auto --device cpu \\
         --num-prompts 8 --input-len 16 --output-len 8 --peft-batch 4 --json /tmp/multi_lora_cpu.json      # plumbing check
 """
@@ -196,6 +200,29 @@ def many_rows_timings(model, num_loras: int, rank: int, rows=(64, 256, 2048)) ->
     return out
 
 
+def profile_engine(engine, prompts, output_len: int, lora_names, steps: int) -> dict:
+    """The first `steps` engine steps of the throughput workload under torch.profiler: their wall time, the GPU's kernel time in them
+    (where it is well under the wall time, the GPU waited for the host) and the host operations that took the most of the host's time."""
+    from torch.profiler import ProfilerActivity, profile
+    params = SamplingParams(temperature=0, max_tokens=output_len, ignore_eos=True)
+    for i, prompt in enumerate(prompts):
+        engine.add_request(f"profile-{i}", prompt, params, **({} if lora_names is None or lora_names[i] is None else dict(lora_name=lora_names[i])))
+    engine.observer = recorder = StepRecorder()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if engine.runner.device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        sync(engine.runner.device); t0 = time.perf_counter()
+        for _ in range(steps): engine.step()
+        sync(engine.runner.device); wall = time.perf_counter() - t0
+    engine.observer = None
+    while engine.has_unfinished_requests(): engine.step()
+    events = prof.key_averages()
+    device_us = lambda e: getattr(e, "self_device_time_total", 0) or 0
+    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:15]
+    return {"steps": steps, "admission_steps": summarize_steps(recorder.steps)["admission"]["num_steps"], "wall_ms": wall * 1e3,
+            "gpu_kernel_ms": sum(device_us(e) for e in events) / 1e3,
+            "top_host_ops": [{"name": e.key, "calls": e.count, "self_cpu_ms": e.self_cpu_time_total / 1e3} for e in top]}
+
+
 def free(device: torch.device) -> None:
     "Drop what the engines held, so PEFT's model has the memory."
     gc.collect()
@@ -267,6 +294,8 @@ def main(argv=None):
     p.add_argument("--runs", type=int, default=3, help="timed rounds (the engines interleaved within each) and PEFT's repeats; every number is the median of its runs")
     p.add_argument("--skip-peft", action="store_true")
     p.add_argument("--kernels", action="store_true", help="time the projections' kernels (GPU) instead of the engines")
+    p.add_argument("--profile-steps", type=int, default=0,
+                   help="instead of timing: the first N steps of the throughput workload on the base and LoRA engines under torch.profiler")
     p.add_argument("--json", required=True)
     args = p.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -300,6 +329,12 @@ def main(argv=None):
              "lora_engine_base_requests": (lora, [None] * len(prompts), None)}
     for engine, lora_names, _ in cases.values():  # warm-up: compiles, graphs
         throughput(engine, prompts[:8], 4, None if lora_names is None else lora_names[:8])
+    if args.profile_steps:
+        for k in ("base", "lora"):
+            engine, names_k, _ = cases[k]
+            result[f"{k}_profile"] = profile_engine(engine, prompts, args.output_len, names_k, args.profile_steps)
+            print(k, "profile", json.dumps(result[f"{k}_profile"]), flush=True)
+        return write(args.json, result)
     tput = interleaved(args.runs, {k: (lambda e=e, n=n: throughput(e, prompts, args.output_len, n)) for k, (e, n, _) in cases.items()})
     tpots = interleaved(args.runs, {k: (lambda e=e, o=o: tpot(e, prompts[0], args.output_len, o)) for k, (e, _, o) in cases.items()})
     for k, (engine, _, _) in cases.items():

@@ -63,6 +63,20 @@ def test_multi_lora_script_runs(tmp_path, standin_2l):
     assert refused.returncode == 2 and "--kernels times GPU kernels: it needs a CUDA device" in refused.stderr
 
 
+def test_multi_lora_profile_runs(tmp_path, standin_2l):
+    "Part 18's benchmark with --profile-steps on the 2-layer stand-in: both engines' first steps profiled instead of timed, the host's busiest ops named."
+    out = tmp_path / "profile.json"
+    subprocess.run([sys.executable, str(BENCH / "multi_lora.py"), "--model", str(standin_2l), "--load-format", "auto", "--device", "cpu",
+                    "--dtype", "float32", "--num-loras", "2", "--rank", "8", "--num-prompts", "4", "--input-len", "8", "--output-len", "4",
+                    "--profile-steps", "3", "--json", str(out)], check=True, capture_output=True, text=True, timeout=300)
+    r = json.loads(out.read_text())
+    assert "base" not in r and "ratios" not in r  # profiled, not timed
+    for k in ("base", "lora"):
+        prof = r[f"{k}_profile"]
+        assert prof["steps"] == 3 and prof["admission_steps"] >= 1 and prof["wall_ms"] > 0 and prof["gpu_kernel_ms"] == 0  # on a CPU: no kernels
+        assert prof["top_host_ops"] and all(op["calls"] > 0 for op in prof["top_host_ops"])
+
+
 def test_modest_gpu_script_runs(tmp_path, standin_2l):
     "Part 17's demo on the CPU: a real `ruvon serve` sized and load-tested, and a cap refused in one line (a cap needs a GPU)."
     out = tmp_path / "result.json"
