@@ -12,7 +12,8 @@ zero, so each update is computed for real). Measured, in one run:
 * batch 1 on the GPU alone (CUDA): the base engine's and the LoRA view's captured one-row decode graphs, replayed back to
   back with an adapter's slot set: the GPU's share of the TPOT difference; the rest of it is host work per step.
 * where the time goes: one more throughput run per engine with an observer that records every step, summarised as
-  benchmarks/throughput_steps.py does (steps that admit prompts against decode-only steps: count, total, mean).
+  benchmarks/throughput_steps.py does (steps that admit prompts against decode-only steps: count, total, mean), and Python's garbage
+  collections during that run (a full collection of a process this size can pause a step for a tenth of a second).
 * PEFT: transformers' GPT2LMHeadModel with the same weights and adapters, unmerged (PeftModel): batch-1 TPOT, and a static batch
   of `--peft-batch` prompts with mixed `adapter_names`.
 
@@ -223,6 +224,23 @@ def profile_engine(engine, prompts, output_len: int, lora_names, steps: int) -> 
             "top_host_ops": [{"name": e.key, "calls": e.count, "self_cpu_ms": e.self_cpu_time_total / 1e3} for e in top]}
 
 
+class GCPauses:
+    "Python's garbage collections while it is open: how many of each generation, and how long each full (generation 2) one took."
+    def __enter__(self):
+        self.counts, self.full_ms, self._t0 = [0, 0, 0], [], 0.0
+        gc.callbacks.append(self._note)
+        return self
+
+    def _note(self, phase: str, info: dict) -> None:
+        if phase == "start": self._t0 = time.perf_counter(); return
+        self.counts[info["generation"]] += 1
+        if info["generation"] == 2: self.full_ms.append((time.perf_counter() - self._t0) * 1e3)
+
+    def __exit__(self, *exc): gc.callbacks.remove(self._note)
+
+    def summary(self) -> dict: return {"collections_by_generation": self.counts, "full_collection_ms": self.full_ms}
+
+
 def free(device: torch.device) -> None:
     "Drop what the engines held, so PEFT's model has the memory."
     gc.collect()
@@ -350,10 +368,10 @@ def main(argv=None):
         print("batch1_replay_ms", result["batch1_replay_ms"], flush=True)
     for k, (engine, names_k, _) in cases.items():  # one more throughput run each, step by step: prompt-admitting steps vs decode-only ones
         engine.observer = recorder = StepRecorder()
-        throughput(engine, prompts, args.output_len, names_k)
+        with GCPauses() as pauses: throughput(engine, prompts, args.output_len, names_k)  # a long step may be a full collection
         engine.observer = None
-        result[k]["steps"] = summarize_steps(recorder.steps)
-        print(k, "steps", json.dumps({kind: result[k]["steps"][kind] for kind in ("admission", "decode_only")}), flush=True)
+        result[k]["steps"], result[k]["gc"] = summarize_steps(recorder.steps), pauses.summary()
+        print(k, "steps", json.dumps({kind: result[k]["steps"][kind] for kind in ("admission", "decode_only")}), "gc", result[k]["gc"], flush=True)
     result["pool_bytes"] = lora.runner.lora_slots.nbytes
     write(args.json, result)  # the engines' numbers survive a run cut short during PEFT's
     del base, merged, lora, cases; free(device)

@@ -57,6 +57,7 @@ def test_multi_lora_script_runs(tmp_path, standin_2l):
         runs = r[key]["runs"]  # one number per interleaved round; the median of the two is their mean
         assert r[key]["throughput_tok_s"] == sum(runs["throughput_tok_s"]) / 2 > 0 and r[key]["tpot_s"] == sum(runs["tpot_s"]) / 2 > 0
         assert r[key]["kv_blocks"] == r["base"]["kv_blocks"]  # the same KV pool for every engine
+        assert len(r[key]["gc"]["collections_by_generation"]) == 3 and r[key]["gc"]["collections_by_generation"][2] == len(r[key]["gc"]["full_collection_ms"])
     assert r["peft"]["throughput_tok_s"] > 0
     assert r["ratios"]["lora_tpot_over_base"] == r["lora"]["tpot_s"] / r["base"]["tpot_s"]
     refused = subprocess.run([sys.executable, str(BENCH / "multi_lora.py"), "--device", "cpu", "--kernels", "--json", str(out)], capture_output=True, text=True)
