@@ -13,7 +13,7 @@ zero, so each update is computed for real). Measured, in one run:
   back with an adapter's slot set: the GPU's share of the TPOT difference; the rest of it is host work per step.
 * where the time goes: one more throughput run per engine with an observer that records every step, summarised as
   benchmarks/throughput_steps.py does (steps that admit prompts against decode-only steps: count, total, mean), and Python's garbage
-  collections during that run (a full collection of a process this size can pause a step for a tenth of a second).
+  collections during that run (a full collection pauses the process for as long as it takes to walk every live object).
 * PEFT: transformers' GPT2LMHeadModel with the same weights and adapters, unmerged (PeftModel): batch-1 TPOT, and a static batch
   of `--peft-batch` prompts with mixed `adapter_names`.
 
@@ -41,10 +41,14 @@ with a few other tiles (`grouped_sweep`: fewer splits of K, other expand tile wi
 
     python benchmarks/multi_lora.py --json benchmarks/results/multi_lora_gpu.json
     python benchmarks/multi_lora.py --kernels --json benchmarks/results/multi_lora_kernels_gpu.json
+
 `--profile-steps N` runs, instead of the timings, the first N steps of the throughput workload on the base and LoRA engines under
-torch.profiler: their wall time, the GPU's kernel time within it, and the host operations that took the most host time.
+torch.profiler: their wall time, the GPU's busy time within it, and the host operations that took the most host time.
 
     python benchmarks/multi_lora.py --profile-steps 20 --json benchmarks/results/multi_lora_profile_gpu.json
+
+A CPU run with the 2-layer stand-in checks the plumbing:
+
     python benchmarks/multi_lora.py --model $RUVON_DATA/checkpoints/ruvon-standin-2l --load-format auto --device cpu \\
         --num-prompts 8 --input-len 16 --output-len 8 --peft-batch 4 --json /tmp/multi_lora_cpu.json      # plumbing check
 """
@@ -202,8 +206,9 @@ def many_rows_timings(model, num_loras: int, rank: int, rows=(64, 256, 2048)) ->
 
 
 def profile_engine(engine, prompts, output_len: int, lora_names, steps: int) -> dict:
-    """The first `steps` engine steps of the throughput workload under torch.profiler: their wall time, the GPU's kernel time in them
-    (where it is well under the wall time, the GPU waited for the host) and the host operations that took the most of the host's time."""
+    """The first `steps` engine steps of the throughput workload under torch.profiler: their wall time (the profiler's own overhead
+    included), the GPU's busy time in them (kernels, copies and fills; well under the wall time: the GPU waited for the host) and the
+    host operations that took the most of the host's time."""
     from torch.profiler import ProfilerActivity, profile
     params = SamplingParams(temperature=0, max_tokens=output_len, ignore_eos=True)
     for i, prompt in enumerate(prompts):
@@ -220,7 +225,7 @@ def profile_engine(engine, prompts, output_len: int, lora_names, steps: int) -> 
     device_us = lambda e: getattr(e, "self_device_time_total", 0) or 0
     top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:15]
     return {"steps": steps, "admission_steps": summarize_steps(recorder.steps)["admission"]["num_steps"], "wall_ms": wall * 1e3,
-            "gpu_kernel_ms": sum(device_us(e) for e in events) / 1e3,
+            "gpu_busy_ms": sum(device_us(e) for e in events) / 1e3,
             "top_host_ops": [{"name": e.key, "calls": e.count, "self_cpu_ms": e.self_cpu_time_total / 1e3} for e in top]}
 
 

@@ -28,7 +28,7 @@ def num_kv_blocks(budget_bytes: int, cfg: GPT2Config, block_size: int = 16, dtyp
     n, context = budget_bytes // block_bytes(cfg, block_size, dtype), max_model_len or cfg.n_positions
     need = math.ceil(context / block_size)
     if n < need: raise ConfigError(f"a KV budget of {budget_bytes:,} bytes holds {n} blocks; one {context}-token sequence needs {need}: "
-                                   f"lower max_model_len ({flag('max_model_len')}) or give the KV cache more memory")
+                                   f"raise {flag('kv_cache_memory')} (or {flag('gpu_memory_utilization')}), or lower {flag('max_model_len')}")
     return n
 
 # %% ../nbs/13a_block_manager.ipynb #23658aa0

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels import interpret_triton_without_cuda
+from .kernels import cdiv, interpret_triton_without_cuda, next_pow2
 from .model import GPT2, Block, KVCacheLike
 
 # %% auto #0
@@ -84,7 +84,7 @@ def layer_norm_kernel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     M, C = x.shape
     if x.stride(1) != 1 or weight.shape != (C,) or bias.shape != (C,): raise ValueError(f"need x (M, {C}) with contiguous rows, weight and bias ({C},)")
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    _layer_norm_kernel[(M,)](x, weight, bias, out, x.stride(0), out.stride(0), C, eps, triton.next_power_of_2(C), num_warps=4)
+    _layer_norm_kernel[(M,)](x, weight, bias, out, x.stride(0), out.stride(0), C, eps, next_pow2(C), num_warps=4)
     return out
 
 # %% ../nbs/12b_fused_decode.ipynb #c43ae86c
@@ -177,7 +177,7 @@ ROWS_GEMV_MAX_ROWS = 0  # few-row GEMV used for 2 to this many rows (<= ROWS_GEM
 def linear_config(M: int, N: int, K: int, layer_norm: bool = False) -> dict:
     "Kernel and tile for x (M, K) @ weight (N, K)ᵀ (chosen from `benchmarks/fused_decode.py`'s sweep, see below)."
     long_k = K > 2048  # GPT-2's MLP down-projection (K = 4C): longer rows, fewer of them
-    if M == 1 and layer_norm: return dict(kernel="gemv", BLOCK_N=8, BLOCK_K=max(16, triton.next_power_of_2(K)), num_warps=4, num_stages=1)
+    if M == 1 and layer_norm: return dict(kernel="gemv", BLOCK_N=8, BLOCK_K=max(16, next_pow2(K)), num_warps=4, num_stages=1)
     if M == 1: return dict(kernel="gemv", BLOCK_N=8, BLOCK_K=2048 if long_k else 1024, num_warps=4 if long_k else 2, num_stages=1)
     if M <= ROWS_GEMV_MAX_ROWS: return dict(kernel="rows", BLOCK_N=16, BLOCK_K=256 if long_k else 128, num_warps=4, num_stages=1)  # first guess; off (see the sweep)
     return dot_config(N, K)
@@ -215,7 +215,7 @@ def linear_plan(x: torch.Tensor, weight: torch.Tensor, bias=None, residual=None,
     if kernel == "gemv" and M != 1: raise ValueError("the gemv kernel takes one row")
     if kernel == "rows" and M > ROWS_GEMV_LIMIT: raise ValueError(f"the rows kernel takes at most {ROWS_GEMV_LIMIT} rows, got {M}")
     if ln is not None and not (kernel == "rows" or (kernel == "gemv" and cfg["BLOCK_K"] >= K)): x, ln = layer_norm_kernel(x, *ln), None
-    out, m_pad = torch.empty(M, N, dtype=x.dtype, device=x.device), {"gemv": 1, "rows": triton.next_power_of_2(M)}.get(kernel, MAX_FUSED_ROWS)
+    out, m_pad = torch.empty(M, N, dtype=x.dtype, device=x.device), {"gemv": 1, "rows": next_pow2(M)}.get(kernel, MAX_FUSED_ROWS)
     pointers = (bias if bias is not None else weight, residual if residual is not None else out, *(ln if ln is not None else (weight, weight, 0.0)))
     return LinearPlan(kernel, cfg, m_pad, x, ln, out, pointers)
 
@@ -228,7 +228,7 @@ def linear_kernel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     "LayerNorm `ln` = (weight, bias, eps) if given, `@ weight.T + bias`, then GELU (tanh) or `+ residual`; x (M ≤ 16, K), weight (N, K)."
     p = linear_plan(x, weight, bias, residual, ln, config)
     (M, K), N, (b, r, lnw, lnb, eps) = p.x.shape, weight.shape[0], p.pointers
-    grid, epilogue = (triton.cdiv(N, p.config["BLOCK_N"]),), (bias is not None, gelu, residual is not None)
+    grid, epilogue = (cdiv(N, p.config["BLOCK_N"]),), (bias is not None, gelu, residual is not None)
     if p.kernel == "gemv":
         _gemv_kernel[grid](p.x, weight, b, r, p.out, lnw, lnb, eps, N, K, weight.stride(0), r.stride(0), p.out.stride(0), *epilogue, p.ln is not None, **p.config)
     elif p.kernel == "rows":

@@ -11,7 +11,7 @@ import sys
 import torch
 
 # %% auto #0
-__all__ = ['LOG2E', 'MAX_DECODE_PROGRAMS', 'interpret_triton_without_cuda', 'write_kv', 'write_kv_reference',
+__all__ = ['LOG2E', 'MAX_DECODE_PROGRAMS', 'interpret_triton_without_cuda', 'cdiv', 'next_pow2', 'write_kv', 'write_kv_reference',
            'decode_partition_size', 'paged_decode_attention', 'paged_decode_reference']
 
 # %% ../nbs/12_paged_attention.ipynb #c5e66c9a
@@ -43,6 +43,15 @@ interpret_triton_without_cuda()
 import triton
 import triton.language as tl
 
+# %% ../nbs/12_paged_attention.ipynb #c4d1a7e3
+def cdiv(a: int, b: int) -> int:
+    "`triton.cdiv` for the host: the least integer >= a / b (b > 0)."
+    return -(-a // b)
+
+def next_pow2(n: int) -> int:
+    "`triton.next_power_of_2` for the host: the least power of two >= n (0 for 0)."
+    return 1 << (n - 1).bit_length() if n > 0 else 0
+
 # %% ../nbs/12_paged_attention.ipynb #b07e41f7
 @triton.jit
 def _write_kv_kernel(k_ptr, v_ptr, k_cache_ptr, v_cache_ptr, slot_ptr,
@@ -65,7 +74,7 @@ def write_kv(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: t
     _check_cache(k_cache, v_cache, H, D)
     if k.stride(-1) != 1 or v.stride(-1) != 1: raise ValueError("k and v need contiguous head_dim")
     _write_kv_kernel[(N,)](k, v, k_cache, v_cache, slot_mapping, k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-                           k_cache.stride(1), k_cache.stride(2), H, D, triton.next_power_of_2(H), triton.next_power_of_2(D))
+                           k_cache.stride(1), k_cache.stride(2), H, D, next_pow2(H), next_pow2(D))
 
 def _check_cache(k_cache: torch.Tensor, v_cache: torch.Tensor, H: int, D: int) -> None:
     if k_cache.shape != v_cache.shape or k_cache.shape[2:] != (H, D) or not (k_cache.is_contiguous() and v_cache.is_contiguous()):
@@ -134,7 +143,7 @@ MAX_DECODE_PROGRAMS = 16384  # beyond this, most of a CUDA graph's fixed grid wo
 def decode_partition_size(num_seq_heads: int, max_context_len: int) -> int:
     "Tokens per partition: 64 (one tile), doubled up to 512 while the grid would exceed `MAX_DECODE_PROGRAMS`."
     size = 64
-    while size < 512 and num_seq_heads * triton.cdiv(max_context_len, size) > MAX_DECODE_PROGRAMS: size *= 2
+    while size < 512 and num_seq_heads * cdiv(max_context_len, size) > MAX_DECODE_PROGRAMS: size *= 2
     return size
 
 def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
@@ -145,16 +154,16 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
     max_context_len = max_context_len or block_tables.shape[1] * k_cache.shape[1]
     partition_size = partition_size or decode_partition_size(B * H, max_context_len)
     _check_decode_args(q, k_cache, v_cache, block_tables, context_lens, partition_size, block_n)
-    num_parts = triton.cdiv(max_context_len, partition_size)
+    num_parts = cdiv(max_context_len, partition_size)
     acc = torch.empty(B, H, num_parts, D, dtype=torch.float32, device=q.device)
     m, l = torch.empty(2, B, H, num_parts, dtype=torch.float32, device=q.device).unbind(0)
-    out, BD = torch.empty(B, H, D, dtype=q.dtype, device=q.device), triton.next_power_of_2(D)
+    out, BD = torch.empty(B, H, D, dtype=q.dtype, device=q.device), next_pow2(D)
     _decode_partition_kernel[(B, H, num_parts)](
         q, k_cache, v_cache, block_tables, context_lens, acc, m, l, D**-0.5 * LOG2E, q.stride(0), q.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), block_tables.stride(0), acc.stride(0), acc.stride(1), acc.stride(2),
         m.stride(0), m.stride(1), k_cache.shape[1], D, BD, block_n, partition_size, num_warps=num_warps)
     _decode_reduce_kernel[(B, H)](out, acc, m, l, context_lens, num_parts, out.stride(0), out.stride(1), acc.stride(0), acc.stride(1),
-                                  acc.stride(2), m.stride(0), m.stride(1), D, BD, triton.next_power_of_2(num_parts), partition_size)
+                                  acc.stride(2), m.stride(0), m.stride(1), D, BD, next_pow2(num_parts), partition_size)
     return out
 
 # %% ../nbs/12_paged_attention.ipynb #4e69272b

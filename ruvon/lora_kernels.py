@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .fused import _dot_tile, _epilogue, _gelu_tanh, _gemv_dot, _ln_chunk, _normalize_chunk, _row_moments, _rows_gemv_dot, dot_precision, linear_plan
-from .kernels import interpret_triton_without_cuda
+from .kernels import cdiv, interpret_triton_without_cuda, next_pow2
 
 # %% auto #0
 __all__ = ['MAX_TILE', 'GROUP_ROWS', 'lora_delta_reference', 'lora_kernel_config', 'lora_shrink', 'lora_expand', 'max_row_groups',
@@ -102,14 +102,12 @@ def _expand_kernel(t_ptr, lora_b_ptr, slots_ptr, y_ptr, M, N, R, stride_bs, stri
 # %% ../nbs/18b_lora_kernels.ipynb #2ced8552
 MAX_TILE = 4096  # float32 numbers in one kernel tile: (BLOCK_R, BLOCK_K) in shrink, (BLOCK_N, BLOCK_R) in expand
 
-def _cdiv(a: int, b: int) -> int: return -(-a // b)                 # triton.cdiv, without its per-call price
-def _pow2(n: int) -> int: return 1 << max(n - 1, 0).bit_length()   # triton.next_power_of_2: the least power of two >= n
 
 def lora_kernel_config(K: int, R: int) -> dict:
     "Tiles for K inputs and maximum rank R; the split of K depends on K alone, so a row's sums do not depend on its batch."
-    block_r = max(16, _pow2(R))
-    block_k = max(16, min(256, _pow2(K), MAX_TILE // block_r))
-    return dict(SPLIT_K=max(1, min(8, _cdiv(K, block_k))), BLOCK_K=block_k, BLOCK_N=max(16, min(64, MAX_TILE // block_r)), BLOCK_R=block_r)
+    block_r = max(16, next_pow2(R))
+    block_k = max(16, min(256, next_pow2(K), MAX_TILE // block_r))
+    return dict(SPLIT_K=max(1, min(8, cdiv(K, block_k))), BLOCK_K=block_k, BLOCK_N=max(16, min(64, MAX_TILE // block_r)), BLOCK_R=block_r)
 
 def _check_lora_config(config: dict, R: int) -> None:
     "Refuse tiles the kernels would run wrong with: BLOCK_R below the rank R (its rows past BLOCK_R dropped), a block that is not a power of two, no split."
@@ -139,7 +137,7 @@ def lora_shrink(x: torch.Tensor, A: torch.Tensor, slots: torch.Tensor, config: d
     lnw, lnb, eps = norm if norm is not None else (x, x, 0.0)        # unused without LN
     t = torch.empty(config["SPLIT_K"], M, R, dtype=torch.float32, device=x.device)
     _shrink_kernel[(M, config["SPLIT_K"])](x, A, slots, t, lnw, lnb, eps, M, K, R, x.stride(0), A.stride(0), A.stride(1), norm is not None,
-                                           config["SPLIT_K"], config["BLOCK_R"], config["BLOCK_K"], min(MAX_TILE, _pow2(K)), num_warps=4)
+                                           config["SPLIT_K"], config["BLOCK_R"], config["BLOCK_K"], min(MAX_TILE, next_pow2(K)), num_warps=4)
     return t
 
 def lora_expand(y: torch.Tensor, t: torch.Tensor, B: torch.Tensor, slots: torch.Tensor, config: dict, gelu: bool = False) -> torch.Tensor:
@@ -148,9 +146,9 @@ def lora_expand(y: torch.Tensor, t: torch.Tensor, B: torch.Tensor, slots: torch.
     _check_lora_config(config, R)
     if "BLOCK_N" not in config: raise ValueError("lora_expand needs BLOCK_N in its config")
     if y.stride(1) != 1 or B.shape[1] != N or t.shape != (config["SPLIT_K"], M, R): raise ValueError(f"need y (M, {B.shape[1]}) with contiguous rows and t {(config['SPLIT_K'], M, R)}")
-    grid = (M, _cdiv(N, config["BLOCK_N"]))
+    grid = (M, cdiv(N, config["BLOCK_N"]))
     _expand_kernel[grid](t, B, slots, y, M, N, R, B.stride(0), B.stride(1), y.stride(0), gelu, config["SPLIT_K"],
-                         _pow2(config["SPLIT_K"]), config["BLOCK_N"], config["BLOCK_R"], num_warps=4)
+                         next_pow2(config["SPLIT_K"]), config["BLOCK_N"], config["BLOCK_R"], num_warps=4)
     return y
 
 # %% ../nbs/18b_lora_kernels.ipynb #b9b514ba
@@ -233,7 +231,7 @@ def lora_add_groups(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.
     t = torch.empty(config["SPLIT_K"], M, R, dtype=torch.float32, device=x.device)
     _shrink_groups_kernel[(G, config["SPLIT_K"])](x, A, order, groups, t, M, K, R, x.stride(0), A.stride(0), A.stride(1), precision,
                                                   config["SPLIT_K"], GROUP_ROWS, config["BLOCK_R"], config["BLOCK_K"], num_warps=4)
-    _expand_groups_kernel[(G, _cdiv(N, config["BLOCK_N"]))](t, B, order, groups, y, M, N, R, B.stride(0), B.stride(1), y.stride(0),
+    _expand_groups_kernel[(G, cdiv(N, config["BLOCK_N"]))](t, B, order, groups, y, M, N, R, B.stride(0), B.stride(1), y.stride(0),
                                                                   precision, config["SPLIT_K"], GROUP_ROWS,
                                                                   config["BLOCK_N"], config["BLOCK_R"], num_warps=4)
     return y
@@ -290,9 +288,9 @@ def _linear_lora_kernel(x_ptr, w_ptr, b_ptr, r_ptr, out_ptr, lnw_ptr, lnb_ptr, e
 # %% ../nbs/18b_lora_kernels.ipynb #dd848668
 def lora_decode_config(K: int, R: int) -> dict:
     "Shrink tiles for the few-row path, from K and the maximum rank R alone: one split per chunk of at most 128 inputs, within the tile budget."
-    block_r = max(16, _pow2(R))
-    block_k = max(16, min(128, _pow2(K), MAX_TILE // block_r))
-    return dict(SPLIT_K=max(1, min(64, MAX_TILE // block_r, _cdiv(K, block_k))), BLOCK_K=block_k, BLOCK_R=block_r)
+    block_r = max(16, next_pow2(R))
+    block_k = max(16, min(128, next_pow2(K), MAX_TILE // block_r))
+    return dict(SPLIT_K=max(1, min(64, MAX_TILE // block_r, cdiv(K, block_k))), BLOCK_K=block_k, BLOCK_R=block_r)
 
 def lora_linear(x: torch.Tensor, weight: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slots: torch.Tensor, bias: torch.Tensor | None = None,
                 gelu: bool = False, residual: torch.Tensor | None = None, ln: tuple | None = None, config: dict | None = None,
@@ -307,8 +305,8 @@ def lora_linear(x: torch.Tensor, weight: torch.Tensor, A: torch.Tensor, B: torch
     _check_lora_config(lcfg, R)
     t = lora_shrink(p.x, A, slots, lcfg, p.ln)
     b, r, lnw, lnb, eps = p.pointers
-    _linear_lora_kernel[(_cdiv(N, p.config["BLOCK_N"]),)](
+    _linear_lora_kernel[(cdiv(N, p.config["BLOCK_N"]),)](
         p.x, weight, b, r, p.out, lnw, lnb, eps, t, B, slots, M, N, K, R, p.x.stride(0), weight.stride(0), r.stride(0), p.out.stride(0),
         B.stride(0), B.stride(1), bias is not None, gelu, residual is not None, p.ln is not None, p.kernel, dot_precision(p.x.dtype), p.m_pad,
-        lcfg["SPLIT_K"], _pow2(lcfg["SPLIT_K"]), lcfg["BLOCK_R"], **p.config)
+        lcfg["SPLIT_K"], next_pow2(lcfg["SPLIT_K"]), lcfg["BLOCK_R"], **p.config)
     return p.out

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from .fused import MAX_FUSED_ROWS, _epilogue, _normalize, dot_config, dot_precision, layer_norm_kernel, linear_config, linear_reference
-from .kernels import interpret_triton_without_cuda
+from .kernels import cdiv, interpret_triton_without_cuda, next_pow2
 from .quantization import dequantize_int4, dequantize_int8, num_groups
 
 # %% auto #0
@@ -125,7 +125,7 @@ def _int4_linear_kernel(x_ptr, q_ptr, s_ptr, z_ptr, b_ptr, r_ptr, out_ptr, M, N,
     _epilogue(acc, m, n, M, N, b_ptr, r_ptr, out_ptr, stride_rm, stride_om, HAS_BIAS, GELU, HAS_RESIDUAL)
 
 # %% ../nbs/17b_quant_kernels.ipynb #ab898d9b
-QUANT_GEMM_MAX_ROWS = MAX_FUSED_ROWS  # modules run the kernels up to this many rows; more: the weight rebuilt, then cuBLAS (measured, 17c)
+QUANT_GEMM_MAX_ROWS = MAX_FUSED_ROWS  # modules run the kernels up to this many rows; more: the weight rebuilt, then cuBLAS (17c: from 32 rows)
 
 def quant_linear_config(M: int, N: int, K: int, bits: int, layer_norm: bool = False) -> dict:
     "Kernel and tile for x (M, K) @ an int8 (`bits=8`) or int4 (`bits=4`) weight (N, K)ᵀ: 12b's `linear_config`, longer chunks for int4's GEMV; tiles of 64 rows past 16."
@@ -134,7 +134,7 @@ def quant_linear_config(M: int, N: int, K: int, bits: int, layer_norm: bool = Fa
     cfg = linear_config(M, N, K, layer_norm)
     if cfg["kernel"] == "rows": cfg = dot_config(N, K)  # 12b's few-row GEMV (when switched on) has no quantized twin: tl.dot's tiles
     if bits == 4 and cfg["kernel"] == "gemv" and not layer_norm:
-        cfg.update(BLOCK_K=min(triton.next_power_of_2(K), 4096 if K > 2048 else 2048), num_warps=4)
+        cfg.update(BLOCK_K=min(next_pow2(K), 4096 if K > 2048 else 2048), num_warps=4)
     return cfg
 
 # %% ../nbs/17b_quant_kernels.ipynb #571e37ec
@@ -172,7 +172,7 @@ def int8_linear_kernel(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tens
     cfg = _check_config(config or quant_linear_config(M, N, K, 8, layer_norm=ln is not None), M, min_dot_k=16)
     x, (lnw, lnb, eps), out, b, r, flags = _prologue(x, N, cfg, bias, gelu, residual, ln)
     block_m = cfg.pop("BLOCK_M", MAX_FUSED_ROWS)
-    grid = (triton.cdiv(N, cfg["BLOCK_N"]), triton.cdiv(M, block_m))
+    grid = (cdiv(N, cfg["BLOCK_N"]), cdiv(M, block_m))
     if cfg.pop("kernel") == "gemv":
         _int8_gemv_kernel[grid[:1]](x, qweight, scale, b, r, out, lnw, lnb, eps, N, K, qweight.stride(0), r.stride(0), out.stride(0), *flags, **cfg)
     else:
@@ -199,7 +199,7 @@ def int4_linear_kernel(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Ten
     cfg = _check_config(config or quant_linear_config(M, N, K, 4, layer_norm=ln is not None), M, min_dot_k=16)
     x, (lnw, lnb, eps), out, b, r, flags = _prologue(x, N, cfg, bias, gelu, residual, ln)
     block_m = cfg.pop("BLOCK_M", MAX_FUSED_ROWS)
-    grid, group = (triton.cdiv(N, cfg["BLOCK_N"]), triton.cdiv(M, block_m)), dict(GROUP=group_size, PIECE=min(cfg["BLOCK_K"], group_size))
+    grid, group = (cdiv(N, cfg["BLOCK_N"]), cdiv(M, block_m)), dict(GROUP=group_size, PIECE=min(cfg["BLOCK_K"], group_size))
     if cfg.pop("kernel") == "gemv":
         _int4_gemv_kernel[grid[:1]](x, qweight, scales, zeros, b, r, out, lnw, lnb, eps, N, K, qweight.stride(0), scales.stride(0),
                                 r.stride(0), out.stride(0), *flags, **group, **cfg)
@@ -238,7 +238,7 @@ def int4_dequantize(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Te
     _check_int4(torch.empty(0, K, dtype=scales.dtype), qweight, scales, zeros, group_size)
     if N * K >= 2**31: raise ValueError(f"a ({N}, {K}) weight passes the kernel's 32-bit offsets")
     out = torch.empty(N, K, dtype=scales.dtype, device=qweight.device)
-    grid = (triton.cdiv(N, block_n), triton.cdiv(K, block_k))
+    grid = (cdiv(N, block_n), cdiv(K, block_k))
     _int4_dequantize_kernel[grid](qweight, scales, zeros, out, N, K, qweight.stride(0), scales.stride(0), out.stride(0),
                                   GROUP=group_size, PIECE=min(block_k, group_size), BLOCK_N=block_n, BLOCK_K=block_k)
     return out
@@ -258,9 +258,10 @@ def int8_dequantize(qweight: torch.Tensor, scale: torch.Tensor, block_n: int = 3
     "17a's `dequantize_int8` in one kernel: the (N, K) weight in the scale's dtype, the same bits."
     N, K = qweight.shape
     if qweight.dtype != torch.int8 or qweight.stride(1) != 1: raise ValueError("qweight must be int8 (N, K) with contiguous rows")
-    if scale.shape != (N,) or not scale.is_floating_point(): raise ValueError(f"scale must be ({N},) floats, got {tuple(scale.shape)} {scale.dtype}")
+    if scale.shape != (N,) or scale.stride(0) != 1 or scale.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        raise ValueError(f"scale must be contiguous ({N},) float16, bfloat16 or float32, got {tuple(scale.shape)} {scale.dtype}")
     if N * max(K, qweight.stride(0)) >= 2**31: raise ValueError(f"a ({N}, {K}) weight passes the kernel's 32-bit offsets")
     out = torch.empty(N, K, dtype=scale.dtype, device=qweight.device)
-    grid = (triton.cdiv(N, block_n), triton.cdiv(K, block_k))
+    grid = (cdiv(N, block_n), cdiv(K, block_k))
     _int8_dequantize_kernel[grid](qweight, scale, out, N, K, qweight.stride(0), out.stride(0), BLOCK_N=block_n, BLOCK_K=block_k)
     return out
