@@ -13,7 +13,8 @@ zero, so each update is computed for real). Measured, in one run:
   back with an adapter's slot set: the GPU's share of the TPOT difference; the rest of it is host work per step.
 * where the time goes: one more throughput run per engine with an observer that records every step, summarised as
   benchmarks/throughput_steps.py does (steps that admit prompts against decode-only steps: count, total, mean), and Python's garbage
-  collections during that run (a full collection pauses the process for as long as it takes to walk every live object).
+  collections during that run (a full collection pauses the process for as long as it takes to walk every live object; after
+  the warm-up the benchmark freezes what is alive, as `ruvon serve` does once loaded, so collections skip the engines).
 * PEFT: transformers' GPT2LMHeadModel with the same weights and adapters, unmerged (PeftModel): batch-1 TPOT, and a static batch
   of `--peft-batch` prompts with mixed `adapter_names`.
 
@@ -247,8 +248,8 @@ class GCPauses:
 
 
 def free(device: torch.device) -> None:
-    "Drop what the engines held, so PEFT's model has the memory."
-    gc.collect()
+    "Drop what the engines held, so PEFT's model has the memory (unfrozen first: frozen objects are never collected)."
+    gc.unfreeze(); gc.collect()
     if device.type == "cuda": torch.cuda.empty_cache()
 
 
@@ -352,6 +353,7 @@ def main(argv=None):
              "lora_engine_base_requests": (lora, [None] * len(prompts), None)}
     for engine, lora_names, _ in cases.values():  # warm-up: compiles, graphs
         throughput(engine, prompts[:8], 4, None if lora_names is None else lora_names[:8])
+    gc.collect(); gc.freeze()  # as `ruvon serve` does once loaded (Part 4c): later full collections skip the engines' objects
     if args.profile_steps:
         for k in ("base", "lora"):
             engine, names_k, _ = cases[k]

@@ -430,7 +430,7 @@ def serve(
     from ruvon.loading import load_config
     from ruvon.logprobs import OpenAILogprobs, RawLogprobs
     from ruvon.admission import BoundedAdmission
-    from ruvon.server import allow_cors, build_app, require_api_key, serving_for
+    from ruvon.server import allow_cors, build_app, freeze_startup_heap, require_api_key, serving_for
     from ruvon.speculative import check_speculative, serve_spec_metrics, speculative_engine
     from ruvon.telemetry import log_requests, serve_telemetry
     from ruvon.web_chat import serve_web_chat
@@ -458,7 +458,7 @@ def serve(
                                          make_engine=make_engine)
     app_ = build_app(capped(serving_for(model, name, engine, OpenAILogprobs(), max_choices_per_request, weights_loader(qc, lora), serving,
                                         dtype=dtype, device=device, load_format=load_format)), admission,
-                     extensions=[serve_telemetry, serve_spec_metrics, serve_web_chat, *lora_routes, *guards], on_load_failure=exit_with, max_request_bytes=max_request_bytes,
+                     extensions=[serve_telemetry, serve_spec_metrics, serve_web_chat, *lora_routes, *guards, freeze_startup_heap], on_load_failure=exit_with, max_request_bytes=max_request_bytes,
                      docs=not disable_fastapi_docs)  # Part 11: /metrics and the dashboard; Part 14b: the chat page at /
     log_requests()  # Part 11: one JSON line per finished request, on stderr
     run_until_drained(app_, admission, host, port, drain_timeout, ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile, root_path=root_path)

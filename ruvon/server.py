@@ -42,7 +42,8 @@ __all__ = ['REJECTION_REASONS', 'ALL_REJECTION_REASONS', 'Deadline', 'DEFAULT_MA
            'unless_disconnected', 'respond', 'BodyLimit', 'ServerState', 'load_in_background', 'build_app', 'json_body',
            'CollectorPause', 'parse_json', 'too_many_containers', 'parsed_body', 'validate_body', 'parse_body',
            'document_openai_errors', 'component', 'TokenizeRequest', 'DetokenizeRequest', 'model_card', 'add_routes',
-           'add_token_routes', 'serving_for', 'route_path', 'APIKeyCheck', 'require_api_key', 'allow_cors']
+           'add_token_routes', 'serving_for', 'freeze_startup_heap', 'route_path', 'APIKeyCheck', 'require_api_key',
+           'allow_cors']
 
 # %% ../nbs/04c_server.ipynb #b8701245
 def error_response(e: APIError) -> JSONResponse:
@@ -518,6 +519,11 @@ def serving_for(model_id: str, served_name: str | None = None, engine: Callable 
         model, tokenizer = (load_model or load_weights)(model_id, **load_kwargs), load_tokenizer(model_id)
         return serving(engine(model, tokenizer), tokenizer, served_name or model_id, logprobs, max_choices)
     return load
+
+# %% ../nbs/04c_server.ipynb #796523fc
+def freeze_startup_heap(app: FastAPI, state: ServerState) -> None:
+    "Extension: once the model is loaded, collect and `gc.freeze()` every object alive, so later full collections skip them."
+    state.on_load.append(lambda serving: (gc.collect(), gc.freeze()))
 
 # %% ../nbs/04c_server.ipynb #3eb331fb
 KEY_COOKIE = "ruvon_api_key"
