@@ -381,7 +381,7 @@ def main(argv=None):
         print(k, "steps", json.dumps({kind: result[k]["steps"][kind] for kind in ("admission", "decode_only")}), "gc", result[k]["gc"], flush=True)
     result["pool_bytes"] = lora.runner.lora_slots.nbytes
     write(args.json, result)  # the engines' numbers survive a run cut short during PEFT's
-    del base, merged, lora, cases; free(device)
+    del base, merged, lora, cases, engine; free(device)  # `engine`: the loops' last binding
     if not args.skip_peft:
         result["peft"] = peft_numbers(fresh(), adapters, prompts, args.output_len, args.peft_batch, args.runs)
         print("peft", result["peft"], flush=True)
