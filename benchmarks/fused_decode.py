@@ -53,6 +53,7 @@ default_linear_config = ruvon.fused.linear_config
 
 
 def time_ms(fn) -> float: return do_bench_cudagraph(fn, rep=30, return_mode="median")
+def time_us(fn) -> float: return time_ms(fn) * 1e3
 
 
 def copy_bandwidth_gbs(nbytes: int = 1 << 30) -> float:

@@ -141,16 +141,12 @@ def block_projections(model, num_loras: int, rank: int):
         yield f"{parent}.{name}", p, new, new(num_loras, rank, K) / K**0.5, new(num_loras, N, rank) * 0.01
 
 
-def us_per_call(fn) -> float:
-    from fused_decode import time_ms  # Part 12b's benchmark, beside this file: the median of CUDA-graph replays
-    return time_ms(fn) * 1e3
-
-
 def kernel_timings(model, num_loras: int, rank: int, rows=(1, 4, 16)) -> list[dict]:
     "Microseconds per call of each projection of block 0: Part 12b's kernel, `lora_linear` with rows on adapters and on none, its shrink."
     from ruvon.fused import linear_kernel, linear_plan
     from ruvon.lora_kernels import lora_decode_config, lora_linear, lora_shrink
-    block, us, out = model.h[0], us_per_call, []
+    from fused_decode import time_us as us  # Part 12b's benchmark, beside this file: the median of CUDA-graph replays
+    block, out = model.h[0], []
     for label, p, new, A, B in block_projections(model, num_loras, rank):
         (N, K), name = p.weight.shape, label.split(".")[1]
         norm = {"c_attn": block.ln_1, "c_fc": block.ln_2}.get(name)  # as Part 12b's FusedBlock calls them
@@ -183,7 +179,8 @@ def many_rows_timings(model, num_loras: int, rank: int, rows=(64, 256, 2048)) ->
     the update grouped by adapter (graph replays: GPU time); and the base matmul and the grouped update called eagerly, back to back (host work
     shows where it exceeds the GPU time: an admission step's prompts run eagerly)."""
     from ruvon.lora_kernels import lora_add, lora_add_groups, lora_groups_config, lora_row_groups
-    us, out = us_per_call, []
+    from fused_decode import time_us as us
+    out = []
     for label, p, new, A, B in block_projections(model, num_loras, rank):
         (N, K) = p.weight.shape
         for M in rows:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 import triton
 from torch import nn
 
-from fused_decode import time_ms  # Part 12b's benchmark, beside this file: the median of CUDA-graph replays
+from fused_decode import time_us  # Part 12b's benchmark, beside this file: the median of CUDA-graph replays
 from ruvon.bench import result_header
 from ruvon.loading import load_config
 from ruvon.model import GPT2
@@ -33,9 +33,6 @@ from ruvon.quantization import PROJECTIONS, QuantizationConfig
 from ruvon.quantized import quantized_projection
 
 METHODS = ("int8", "int4")
-
-
-def time_us(fn) -> float: return time_ms(fn) * 1e3
 
 
 def check(got: torch.Tensor, want: torch.Tensor, what: str) -> None:

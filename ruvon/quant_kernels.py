@@ -181,13 +181,14 @@ def int8_linear_kernel(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tens
     return out
 
 # %% ../nbs/17b_quant_kernels.ipynb #e7b5676c
-def _check_int4(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, group_size: int) -> None:
-    (M, K), N = x.shape, qweight.shape[0]
+def _check_int4(K: int, dtype: torch.dtype, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, group_size: int) -> None:
+    "A packed int4 weight for K inputs, its scales in `dtype` (the activations') and zero points."
+    N = qweight.shape[0]
     if not (isinstance(group_size, int) and 16 <= group_size <= 1024 and group_size & (group_size - 1) == 0):
         raise ValueError(f"group_size must be a power of two from 16 to 1024, got {group_size!r}")
     if qweight.dtype != torch.uint8 or 2 * qweight.shape[1] != K or qweight.stride(1) != 1: raise ValueError(f"qweight must be packed uint8 (N, {K // 2}) with contiguous rows")
     G = num_groups(K, group_size)
-    if scales.shape != (N, G) or scales.dtype != x.dtype or not scales.is_contiguous(): raise ValueError(f"scales must be contiguous ({N}, {G}) in x's dtype {x.dtype}")
+    if scales.shape != (N, G) or scales.dtype != dtype or not scales.is_contiguous(): raise ValueError(f"scales must be contiguous ({N}, {G}) in x's dtype {dtype}")
     if zeros.shape != (N, G) or zeros.dtype != torch.uint8 or not zeros.is_contiguous(): raise ValueError(f"zeros must be contiguous uint8 ({N}, {G})")
 
 def int4_linear_kernel(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, group_size: int,
@@ -195,7 +196,7 @@ def int4_linear_kernel(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Ten
                        ln: tuple | None = None, config: dict | None = None) -> torch.Tensor:
     "12b's `linear_kernel` for a packed int4 weight with a scale and zero point per `group_size` columns (17a's `quantize_int4`)."
     (M, K), N = x.shape, qweight.shape[0]
-    _check_rows(x, N, bias, residual, ln); _check_int4(x, qweight, scales, zeros, group_size)
+    _check_rows(x, N, bias, residual, ln); _check_int4(x.shape[1], x.dtype, qweight, scales, zeros, group_size)
     cfg = _check_config(config or quant_linear_config(M, N, K, 4, layer_norm=ln is not None), M, min_dot_k=16)
     x, (lnw, lnb, eps), out, b, r, flags = _prologue(x, N, cfg, bias, gelu, residual, ln)
     block_m = cfg.pop("BLOCK_M", MAX_FUSED_ROWS)
@@ -235,7 +236,7 @@ def int4_dequantize(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Te
                     block_n: int = 32, block_k: int = 128) -> torch.Tensor:
     "17a's `dequantize_int4` in one kernel: the (N, K) weight in the scales' dtype, the same bits."
     N, K = qweight.shape[0], 2 * qweight.shape[1]
-    _check_int4(torch.empty(0, K, dtype=scales.dtype), qweight, scales, zeros, group_size)
+    _check_int4(K, scales.dtype, qweight, scales, zeros, group_size)
     if N * K >= 2**31: raise ValueError(f"a ({N}, {K}) weight passes the kernel's 32-bit offsets")
     out = torch.empty(N, K, dtype=scales.dtype, device=qweight.device)
     grid = (cdiv(N, block_n), cdiv(K, block_k))
