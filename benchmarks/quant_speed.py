@@ -7,6 +7,7 @@ Run on a GPU:  python benchmarks/quant_speed.py --json benchmarks/results/quant_
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -20,8 +21,15 @@ def bench(kind: str, model: str, method: str | None, out: Path, extra: list[str]
     cmd = [sys.executable, "-c", "from ruvon.cli import app; app()", "bench", kind, model, "--load-format", "dummy", "--dtype", "float16",
            "--json", str(out), *extra, *(["--quantization", method] if method else [])]
     r = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-    if r.returncode != 0: return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"}
+    if r.returncode != 0: return {"error": error_line(r.stderr) or f"exit {r.returncode}"}
     return json.loads(out.read_text())
+
+
+def error_line(stderr: str) -> str | None:
+    "The last line of `stderr` that names an exception (`torch.AcceleratorError: CUDA error: ...`), else its last line."
+    lines = stderr.strip().splitlines()
+    named = [line for line in lines if re.match(r"[\w.]+(Error|Exception)\b", line)]
+    return (named or lines or [None])[-1]
 
 
 def summary(latency: dict, throughput: dict) -> dict:
@@ -50,11 +58,13 @@ def main(argv=None):
             for name in args.methods.split(","):
                 method = None if name == "none" else name
                 lat = bench("latency", model, method, Path(tmp) / "lat.json", ["--batch-size", "1", "--input-len", "32", "--output-len", "128"])
-                thr = bench("throughput", model, method, Path(tmp) / "thr.json", ["--num-prompts", str(args.num_prompts)])
-                result["runs"][f"{model}/{name}"] = {"summary": summary(lat, thr), "latency": lat, "throughput": thr}
                 result.setdefault("device_name", lat.get("device_name"))
+                thr = {"error": "not run: stopped before the throughput run ended"}
+                for step in ("latency", "throughput"):  # written after each run: a partial result survives a timeout
+                    if step == "throughput": thr = bench("throughput", model, method, Path(tmp) / "thr.json", ["--num-prompts", str(args.num_prompts)])
+                    result["runs"][f"{model}/{name}"] = {"summary": summary(lat, thr), "latency": lat, "throughput": thr}
+                    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
                 print(model, name, json.dumps(result["runs"][f"{model}/{name}"]["summary"]), flush=True)
-                Path(args.json).write_text(json.dumps(result, indent=1) + "\n")  # after each run: a partial result survives a timeout
 
 
 if __name__ == "__main__":

@@ -5,8 +5,11 @@
 # %% ../nbs/13c_cuda_graphs.ipynb #bc771644
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
+from torch import nn
 
 from .config import EngineConfig
 from .model import GPT2
@@ -14,8 +17,8 @@ from .model_runner import ModelInput
 from .paged_cache import PagedKernels, PagedKVCache, PagedModelRunner, PagedStep, TRITON_KERNELS
 
 # %% auto #0
-__all__ = ['DECODE_MODES', 'batch_size_buckets', 'bucket_for', 'DecodeGraphs', 'run', 'max_batch_size', 'default_decode_mode',
-           'check_decode_mode', 'GraphModelRunner', 'compute', 'num_padded']
+__all__ = ['DECODE_MODES', 'batch_size_buckets', 'bucket_for', 'DecodeGraphs', 'run', 'max_batch_size', 'uncapturable',
+           'default_decode_mode', 'check_decode_mode', 'GraphModelRunner', 'compute', 'num_padded']
 
 # %% ../nbs/13c_cuda_graphs.ipynb #b8d0076c
 def batch_size_buckets(max_num_seqs: int) -> list[int]:
@@ -104,16 +107,27 @@ DecodeGraphs._fill, DecodeGraphs.run, DecodeGraphs.max_batch_size = _fill, run, 
 # %% ../nbs/13c_cuda_graphs.ipynb #9d68c184
 DECODE_MODES = ("eager", "padded", "graphs")
 
-def default_decode_mode(config: EngineConfig, device: torch.device, kernels: PagedKernels) -> str:
-    "CUDA graphs on a GPU with Part 12's kernels (`padded` with `enforce_eager`); `eager` everywhere else."
-    if device.type != "cuda" or kernels is not TRITON_KERNELS: return "eager"
-    return "padded" if config.enforce_eager else "graphs"
+def uncapturable(model: nn.Module) -> list[str]:
+    "The names of `model`'s modules that say they cannot run inside a CUDA graph (`cuda_graph_safe = False`)."
+    return [name for name, m in model.named_modules() if getattr(m, "cuda_graph_safe", True) is False]
 
-def check_decode_mode(mode: str, config: EngineConfig, device: torch.device) -> str:
-    "`mode` if it is one of `DECODE_MODES` and can run here under `config`; else a ValueError."
+def default_decode_mode(config: EngineConfig, device: torch.device, kernels: PagedKernels, model: nn.Module) -> str:
+    "CUDA graphs on a GPU with Part 12's kernels (`padded` with `enforce_eager` or a module graphs can't capture); `eager` everywhere else."
+    if device.type != "cuda" or kernels is not TRITON_KERNELS: return "eager"
+    if config.enforce_eager: return "padded"
+    if names := uncapturable(model):
+        more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+        warnings.warn(f"CUDA graphs can't capture {names[0]} ({type(model.get_submodule(names[0])).__name__}){more}: "
+                      "decode steps run without graphs, as with --enforce-eager")
+        return "padded"
+    return "graphs"
+
+def check_decode_mode(mode: str, config: EngineConfig, device: torch.device, model: nn.Module) -> str:
+    "`mode` if it is one of `DECODE_MODES` and can run here under `config` with `model`; else a ValueError."
     if mode not in DECODE_MODES: raise ValueError(f"decode_mode must be one of {', '.join(DECODE_MODES)}, got {mode!r}")
     if mode == "graphs" and device.type != "cuda": raise ValueError("decode_mode 'graphs' (CUDA graphs) needs a CUDA device")
     if mode == "graphs" and config.enforce_eager: raise ValueError("decode_mode 'graphs' contradicts enforce_eager (--enforce-eager)")
+    if mode == "graphs" and (names := uncapturable(model)): raise ValueError(f"decode_mode 'graphs': CUDA graphs can't capture {names[0]}")
     return mode
 
 # %% ../nbs/13c_cuda_graphs.ipynb #cb3994ab
@@ -133,8 +147,8 @@ class GraphModelRunner(PagedModelRunner):
     def choose_kernels(self) -> None:
         "Part 13b's choices, then the decode mode; padded modes fix the block tables' width (one Triton compile)."
         super().choose_kernels()
-        mode = self.decode_mode or default_decode_mode(self.config, self.device, self.kernels)
-        self.decode_mode = check_decode_mode(mode, self.config, self.device)
+        mode = self.decode_mode or default_decode_mode(self.config, self.device, self.kernels, self.model)
+        self.decode_mode = check_decode_mode(mode, self.config, self.device, self.model)
         if self.decode_mode != "eager": self.max_blocks = -(-self.config.max_model_len // self.config.block_size)
 
 # %% ../nbs/13c_cuda_graphs.ipynb #ca5c1ec4

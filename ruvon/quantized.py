@@ -108,6 +108,7 @@ def bnb_linear(linear: nn.Linear, method: str, device: torch.device | str | None
         module.weight = bnb.nn.Params4bit(w, requires_grad=False, quant_type="nf4")
     else: raise ValueError(f"{method!r} is not a bitsandbytes method")
     if linear.bias is not None: module.bias = nn.Parameter(linear.bias.detach().to("cpu"), requires_grad=False)
+    module.cuda_graph_safe = method != "bitsandbytes-int8"  # LLM.int8() finds its outlier columns in each pass's data (Part 13c)
     return module.to(device)  # bitsandbytes quantizes here
 
 # %% ../nbs/17c_quantized.ipynb #9f92cdf9

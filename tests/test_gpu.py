@@ -201,3 +201,16 @@ def test_max_gpu_memory_caps_the_allocator_on_an_unnumbered_device():
         torch.empty(256 << 20, dtype=torch.uint8, device="cuda")  # under the cap: allowed
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0); torch.cuda.empty_cache()
+
+
+def test_bitsandbytes_int8_decodes_without_cuda_graphs():
+    "LLM.int8() finds outliers in each pass's data, so graphs can't capture it (Part 17c): the runner warns, decodes padded, and serves."
+    pytest.importorskip("bitsandbytes")
+    prompts = [[(11 * i + j) % 50000 for j in range(4 + 3 * i)] for i in range(6)]
+    with pytest.warns(UserWarning, match="CUDA graphs can't capture"):
+        llm = LLM("gpt2", load_format="dummy", dtype="float16", quantization="bitsandbytes-int8", max_num_seqs=8, kv_cache_memory=1 << 30)
+    assert llm.engine.runner.decode_mode == "padded" and not llm.engine.runner.graphs.capture
+    out = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=12, ignore_eos=True))
+    assert [len(o.outputs[0].token_ids) for o in out] == [12] * len(prompts)
+    nf4 = LLM("gpt2", load_format="dummy", dtype="float16", quantization="bitsandbytes-nf4", max_num_seqs=8, kv_cache_memory=1 << 30)
+    assert nf4.engine.runner.decode_mode == "graphs"  # NF4 has no data-dependent split: captured
