@@ -184,7 +184,8 @@ def many_rows_timings(model, num_loras: int, rank: int, rows=(64, 256, 2048)) ->
     """Microseconds per call of each projection of block 0 at many rows (rows i on adapter i % num_loras): the base matmul, the update per row,
     the update grouped by adapter (graph replays: GPU time); and the base matmul and the grouped update called eagerly, back to back (host work
     shows where it exceeds the GPU time: an admission step's prompts run eagerly)."""
-    from ruvon.lora_kernels import lora_add, lora_add_dense, lora_add_groups, lora_groups_config, lora_row_groups, lora_slot_mask
+    from ruvon.lora_kernels import (lora_add, lora_add_dense, lora_add_groups, lora_dense_layouts, lora_groups_config, lora_row_groups,
+                                    lora_slot_mask)
     from fused_decode import time_us as us
     out = []
     for label, p, new, A, B in block_projections(model, num_loras, rank):
@@ -193,7 +194,7 @@ def many_rows_timings(model, num_loras: int, rank: int, rows=(64, 256, 2048)) ->
             x, y = new(M, K), new(M, N)
             on = (torch.arange(M, device=x.device) % num_loras).int()
             order, table = (torch.from_numpy(a).to(x.device) for a in lora_row_groups(on.tolist(), num_loras))
-            A_rows, B_cols, mask = A.view(-1, K), B.permute(1, 0, 2).reshape(N, -1), lora_slot_mask(on, num_loras, rank, x.dtype)  # 18b's dense layouts
+            (A_rows, B_cols), mask = lora_dense_layouts(A, B), lora_slot_mask(on, num_loras, rank)  # 18b's dense update's arguments
             row = {"projection": label, "rows": M, "K": K, "N": N,
                    "base_us": us(lambda: torch.nn.functional.linear(x, p.weight, p.bias)),
                    "per_row_us": us(lambda: lora_add(y, x, A, B, on, use_kernels=True)),

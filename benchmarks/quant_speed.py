@@ -57,13 +57,14 @@ def main(argv=None):
         for model in args.models.split(","):
             for name in args.methods.split(","):
                 method = None if name == "none" else name
-                lat = bench("latency", model, method, Path(tmp) / "lat.json", ["--batch-size", "1", "--input-len", "32", "--output-len", "128"])
-                result.setdefault("device_name", lat.get("device_name"))
-                thr = {"error": "not run: stopped before the throughput run ended"}
-                for step in ("latency", "throughput"):  # written after each run: a partial result survives a timeout
-                    if step == "throughput": thr = bench("throughput", model, method, Path(tmp) / "thr.json", ["--num-prompts", str(args.num_prompts)])
+                def record(lat: dict, thr: dict) -> None:  # written after each process: a partial result survives a timeout
                     result["runs"][f"{model}/{name}"] = {"summary": summary(lat, thr), "latency": lat, "throughput": thr}
                     Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+
+                lat = bench("latency", model, method, Path(tmp) / "lat.json", ["--batch-size", "1", "--input-len", "32", "--output-len", "128"])
+                result.setdefault("device_name", lat.get("device_name"))
+                record(lat, {"error": "not run: stopped before the throughput run ended"})
+                record(lat, bench("throughput", model, method, Path(tmp) / "thr.json", ["--num-prompts", str(args.num_prompts)]))
                 print(model, name, json.dumps(result["runs"][f"{model}/{name}"]["summary"]), flush=True)
 
 

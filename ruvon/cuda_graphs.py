@@ -35,6 +35,7 @@ class DecodeGraphs:
     "Decode steps captured as CUDA graphs, one per batch-size bucket, replayed over static input buffers (`capture=False`: run eagerly, same shapes)."
     def __init__(self, model: GPT2, cache: PagedKVCache, max_num_seqs: int, kernels: PagedKernels = TRITON_KERNELS, capture: bool = True,
                  max_context_len: int | None = None):
+        if capture and (names := uncapturable(model)): raise ValueError(f"CUDA graphs can't capture {names[0]}: pass capture=False")
         n, device = max_num_seqs, cache.k.device
         self.model, self.cache, self.kernels, self.capture = model, cache, kernels, capture
         self.max_context_len = max_context_len or model.config.n_positions  # the longest context served (max_model_len)

@@ -19,7 +19,7 @@ from .cuda_graphs import GraphModelRunner
 from .engine import EngineRequest, LLMEngine
 from .fused import MAX_FUSED_ROWS, fused_linear, shallow_copy
 from .lora import DEFAULT_MAX_LORA_RANK, LoRAAdapter, check_lora_fits, load_lora
-from .lora_kernels import lora_add, lora_add_dense, lora_linear, lora_row_groups, lora_slot_mask, max_row_groups
+from .lora_kernels import lora_add, lora_add_dense, lora_dense_layouts, lora_linear, lora_row_groups, lora_slot_mask, max_row_groups
 from .model import GPT2, Block
 from .model_runner import ModelInput
 from .outputs import RequestRejected, SamplingParams
@@ -71,10 +71,10 @@ class LoRASlots:
         self.row_groups = torch.zeros(max_row_groups(max_tokens, S), 3, dtype=torch.int32, device=w.device)  # for the grouped kernels
         self.grouped_rows = max_tokens  # how many rows the groups describe: all zeros, no row has an adapter yet (graphs capture the grouped kernels)
         self.use_kernels: bool | None = None  # None: 18b's kernels on CUDA, PyTorch elsewhere
-        dense = config.eager_update == "dense"  # 18b's dense update for eager passes: A as one matrix (a view), B side by side (a copy)
-        self.A_rows = {name: A.view(S * R, -1) for name, A in self.A.items()} if dense else {}
-        self.B_cols = {name: torch.zeros(B.shape[1], S * R, dtype=w.dtype, device=w.device) for name, B in self.B.items()} if dense else {}
-        self.dense_rows, self.mask, self.dtype = 0, None, w.dtype  # the eager pass that takes the dense update, its slot mask (in the model's dtype)
+        layouts = {name: lora_dense_layouts(self.A[name], self.B[name]) for name in self.A} if config.eager_update == "dense" else {}
+        self.A_rows = {name: rows for name, (rows, _) in layouts.items()}  # 18b's dense update for eager passes: A as one matrix (a view)
+        self.B_cols = {name: cols for name, (_, cols) in layouts.items()}  # and B side by side (a copy, kept in step by `load`)
+        self.dense_rows, self.mask = 0, None  # the eager pass that takes the dense update, and its slot mask
 
     @property
     def nbytes(self) -> int: return sum(t.nbytes for t in [*self.A.values(), *self.B.values(), *self.B_cols.values()])
@@ -96,7 +96,7 @@ def load(self: LoRASlots, slot: int, adapter: LoRAAdapter) -> None:
     for name, (A, B) in adapter.weights.items():
         self.A[name][slot, :r].copy_(A)
         self.B[name][slot, :, :r].copy_(adapter.config.scaling * B.float())
-    for name, cols in self.B_cols.items(): cols.view(cols.shape[0], self.config.max_loras, -1)[:, slot].copy_(self.B[name][slot])
+    for name, cols in self.B_cols.items(): cols.copy_(lora_dense_layouts(self.A[name], self.B[name])[1])
 
 def set_token_slots(self: LoRASlots, slots: list[int], pad_to: int = 0, eager: bool = False) -> None:
     """The slot of each token of the next forward pass (-1: none), padded with -1 to `pad_to` tokens; past 16 tokens, 18b's groups of them
@@ -108,7 +108,7 @@ def set_token_slots(self: LoRASlots, slots: list[int], pad_to: int = 0, eager: b
     self.grouped_rows = self.dense_rows = 0
     if len(slots) <= MAX_FUSED_ROWS: return  # a pass this small runs Part 12b's few-row kernels, which read the slots alone
     if eager and self.B_cols:  # one mask for every projection of the pass (18b's dense update)
-        self.mask = lora_slot_mask(self.token_slots[:n], self.config.max_loras, self.config.max_lora_rank, self.dtype)
+        self.mask = lora_slot_mask(self.token_slots[:n], self.config.max_loras, self.config.max_lora_rank)
         self.dense_rows = n
         return
     order, groups = lora_row_groups(slots, self.config.max_loras, rows=n)  # every group a launch of up to n rows reads (the padding: in none)
@@ -136,7 +136,9 @@ class LoRALinear(nn.Module):
     def add_update(self, y: torch.Tensor, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
         "y (M, out) + the update of each of x's M rows (in place), then GELU if asked."
         M, slots = x.shape[0], self.slots
-        if M == slots.dense_rows and not gelu: return lora_add_dense(y, x, slots.A_rows[self.name], slots.B_cols[self.name], slots.mask)
+        capturing = x.is_cuda and torch.cuda.is_current_stream_capturing()
+        if M == slots.dense_rows and not gelu and not capturing:  # an eager pass's update, never a graph's
+            return lora_add_dense(y, x, slots.A_rows[self.name], slots.B_cols[self.name], slots.mask)
         return lora_add(y, x, self.slots.A[self.name], self.slots.B[self.name], self.slots.token_slots[:M], gelu, self.slots.use_kernels,
                         groups=self.slots.groups_for(M))      # the grouped kernels (18b), except with gelu
 

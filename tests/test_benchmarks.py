@@ -1,4 +1,5 @@
 """The benchmark scripts stay runnable: a tiny CPU run of each writes well-formed JSON (no speed is asserted)."""
+import importlib.util
 import json
 import subprocess
 import sys
@@ -121,3 +122,15 @@ def test_fused_decode_rows_plumbing():
     saved, bench.ruvon.fused.ROWS_GEMV_MAX_ROWS = bench.ruvon.fused.ROWS_GEMV_MAX_ROWS, 8  # as the "rows_tuned" step captures it
     try: assert tuned(2, 40, 64) == bench.dot_config(40, 64) and tuned(1, 40, 64)["kernel"] == "gemv"  # untimed shape: tl.dot, not the rows kernel
     finally: bench.ruvon.fused.ROWS_GEMV_MAX_ROWS = saved
+
+
+def test_quant_speed_keeps_the_exception_line():
+    "quant_speed.py records a failed `ruvon bench` by its exception's line, not by the CUDA footer printed after it."
+    spec = importlib.util.spec_from_file_location("quant_speed", BENCH / "quant_speed.py")
+    quant_speed = importlib.util.module_from_spec(spec); spec.loader.exec_module(quant_speed)
+    stderr = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+              "torch.AcceleratorError: CUDA error: operation not permitted when stream is capturing\n"
+              "Search for `cudaErrorStreamCaptureUnsupported' in the CUDA docs.\nCompile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.\n")
+    assert quant_speed.error_line(stderr) == "torch.AcceleratorError: CUDA error: operation not permitted when stream is capturing"
+    assert quant_speed.error_line("Usage: ruvon bench\nerror: no such option") == "error: no such option"  # no exception named: the last line
+    assert quant_speed.error_line("") is None
