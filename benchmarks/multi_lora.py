@@ -38,7 +38,7 @@ and 16 rows the LayerNorm runs first, as its own kernel, and the shrink reads it
 At 64, 256 and 2,048 rows (`many_rows`) it times the base matmul (`F.linear`) and Part 18b's `lora_add` beside it, with its per-row
 kernels and grouped by adapter (`lora_add_groups`), rows spread over the adapters in turn; then the base matmul and the grouped update
 called eagerly, back to back (`*_eager_us`: where the host's work per call exceeds the GPU's, it shows), and 18b's dense update (`dense_us`,
-`dense_eager_us`: every slot's adapter at once, three cuBLAS calls); at 256 rows also the grouped kernels with a few other tiles
+`dense_eager_us`: every slot's adapter at once, two matrix products and a mask); at 256 rows also the grouped kernels with a few other tiles
 (`grouped_sweep`: fewer splits of K, other expand tile widths).
 
     python benchmarks/multi_lora.py --json benchmarks/results/multi_lora_gpu.json

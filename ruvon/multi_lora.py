@@ -40,7 +40,7 @@ class MultiLoRAConfig:
     "Unmerged LoRA serving: `max_loras` adapter slots on the device, each for a rank up to `max_lora_rank` (vLLM's --max-loras, --max-lora-rank)."
     max_loras: int = 1
     max_lora_rank: int = DEFAULT_MAX_LORA_RANK
-    eager_update: str = "grouped"  # an eager pass's updates: 18b's grouped kernels, or "dense" (every slot at once, 18b's three cuBLAS calls)
+    eager_update: str = "grouped"  # an eager pass's updates: 18b's grouped kernels, or "dense" (every slot at once: 18b's two matrix products and a mask)
 
     def __post_init__(self):
         if isinstance(self.max_loras, bool) or not isinstance(self.max_loras, int) or self.max_loras < 1:
