@@ -136,8 +136,8 @@ class LoRALinear(nn.Module):
     def add_update(self, y: torch.Tensor, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
         "y (M, out) + the update of each of x's M rows (in place), then GELU if asked."
         M, slots = x.shape[0], self.slots
-        capturing = x.is_cuda and torch.cuda.is_current_stream_capturing()
-        if M == slots.dense_rows and not gelu and not capturing:  # an eager pass's update, never a graph's
+        dense = M == slots.dense_rows and not gelu
+        if dense and not (x.is_cuda and torch.cuda.is_current_stream_capturing()):  # an eager pass's update, never a graph's
             return lora_add_dense(y, x, slots.A_rows[self.name], slots.B_cols[self.name], slots.mask)
         return lora_add(y, x, self.slots.A[self.name], self.slots.B[self.name], self.slots.token_slots[:M], gelu, self.slots.use_kernels,
                         groups=self.slots.groups_for(M))      # the grouped kernels (18b), except with gelu
