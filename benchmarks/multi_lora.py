@@ -37,17 +37,11 @@ adapter and with none, and its shrink alone, on the input and LayerNorm that `lo
 and 16 rows the LayerNorm runs first, as its own kernel, and the shrink reads its output).
 At 64, 256 and 2,048 rows (`many_rows`) it times the base matmul (`F.linear`) and Part 18b's `lora_add` beside it, with its per-row
 kernels and grouped by adapter (`lora_add_groups`), rows spread over the adapters in turn; then the base matmul and the grouped update
-called eagerly, back to back (`*_eager_us`: where the host's work per call exceeds the GPU's, it shows), and 18b's dense update (`dense_us`,
-`dense_eager_us`: every slot's adapter at once, two matrix products and a mask); at 256 rows also the grouped kernels with a few other tiles
-(`grouped_sweep`: fewer splits of K, other expand tile widths).
+called eagerly, back to back (`*_eager_us`: where the host's work per call exceeds the GPU's, it shows); at 256 rows also the grouped kernels
+with a few other tiles (`grouped_sweep`: fewer splits of K, other expand tile widths).
 
     python benchmarks/multi_lora.py --json benchmarks/results/multi_lora_gpu.json
     python benchmarks/multi_lora.py --kernels --json benchmarks/results/multi_lora_kernels_gpu.json
-
-`--eager-update dense` gives the LoRA engine 18c's dense update on its eager passes (prompts); `both` times a second LoRA engine
-with it, as `lora_dense`, in place of the merged engine (four engines' KV pools would not fit an 80 GB GPU):
-
-    python benchmarks/multi_lora.py --eager-update both --skip-peft --json benchmarks/results/multi_lora_dense_gpu.json
 
 `--profile-steps N` runs, instead of the timings, the first N steps of the throughput workload on the base and LoRA engines under
 torch.profiler: their wall time, the GPU's busy time within it, and the host operations that took the most host time.
@@ -184,8 +178,7 @@ def many_rows_timings(model, num_loras: int, rank: int, rows=(64, 256, 2048)) ->
     """Microseconds per call of each projection of block 0 at many rows (rows i on adapter i % num_loras): the base matmul, the update per row,
     the update grouped by adapter (graph replays: GPU time); and the base matmul and the grouped update called eagerly, back to back (host work
     shows where it exceeds the GPU time: an admission step's prompts run eagerly)."""
-    from ruvon.lora_kernels import (lora_add, lora_add_dense, lora_add_groups, lora_dense_layouts, lora_groups_config, lora_row_groups,
-                                    lora_slot_mask)
+    from ruvon.lora_kernels import lora_add, lora_add_groups, lora_groups_config, lora_row_groups
     from fused_decode import time_us as us
     out = []
     for label, p, new, A, B in block_projections(model, num_loras, rank):
@@ -194,15 +187,12 @@ def many_rows_timings(model, num_loras: int, rank: int, rows=(64, 256, 2048)) ->
             x, y = new(M, K), new(M, N)
             on = (torch.arange(M, device=x.device) % num_loras).int()
             order, table = (torch.from_numpy(a).to(x.device) for a in lora_row_groups(on.tolist(), num_loras))
-            (A_rows, B_cols), mask = lora_dense_layouts(A, B), lora_slot_mask(on, num_loras, rank)  # 18b's dense update's arguments
             row = {"projection": label, "rows": M, "K": K, "N": N,
                    "base_us": us(lambda: torch.nn.functional.linear(x, p.weight, p.bias)),
                    "per_row_us": us(lambda: lora_add(y, x, A, B, on, use_kernels=True)),
                    "grouped_us": us(lambda: lora_add_groups(y, x, A, B, order, table)),
                    "base_eager_us": eager_us(lambda: torch.nn.functional.linear(x, p.weight, p.bias)),
-                   "grouped_eager_us": eager_us(lambda: lora_add_groups(y, x, A, B, order, table)),
-                   "dense_us": us(lambda: lora_add_dense(y, x, A_rows, B_cols, mask)),
-                   "dense_eager_us": eager_us(lambda: lora_add_dense(y, x, A_rows, B_cols, mask))}
+                   "grouped_eager_us": eager_us(lambda: lora_add_groups(y, x, A, B, order, table))}
             if M == 256:  # a few grouped tiles beside the default: fewer splits (fewer partials per expand program), wider expand tiles
                 base_cfg = lora_groups_config(K, rank)
                 row["grouped_sweep"] = [{**cfg, "us": us(lambda: lora_add_groups(y, x, A, B, order, table, cfg))}
@@ -327,9 +317,6 @@ def main(argv=None):
     p.add_argument("--kernels", action="store_true", help="time the projections' kernels (GPU) instead of the engines")
     p.add_argument("--profile-steps", type=int, default=0,
                    help="instead of timing: the first N steps of the throughput workload on the base and LoRA engines under torch.profiler")
-    p.add_argument("--eager-update", choices=("grouped", "dense", "both"), default="grouped",
-                   help="the LoRA engine's eager-pass update (18c's eager_update); both: a second LoRA engine with the dense one, "
-                        "timed as lora_dense in place of the merged engine (four engines' KV pools do not fit an 80 GB GPU)")
     p.add_argument("--json", required=True)
     args = p.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -355,22 +342,17 @@ def main(argv=None):
     prompts = prompts_for(args.num_prompts, args.input_len, model.config.vocab_size)
     names = [f"lora{i % args.num_loras}" for i in range(args.num_prompts)]
 
-    def lora_engine(eager_update: str) -> LoRAEngine:  # the base engine's weights, unmerged adapters
-        engine = LoRAEngine(model, tok, config, lora=MultiLoRAConfig(args.num_loras, slot_rank, eager_update=eager_update))
-        for name, adapter in adapters.items(): engine.add_lora(name, adapter)
-        return engine
-
     base = LLMEngine(model, tok, config, runner=GraphModelRunner)
-    lora = lora_engine("dense" if args.eager_update == "dense" else "grouped")
-    cases = {"base": (base, None, None), "lora": (lora, names, "lora0"), "lora_engine_base_requests": (lora, [None] * len(prompts), None)}
-    if args.eager_update == "both": cases["lora_dense"] = (lora_engine("dense"), names, "lora0")
-    else: cases["merged"] = (LLMEngine(merge_lora(fresh(), adapters["lora0"]), tok, config, runner=GraphModelRunner), None, None)
+    merged = LLMEngine(merge_lora(fresh(), adapters["lora0"]), tok, config, runner=GraphModelRunner)
+    lora = LoRAEngine(model, tok, config, lora=MultiLoRAConfig(args.num_loras, slot_rank))  # the base engine's weights, unmerged adapters
+    for name, adapter in adapters.items(): lora.add_lora(name, adapter)
+    cases = {"base": (base, None, None), "merged": (merged, None, None), "lora": (lora, names, "lora0"),
+             "lora_engine_base_requests": (lora, [None] * len(prompts), None)}
     for engine, lora_names, _ in cases.values():  # warm-up: compiles, graphs
         throughput(engine, prompts[:8], 4, None if lora_names is None else lora_names[:8])
     gc.collect(); gc.freeze()  # as `ruvon serve` does once loaded (Part 4c): later full collections skip the engines' objects
     if args.profile_steps:
-        for k in ("base", "lora", "lora_dense"):
-            if k not in cases: continue
+        for k in ("base", "lora"):
             engine, names_k, _ = cases[k]
             result[f"{k}_profile"] = profile_engine(engine, prompts, args.output_len, names_k, args.profile_steps)
             print(k, "profile", json.dumps(result[f"{k}_profile"]), flush=True)
@@ -396,15 +378,17 @@ def main(argv=None):
         print(k, "steps", json.dumps({kind: result[k]["steps"][kind] for kind in ("admission", "decode_only")}), "gc", result[k]["gc"], flush=True)
     result["pool_bytes"] = lora.runner.lora_slots.nbytes
     write(args.json, result)  # the engines' numbers survive a run cut short during PEFT's
-    del base, lora, cases, engine; free(device)  # `engine`: the loops' last binding
+    del base, merged, lora, cases, engine; free(device)  # `engine`: the loops' last binding
     if not args.skip_peft:
         result["peft"] = peft_numbers(fresh(), adapters, prompts, args.output_len, args.peft_batch, args.runs)
         print("peft", result["peft"], flush=True)
-    b = result["base"]
-    result["ratios"] = {f"{k}_{what}_over_base": result[k][key] / b[key] for k in ("lora", "merged", "lora_dense") if k in result
-                        for what, key in (("throughput", "throughput_tok_s"), ("tpot", "tpot_s"))}
+    b, l, m = result["base"], result["lora"], result["merged"]
+    result["ratios"] = {"lora_throughput_over_base": l["throughput_tok_s"] / b["throughput_tok_s"],
+                        "lora_tpot_over_base": l["tpot_s"] / b["tpot_s"],
+                        "merged_throughput_over_base": m["throughput_tok_s"] / b["throughput_tok_s"],
+                        "merged_tpot_over_base": m["tpot_s"] / b["tpot_s"]}
     if "peft" in result:
-        result["ratios"]["peft_tpot_over_lora"] = result["peft"]["tpot_s"] / result["lora"]["tpot_s"]
+        result["ratios"]["peft_tpot_over_lora"] = result["peft"]["tpot_s"] / l["tpot_s"]
     print(json.dumps(result["ratios"], indent=1))
     write(args.json, result)
 

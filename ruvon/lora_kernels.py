@@ -15,7 +15,7 @@ from .kernels import cdiv, interpret_triton_without_cuda, next_pow2
 # %% auto #0
 __all__ = ['MAX_TILE', 'GROUP_ROWS', 'lora_delta_reference', 'lora_kernel_config', 'lora_shrink', 'lora_expand', 'max_row_groups',
            'lora_row_groups', 'lora_groups_config', 'lora_add_groups', 'lora_add_torch', 'lora_add',
-           'lora_decode_config', 'lora_linear', 'lora_dense_layouts', 'lora_slot_mask', 'lora_add_dense']
+           'lora_decode_config', 'lora_linear']
 
 # %% ../nbs/18b_lora_kernels.ipynb #415fd736
 interpret_triton_without_cuda()
@@ -310,19 +310,3 @@ def lora_linear(x: torch.Tensor, weight: torch.Tensor, A: torch.Tensor, B: torch
         B.stride(0), B.stride(1), bias is not None, gelu, residual is not None, p.ln is not None, p.kernel, dot_precision(p.x.dtype), p.m_pad,
         lcfg["SPLIT_K"], next_pow2(lcfg["SPLIT_K"]), lcfg["BLOCK_R"], **p.config)
     return p.out
-
-# %% ../nbs/18b_lora_kernels.ipynb #bba87d41
-def lora_dense_layouts(A: torch.Tensor, B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "The pool's A (S, r, in) as one (S·r, in) matrix, a view; its B (S, out, r) side by side as (out, S·r), a copy."
-    (S, R, K), N = A.shape, B.shape[1]
-    return A.view(S * R, K), B.permute(1, 0, 2).reshape(N, S * R)
-
-def lora_slot_mask(slots: torch.Tensor, S: int, R: int) -> torch.Tensor:
-    "(M, S·R) booleans: True where row m's slot owns the column (columns s·R to s·R + R − 1 are slot s's); none for slot −1."
-    return slots[:, None] == torch.arange(S, device=slots.device).repeat_interleave(R)[None, :]
-
-def lora_add_dense(y: torch.Tensor, x: torch.Tensor, A_rows: torch.Tensor, B_cols: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """y (M, out) += (x A_rowsᵀ, other slots' columns zeroed) B_colsᵀ in place: each row through every slot's adapter at once.
-    A_rows and B_cols are `lora_dense_layouts`' of the pool, mask `lora_slot_mask`'s."""
-    t = torch.mm(x, A_rows.t())
-    return y.addmm_(t.masked_fill_(~mask, 0), B_cols.t())

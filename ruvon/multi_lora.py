@@ -19,36 +19,32 @@ from .cuda_graphs import GraphModelRunner
 from .engine import EngineRequest, LLMEngine
 from .fused import MAX_FUSED_ROWS, fused_linear, shallow_copy
 from .lora import DEFAULT_MAX_LORA_RANK, LoRAAdapter, check_lora_fits, load_lora
-from .lora_kernels import lora_add, lora_add_dense, lora_dense_layouts, lora_linear, lora_row_groups, lora_slot_mask, max_row_groups
+from .lora_kernels import lora_add, lora_linear, lora_row_groups, max_row_groups
 from .model import GPT2, Block
 from .model_runner import ModelInput
 from .outputs import RequestRejected, SamplingParams
 from .quantization import PROJECTIONS
 
 # %% auto #0
-__all__ = ['MAX_LORA_RANKS', 'EAGER_UPDATES', 'MultiLoRAConfig', 'projection_names', 'LoRASlots', 'check_fits', 'load',
-           'set_token_slots', 'groups_for', 'LoRALinear', 'lora_view', 'LoRAModelInput', 'token_lora_slots',
-           'max_pass_tokens', 'LoRAModelRunner', 'LoRAManager', 'add', 'acquire', 'release', 'remove', 'LoRARequest',
-           'refuse_speculation', 'LoRAEngine', 'add_lora', 'remove_lora', 'list_loras', 'add_lora_request']
+__all__ = ['MAX_LORA_RANKS', 'MultiLoRAConfig', 'projection_names', 'LoRASlots', 'check_fits', 'load', 'set_token_slots',
+           'groups_for', 'LoRALinear', 'lora_view', 'LoRAModelInput', 'token_lora_slots', 'max_pass_tokens',
+           'LoRAModelRunner', 'LoRAManager', 'add', 'acquire', 'release', 'remove', 'LoRARequest', 'refuse_speculation',
+           'LoRAEngine', 'add_lora', 'remove_lora', 'list_loras', 'add_lora_request']
 
 # %% ../nbs/18c_multi_lora.ipynb #a2b2e087
 MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256)  # vLLM's accepted --max-lora-rank values
-EAGER_UPDATES = ("grouped", "dense")          # how an eager pass adds the updates past 16 rows (Part 18b)
 
 @dataclasses.dataclass(frozen=True)
 class MultiLoRAConfig:
     "Unmerged LoRA serving: `max_loras` adapter slots on the device, each for a rank up to `max_lora_rank` (vLLM's --max-loras, --max-lora-rank)."
     max_loras: int = 1
     max_lora_rank: int = DEFAULT_MAX_LORA_RANK
-    eager_update: str = "grouped"  # an eager pass's updates: 18b's grouped kernels, or "dense" (every slot at once: 18b's two matrix products and a mask)
 
     def __post_init__(self):
         if isinstance(self.max_loras, bool) or not isinstance(self.max_loras, int) or self.max_loras < 1:
             raise ConfigError(f"max_loras (--max-loras) must be an integer of at least 1, got {self.max_loras!r}")
         if self.max_lora_rank not in MAX_LORA_RANKS:
             raise ConfigError(f"max_lora_rank (--max-lora-rank) must be one of {', '.join(map(str, MAX_LORA_RANKS))}, got {self.max_lora_rank!r}")
-        if self.eager_update not in EAGER_UPDATES:
-            raise ConfigError(f"eager_update must be one of {', '.join(EAGER_UPDATES)}, got {self.eager_update!r}")
 
 # %% ../nbs/18c_multi_lora.ipynb #e94dc02d
 def projection_names(model: GPT2) -> list[str]:
@@ -71,13 +67,9 @@ class LoRASlots:
         self.row_groups = torch.zeros(max_row_groups(max_tokens, S), 3, dtype=torch.int32, device=w.device)  # for the grouped kernels
         self.grouped_rows = max_tokens  # how many rows the groups describe: all zeros, no row has an adapter yet (graphs capture the grouped kernels)
         self.use_kernels: bool | None = None  # None: 18b's kernels on CUDA, PyTorch elsewhere
-        layouts = {name: lora_dense_layouts(self.A[name], self.B[name]) for name in self.A} if config.eager_update == "dense" else {}
-        self.A_rows = {name: rows for name, (rows, _) in layouts.items()}  # 18b's dense update for eager passes: A as one matrix (a view)
-        self.B_cols = {name: cols for name, (_, cols) in layouts.items()}  # and B side by side (a copy, kept in step by `load`)
-        self.dense_rows, self.mask = 0, None  # the eager pass that takes the dense update, and its slot mask
 
     @property
-    def nbytes(self) -> int: return sum(t.nbytes for t in [*self.A.values(), *self.B.values(), *self.B_cols.values()])
+    def nbytes(self) -> int: return sum(t.nbytes for t in [*self.A.values(), *self.B.values()])
 
 # %% ../nbs/18c_multi_lora.ipynb #6902eee4
 def check_fits(self: LoRASlots, adapter: LoRAAdapter) -> None:
@@ -96,21 +88,15 @@ def load(self: LoRASlots, slot: int, adapter: LoRAAdapter) -> None:
     for name, (A, B) in adapter.weights.items():
         self.A[name][slot, :r].copy_(A)
         self.B[name][slot, :, :r].copy_(adapter.config.scaling * B.float())
-    for name, cols in self.B_cols.items(): cols.copy_(lora_dense_layouts(self.A[name], self.B[name])[1])
 
-def set_token_slots(self: LoRASlots, slots: list[int], pad_to: int = 0, eager: bool = False) -> None:
-    """The slot of each token of the next forward pass (-1: none), padded with -1 to `pad_to` tokens; past 16 tokens, 18b's groups of them
-    too, or for an `eager` pass of a pool with the dense update, its slot mask."""
+def set_token_slots(self: LoRASlots, slots: list[int], pad_to: int = 0) -> None:
+    "The slot of each token of the next forward pass (-1: none), padded with -1 to `pad_to` tokens; past 16 tokens, 18b's groups of them too."
     n = max(len(slots), pad_to)
     if n > len(self.token_slots): raise ValueError(f"{n} tokens in one forward pass, but the pool indexes at most {len(self.token_slots)}")
     pin = self.token_slots.is_cuda  # pinned: the host does not wait for the GPU (the allocator keeps each host tensor until its copy ran)
     self.token_slots[:n].copy_(torch.tensor(slots + [-1] * (n - len(slots)), dtype=torch.int32, pin_memory=pin), non_blocking=True)
-    self.grouped_rows = self.dense_rows = 0
+    self.grouped_rows = 0
     if len(slots) <= MAX_FUSED_ROWS: return  # a pass this small runs Part 12b's few-row kernels, which read the slots alone
-    if eager and self.B_cols:  # one mask for every projection of the pass (18b's dense update)
-        self.mask = lora_slot_mask(self.token_slots[:n], self.config.max_loras, self.config.max_lora_rank)
-        self.dense_rows = n
-        return
     order, groups = lora_row_groups(slots, self.config.max_loras, rows=n)  # every group a launch of up to n rows reads (the padding: in none)
     host = torch.from_numpy(np.concatenate([order, groups.ravel()]))
     host = host.pin_memory() if pin else host
@@ -135,10 +121,7 @@ class LoRALinear(nn.Module):
 
     def add_update(self, y: torch.Tensor, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
         "y (M, out) + the update of each of x's M rows (in place), then GELU if asked."
-        M, slots = x.shape[0], self.slots
-        dense = M == slots.dense_rows and not gelu
-        if dense and not (x.is_cuda and torch.cuda.is_current_stream_capturing()):  # an eager pass's update, never a graph's
-            return lora_add_dense(y, x, slots.A_rows[self.name], slots.B_cols[self.name], slots.mask)
+        M = x.shape[0]
         return lora_add(y, x, self.slots.A[self.name], self.slots.B[self.name], self.slots.token_slots[:M], gelu, self.slots.use_kernels,
                         groups=self.slots.groups_for(M))      # the grouped kernels (18b), except with gelu
 
@@ -210,7 +193,7 @@ class LoRAModelRunner(GraphModelRunner):
         return super().compute(batch)         # its plain pass, if any, goes through `forward` below
 
     def forward(self, batch: ModelInput, first: int) -> torch.Tensor:
-        if self.adapters_on: self.lora_slots.set_token_slots(token_lora_slots(batch, first), eager=True)
+        if self.adapters_on: self.lora_slots.set_token_slots(token_lora_slots(batch, first))
         return super().forward(batch, first)
 
 # %% ../nbs/18c_multi_lora.ipynb #f6632d21
