@@ -3,6 +3,9 @@ float16 weights, unquantized and under every `--quantization` method, run as use
 in the same session on the same GPU), collected into one JSON with each run's TPOT, its weight-streaming floor and throughput.
 
 Run on a GPU:  python benchmarks/quant_speed.py --json benchmarks/results/quant_speed_gpu.json
+
+bitsandbytes-int8 decodes without CUDA graphs (Part 13c), so its batch-1 run takes many times float16's: fewer timed runs keep it short,
+    python benchmarks/quant_speed.py --methods none,bitsandbytes-int8 --num-iters 6 --json benchmarks/results/quant_speed_bnb_int8_gpu.json
 """
 import argparse
 import json
@@ -51,6 +54,7 @@ def main(argv=None):
     p.add_argument("--models", default="gpt2-xl")
     p.add_argument("--methods", default=",".join(m or "none" for m in METHODS))
     p.add_argument("--num-prompts", type=int, default=256)
+    p.add_argument("--num-iters", type=int, default=30, help="batch-1 runs timed (ruvon bench latency's --num-iters; a third of them, at least one, first as warm-up)")
     args = p.parse_args(argv)
     result = {"benchmark": "quant_speed", "command": "python " + " ".join(sys.argv), "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,7 +65,8 @@ def main(argv=None):
                     result["runs"][f"{model}/{name}"] = {"summary": summary(lat, thr), "latency": lat, "throughput": thr}
                     Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
 
-                lat = bench("latency", model, method, Path(tmp) / "lat.json", ["--batch-size", "1", "--input-len", "32", "--output-len", "128"])
+                lat = bench("latency", model, method, Path(tmp) / "lat.json", ["--batch-size", "1", "--input-len", "32", "--output-len", "128",
+                            "--num-iters", str(args.num_iters), "--num-iters-warmup", str(max(1, args.num_iters // 3))])
                 result.setdefault("device_name", lat.get("device_name"))
                 record(lat, {"error": "not run: stopped before the throughput run ended"})
                 record(lat, bench("throughput", model, method, Path(tmp) / "thr.json", ["--num-prompts", str(args.num_prompts)]))
