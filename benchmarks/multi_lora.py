@@ -43,6 +43,9 @@ with a few other tiles (`grouped_sweep`: fewer splits of K, other expand tile wi
     python benchmarks/multi_lora.py --json benchmarks/results/multi_lora_gpu.json
     python benchmarks/multi_lora.py --kernels --json benchmarks/results/multi_lora_kernels_gpu.json
 
+`--max-num-batched-tokens` sets every engine's token budget per step (default 2,048, EngineConfig's): with a larger one the prompts are
+admitted in fewer, larger eager passes, each with more GPU work to hide the host's work per LoRA update behind.
+
 `--profile-steps N` runs, instead of the timings, the first N steps of the throughput workload on the base and LoRA engines under
 torch.profiler: their wall time, the GPU's busy time within it, and the host operations that took the most host time.
 
@@ -311,6 +314,8 @@ def main(argv=None):
     p.add_argument("--input-len", type=int, default=128)
     p.add_argument("--output-len", type=int, default=128)
     p.add_argument("--max-num-seqs", type=int, default=256)
+    p.add_argument("--max-num-batched-tokens", type=int, default=EngineConfig.max_num_batched_tokens,
+                   help="every engine's token budget per step: how many prompt tokens one admitting (eager) pass takes at most")
     p.add_argument("--peft-batch", type=int, default=32)
     p.add_argument("--runs", type=int, default=3, help="timed rounds (the engines interleaved within each) and PEFT's repeats; every number is the median of its runs")
     p.add_argument("--skip-peft", action="store_true")
@@ -328,7 +333,8 @@ def main(argv=None):
     slot_rank = next(r for r in MAX_LORA_RANKS if r >= args.rank)  # the slots' size: the smallest allowed rank that holds the adapters
     result = {**result_header("multi_lora", args.model, args.load_format, model, "python " + " ".join(sys.argv)),
               "num_loras": args.num_loras, "rank": args.rank, "num_prompts": args.num_prompts, "input_len": args.input_len,
-              "output_len": args.output_len, "max_num_seqs": args.max_num_seqs, "runs": args.runs}
+              "output_len": args.output_len, "max_num_seqs": args.max_num_seqs,
+              "max_num_batched_tokens": args.max_num_batched_tokens, "runs": args.runs}
     if args.kernels:
         result["kernels"] = kernel_timings(model, args.num_loras, slot_rank)
         result["many_rows"] = many_rows_timings(model, args.num_loras, slot_rank)
@@ -336,7 +342,8 @@ def main(argv=None):
     # every engine the same KV pool, enough for all requests at once, so that the three fit side by side and none preempts
     seq_tokens = -(-max_model_len // EngineConfig.block_size) * EngineConfig.block_size  # whole KV blocks per sequence
     kv = min(args.num_prompts, args.max_num_seqs) * seq_tokens * kv_cache_bytes_per_token(model.config, model.wte.weight.dtype)
-    config = EngineConfig(max_num_seqs=args.max_num_seqs, max_model_len=max_model_len, kv_cache_memory=kv)
+    config = EngineConfig(max_num_seqs=args.max_num_seqs, max_model_len=max_model_len, max_num_batched_tokens=args.max_num_batched_tokens,
+                          kv_cache_memory=kv)
     result["kv_cache_memory"] = kv
     adapters = {f"lora{i}": random_adapter(model, args.rank, seed=i) for i in range(args.num_loras)}
     prompts = prompts_for(args.num_prompts, args.input_len, model.config.vocab_size)

@@ -51,9 +51,11 @@ def test_multi_lora_script_runs(tmp_path, standin_2l):
     out = tmp_path / "result.json"
     subprocess.run([sys.executable, str(BENCH / "multi_lora.py"), "--model", str(standin_2l), "--load-format", "auto", "--device", "cpu",
                     "--dtype", "float32", "--num-loras", "3", "--rank", "8", "--num-prompts", "6", "--input-len", "8", "--output-len", "4",
-                    "--peft-batch", "3", "--runs", "2", "--json", str(out)], check=True, capture_output=True, text=True, timeout=300)
+                    "--peft-batch", "3", "--runs", "2", "--max-num-batched-tokens", "16", "--json", str(out)],
+                   check=True, capture_output=True, text=True, timeout=300)
     r = json.loads(out.read_text())
     assert r["device"] == "cpu" and r["num_loras"] == 3 and r["pool_bytes"] > 0 and r["runs"] == 2 and r["kv_cache_memory"] > 0
+    assert r["max_num_batched_tokens"] == 16 and r["lora"]["steps"]["admission"]["num_steps"] >= 3  # 48 prompt tokens, 16 a step
     for key in ("base", "merged", "lora", "lora_engine_base_requests"):
         runs = r[key]["runs"]  # one number per interleaved round; the median of the two is their mean
         assert r[key]["throughput_tok_s"] == sum(runs["throughput_tok_s"]) / 2 > 0 and r[key]["tpot_s"] == sum(runs["tpot_s"]) / 2 > 0
