@@ -4,7 +4,7 @@ in the same session on the same GPU), collected into one JSON with each run's TP
 
 Run on a GPU:  python benchmarks/quant_speed.py --json benchmarks/results/quant_speed_gpu.json
 
-bitsandbytes-int8 decodes without CUDA graphs (Part 13c), so its batch-1 run takes many times float16's: fewer timed runs keep it short,
+bitsandbytes-int8 decodes without CUDA graphs (Part 13c), one launch at a time; --num-iters times fewer batch-1 runs of it:
     python benchmarks/quant_speed.py --methods none,bitsandbytes-int8 --num-iters 6 --json benchmarks/results/quant_speed_bnb_int8_gpu.json
 """
 import argparse

@@ -126,13 +126,31 @@ def test_fused_decode_rows_plumbing():
     finally: bench.ruvon.fused.ROWS_GEMV_MAX_ROWS = saved
 
 
+def quant_speed_module():
+    "benchmarks/quant_speed.py as a module (the scripts are not a package)."
+    spec = importlib.util.spec_from_file_location("quant_speed", BENCH / "quant_speed.py")
+    module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
+    return module
+
+
 def test_quant_speed_keeps_the_exception_line():
     "quant_speed.py records a failed `ruvon bench` by its exception's line, not by the CUDA footer printed after it."
-    spec = importlib.util.spec_from_file_location("quant_speed", BENCH / "quant_speed.py")
-    quant_speed = importlib.util.module_from_spec(spec); spec.loader.exec_module(quant_speed)
+    quant_speed = quant_speed_module()
     stderr = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
               "torch.AcceleratorError: CUDA error: operation not permitted when stream is capturing\n"
               "Search for `cudaErrorStreamCaptureUnsupported' in the CUDA docs.\nCompile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.\n")
     assert quant_speed.error_line(stderr) == "torch.AcceleratorError: CUDA error: operation not permitted when stream is capturing"
     assert quant_speed.error_line("Usage: ruvon bench\nerror: no such option") == "error: no such option"  # no exception named: the last line
     assert quant_speed.error_line("") is None
+
+
+def test_quant_speed_passes_num_iters(tmp_path, monkeypatch):
+    "--num-iters reaches `ruvon bench latency` as its timed runs, a third of them as warm-up; a failed process is recorded, not raised."
+    quant_speed, calls = quant_speed_module(), []
+    monkeypatch.setattr(quant_speed, "bench", lambda kind, model, method, out, extra: calls.append((kind, method, extra)) or {"error": "no GPU"})
+    quant_speed.main(["--json", str(tmp_path / "q.json"), "--methods", "none,int8", "--num-iters", "6"])
+    assert [(kind, method) for kind, method, _ in calls] == [("latency", None), ("throughput", None), ("latency", "int8"), ("throughput", "int8")]
+    latency = calls[0][2]
+    assert latency[latency.index("--num-iters") + 1] == "6" and latency[latency.index("--num-iters-warmup") + 1] == "2"
+    runs = json.loads((tmp_path / "q.json").read_text())["runs"]
+    assert runs["gpt2-xl/int8"]["summary"] == {"latency_error": "no GPU", "throughput_error": "no GPU"}
