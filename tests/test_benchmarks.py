@@ -154,3 +154,15 @@ def test_quant_speed_passes_num_iters(tmp_path, monkeypatch):
     assert latency[latency.index("--num-iters") + 1] == "6" and latency[latency.index("--num-iters-warmup") + 1] == "2"
     runs = json.loads((tmp_path / "q.json").read_text())["runs"]
     assert runs["gpt2-xl/int8"]["summary"] == {"latency_error": "no GPU", "throughput_error": "no GPU"}
+
+
+def test_quantized_load_phases_script_runs(tmp_path, standin_2l):
+    "Part 17's load diagnostic on the 2-layer stand-in, on the CPU: a float load, then each method's host fill and quantization, timed apart."
+    out = tmp_path / "result.json"
+    subprocess.run([sys.executable, str(BENCH / "quantized_load_phases.py"), "--model", str(standin_2l), "--device", "cpu",
+                    "--methods", "int8,int4", "--json", str(out)], check=True, capture_output=True, text=True, timeout=300)
+    result = json.loads(out.read_text())
+    assert result["device"] == "cpu" and result["command"].startswith("python")
+    assert list(result["seconds"]) == ["float16_dummy_fill_on_device", "int8_float16_dummy_fill_on_host", "int8_quantize_onto_device",
+                                       "int4_float16_dummy_fill_on_host", "int4_quantize_onto_device"]
+    assert all(s >= 0 for s in result["seconds"].values())
