@@ -1,6 +1,9 @@
-"""Diagnostic: where a quantized dummy load of a model spends its time. `load_quantized` fills the float weights on the host
-(so that a model too large for a small GPU in float16 can still be quantized onto it), then quantizes them onto the device;
-this times the two phases apart, beside a float16 dummy load straight onto the device.
+"""Diagnostic: time a quantized dummy load's two phases apart, the host's fill and the quantization onto the device.
+
+`load_quantized` (Part 17c) fills the float weights on the host (so that a model too large for a small GPU in float16 can still be
+quantized onto it), then quantizes them onto the device; this makes the same two calls, timed one by one, so it must follow
+`load_quantized` if that changes. A float16 dummy load straight onto the device runs first, for comparison (it also pays the
+process's one-time start-up on the device).
 
 Run on the device as: python benchmarks/quantized_load_phases.py --methods int8,int4 --json benchmarks/results/quantized_load_phases_gpu.json
 """
