@@ -131,27 +131,32 @@ def fill_from_checkpoint(model: GPT2, model_id: str) -> None:
 
 # %% ../nbs/01c_loading.ipynb #13a31183
 @torch.no_grad()
-def fill_dummy(model: GPT2, seed: int = 0) -> None:
-    "Fill `model` with seeded random weights in GPT-2's initial distribution."
-    gen = torch.Generator(device=model.wte.weight.device).manual_seed(seed)
+def fill_dummy(model: GPT2, seed: int = 0, draw_on: str | torch.device | None = None) -> None:
+    "Fill `model` with seeded random weights in GPT-2's initial distribution, drawn on `draw_on` (default: the model's device)."
+    here = model.wte.weight.device
+    there = here if draw_on is None else torch.device(draw_on)
+    gen = torch.Generator(device=there).manual_seed(seed)
     residual_std = 0.02 / (2 * model.config.n_layer) ** 0.5
     for name, p in model.named_parameters():
         if name.endswith("bias"): p.zero_()
         elif ".ln_" in name or name.startswith("ln_"): p.fill_(1.0)
-        else: p.normal_(0.0, residual_std if name.endswith("c_proj.weight") else 0.02, generator=gen)
+        else:
+            std = residual_std if name.endswith("c_proj.weight") else 0.02
+            if there == here: p.normal_(0.0, std, generator=gen)
+            else: p.copy_(torch.empty_like(p, device=there).normal_(0.0, std, generator=gen))  # one tensor at a time on `there`
 
 # %% ../nbs/01c_loading.ipynb #143d315d
 LOAD_FORMATS = ("auto", "safetensors", "dummy")
 
 def load_model(model_id: str, dtype: str | torch.dtype = "auto", device: str | torch.device | None = None,
-               load_format: str = "auto", seed: int = 0) -> GPT2:
-    "Load GPT-2 `model_id` (local dir or Hub id) for inference; `load_format='dummy'` gives random weights."
+               load_format: str = "auto", seed: int = 0, draw_on: str | torch.device | None = None) -> GPT2:
+    "Load GPT-2 `model_id` (local dir or Hub id) for inference; `load_format='dummy'` gives random weights, drawn on `draw_on` (default: `device`)."
     if load_format not in LOAD_FORMATS: raise ValueError(f"unknown load_format {load_format!r}: use one of {LOAD_FORMATS}")
     cfg = load_config(str(model_id))
     dev = resolve_device(device)
     model = empty_model(cfg, resolve_dtype(dtype, cfg, dev), dev)
     with torch.no_grad():
-        if load_format == "dummy": fill_dummy(model, seed)
+        if load_format == "dummy": fill_dummy(model, seed, None if draw_on is None else resolve_device(draw_on))
         else: fill_from_checkpoint(model, str(model_id))
     return model
 

@@ -159,7 +159,7 @@ def load_quantized(model_id: str, quantization: QuantizationConfig | None = None
     if quantization is None: return load_model(model_id, dtype=dtype, device=device, load_format=load_format, seed=seed)
     dev = resolve_device(device)
     dtype = resolve_dtype(dtype, load_config(model_id), dev)
-    model = load_model(model_id, dtype=dtype, device="cpu", load_format=load_format, seed=seed)  # float weights stay on the host
+    model = load_model(model_id, dtype=dtype, device="cpu", load_format=load_format, seed=seed, draw_on=dev)  # float weights stay on the host
     return quantize_model(model, quantization, dev)
 
 # %% ../nbs/17c_quantized.ipynb #48206861

@@ -214,3 +214,16 @@ def test_bitsandbytes_int8_decodes_without_cuda_graphs():
     assert [len(o.outputs[0].token_ids) for o in out] == [12] * len(prompts)
     nf4 = LLM("gpt2", load_format="dummy", dtype="float16", quantization="bitsandbytes-nf4", max_num_seqs=8, kv_cache_memory=1 << 30)
     assert nf4.engine.runner.decode_mode == "graphs"  # NF4 has no data-dependent split: captured
+
+
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_quantized_dummy_load_is_the_float_dummy_model_quantized(method):
+    "Part 17c has the GPU draw a quantized dummy model's numbers (Part 1c's `draw_on`): the float16 dummy model of the GPU, quantized, bit for bit."
+    from ruvon.loading import load_model
+    from ruvon.quantization import QuantizationConfig
+    from ruvon.quantized import load_quantized, quantize_model
+    config = QuantizationConfig(method)
+    loaded = load_quantized("gpt2", config, dtype="float16", device="cuda", load_format="dummy").state_dict()
+    reference = quantize_model(load_model("gpt2", dtype="float16", device="cuda", load_format="dummy"), config, "cuda").state_dict()
+    assert list(loaded) == list(reference)
+    for name, tensor in loaded.items(): assert tensor.device.type == "cuda" and torch.equal(tensor, reference[name]), name
