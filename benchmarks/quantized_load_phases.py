@@ -6,7 +6,7 @@ the same two calls, timed one by one, so it must follow `load_quantized` if that
 instead, as `load_quantized` did before. A float16 dummy load straight onto the device runs first, for comparison (it also pays the
 process's one-time start-up on the device).
 
-Run on the device as: python benchmarks/quantized_load_phases.py --methods int8,int4 --json benchmarks/results/quantized_load_phases_gpu.json
+Run on the device as: python benchmarks/quantized_load_phases.py --methods int8,int4 --json benchmarks/results/quantized_load_phases_gpu_h100_drawn_on_gpu.json
 """
 import argparse, json, sys, time, torch
 from ruvon.loading import load_model

@@ -135,6 +135,7 @@ def fill_dummy(model: GPT2, seed: int = 0, draw_on: str | torch.device | None = 
     "Fill `model` with seeded random weights in GPT-2's initial distribution, drawn on `draw_on` (default: the model's device)."
     here = model.wte.weight.device
     there = here if draw_on is None else torch.device(draw_on)
+    in_place = there.type == here.type and there.index in (None, here.index)  # `cuda` is the model's `cuda:0`; `cpu:0` is not `cpu`
     gen = torch.Generator(device=there).manual_seed(seed)
     residual_std = 0.02 / (2 * model.config.n_layer) ** 0.5
     for name, p in model.named_parameters():
@@ -142,7 +143,7 @@ def fill_dummy(model: GPT2, seed: int = 0, draw_on: str | torch.device | None = 
         elif ".ln_" in name or name.startswith("ln_"): p.fill_(1.0)
         else:
             std = residual_std if name.endswith("c_proj.weight") else 0.02
-            if there == here: p.normal_(0.0, std, generator=gen)
+            if in_place: p.normal_(0.0, std, generator=gen)
             else: p.copy_(torch.empty_like(p, device=there).normal_(0.0, std, generator=gen))  # one tensor at a time on `there`
 
 # %% ../nbs/01c_loading.ipynb #143d315d

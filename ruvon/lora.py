@@ -179,7 +179,7 @@ def load_merged(model_id: str, adapter: LoRAAdapter, quantization: QuantizationC
     "Part 1c's `load_model` with `adapter` merged into the weights, then quantized by Part 17's `quantization` if given."
     dev = resolve_device(device)
     dtype = resolve_dtype(dtype, load_config(model_id), dev)
-    model = load_model(model_id, dtype=dtype, device="cpu" if quantization else dev, load_format=load_format, seed=seed)
+    model = load_model(model_id, dtype=dtype, device="cpu" if quantization else dev, load_format=load_format, seed=seed, draw_on=dev)  # 17c's staging
     merge_lora(model, adapter)
     return model if quantization is None else quantize_model(model, quantization, dev)
 
