@@ -46,7 +46,7 @@ with a few other tiles (`grouped_sweep`: fewer splits of K, other expand tile wi
 `--max-num-batched-tokens` sets every engine's token budget per step (default 2,048, EngineConfig's): with a larger one the prompts are
 admitted in fewer, larger eager passes, which pay the host's work per LoRA update fewer times and hide more of it behind GPU work. On an
 H100, 4,096 tokens and more took the adapters from 0.70-0.78x the base's throughput to 0.85-0.86x (Part 18c, "A larger step budget";
-benchmarks/results/multi_lora_gpu_h100_budget_*.json). A larger budget also raises each engine's activation memory (a pass of that many
+benchmarks/results/multi_lora_gpu_h100_budget_{4096,8192,8192_peft,16384}.json). A larger budget also raises each engine's activation memory (a pass of that many
 tokens) and the LoRA engine's per-token index buffers.
 
     python benchmarks/multi_lora.py --max-num-batched-tokens 8192 --json benchmarks/results/multi_lora_gpu_budget_8192.json

@@ -1,9 +1,9 @@
 """Diagnostic: time a quantized dummy load's two phases apart, the host's fill and the quantization onto the device.
 
-`load_quantized` (Part 17c) fills the float weights of a model on the host (so that a model too large for a small GPU in float16 can
-still be quantized onto it), their numbers drawn on the device (Part 1c's `draw_on`), then quantizes them onto the device; this makes
-the same two calls, timed one by one, so it must follow `load_quantized` if that changes. `--draw-on host` draws them on the host
-instead, as `load_quantized` did before. A float16 dummy load straight onto the device runs first, for comparison (it also pays the
+`load_quantized` (Part 17c) stages the float weights of a model on the host with `load_staged` (so that a model too large for a small
+GPU in float16 can still be quantized onto it), their numbers drawn on the device (Part 1c's `draw_on`), then quantizes them onto the
+device with `quantize_model`; this times the same two calls one by one. `--draw-on host` draws the numbers on the host instead, as
+`load_quantized` did before. A float16 dummy load straight onto the device runs first, for comparison (it also pays the
 process's one-time start-up on the device).
 
 Run on the device as: python benchmarks/quantized_load_phases.py --methods int8,int4 --json benchmarks/results/quantized_load_phases_gpu_h100_drawn_on_gpu.json
@@ -11,7 +11,7 @@ Run on the device as: python benchmarks/quantized_load_phases.py --methods int8,
 import argparse, json, sys, time, torch
 from ruvon.loading import load_model
 from ruvon.quantization import QuantizationConfig
-from ruvon.quantized import quantize_model
+from ruvon.quantized import load_staged, quantize_model
 
 
 def timed(seconds: dict, name: str, make):
@@ -32,10 +32,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     seconds = {}
     timed(seconds, "float16_dummy_fill_on_device", lambda: load_model(args.model, dtype="float16", device=args.device, load_format="dummy"))
+    stage = {"device": lambda: load_staged(args.model, "float16", torch.device(args.device), "dummy"),
+             "host": lambda: load_model(args.model, dtype="float16", device="cpu", load_format="dummy")}[args.draw_on]
     for method in args.methods.split(","):
-        draw_on = args.device if args.draw_on == "device" else "cpu"
-        model = timed(seconds, f"{method}_float16_dummy_fill_on_host", lambda: load_model(args.model, dtype="float16", device="cpu", load_format="dummy",
-                                                                                           draw_on=draw_on))
+        model = timed(seconds, f"{method}_float16_dummy_fill_on_host", stage)
         timed(seconds, f"{method}_quantize_onto_device", lambda: quantize_model(model, QuantizationConfig(method), args.device))
         del model
     device = torch.cuda.get_device_name() if torch.device(args.device).type == "cuda" else args.device

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from .loading import CONV1D_WEIGHTS, load_config, load_model, model_file, resolve_device, resolve_dtype
 from .model import GPT2
 from .quantization import PROJECTIONS, QuantizationConfig
-from .quantized import COMPANION_FILES, quantize_model, saved_quantization
+from .quantized import COMPANION_FILES, load_staged, quantize_model, saved_quantization
 
 # %% auto #0
 __all__ = ['ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'TARGET_MODULES', 'DEFAULT_MAX_LORA_RANK', 'UNSUPPORTED', 'targets', 'LoRAConfig',
@@ -178,8 +178,8 @@ def load_merged(model_id: str, adapter: LoRAAdapter, quantization: QuantizationC
                 device: str | torch.device | None = None, load_format: str = "auto", seed: int = 0) -> GPT2:
     "Part 1c's `load_model` with `adapter` merged into the weights, then quantized by Part 17's `quantization` if given."
     dev = resolve_device(device)
-    dtype = resolve_dtype(dtype, load_config(model_id), dev)
-    model = load_model(model_id, dtype=dtype, device="cpu" if quantization else dev, load_format=load_format, seed=seed, draw_on=dev)  # 17c's staging
+    if quantization: model = load_staged(model_id, dtype, dev, load_format, seed)  # on the host until quantized (17c)
+    else: model = load_model(model_id, dtype=dtype, device=dev, load_format=load_format, seed=seed)
     merge_lora(model, adapter)
     return model if quantization is None else quantize_model(model, quantization, dev)
 

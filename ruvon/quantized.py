@@ -25,8 +25,8 @@ from .quantization import (DEFAULT_GROUP_SIZE, PROJECTIONS, QuantizationConfig, 
 # %% auto #0
 __all__ = ['QUANT_METHOD', 'FORMAT_VERSION', 'COMPANION_FILES', 'QuantizedLinear', 'Int8Linear', 'Int4Linear', 'bnb_linear',
            'quantized_projection', 'replace_projections', 'quantize_model', 'weight_bytes', 'quantized_weight_bytes',
-           'load_quantized', 'quantization_entry', 'save_quantized', 'saved_quantization', 'empty_projection',
-           'load_saved', 'load_file_into', 'weights_as_stored', 'fit_gpu_memory']
+           'load_quantized', 'load_staged', 'quantization_entry', 'save_quantized', 'saved_quantization',
+           'empty_projection', 'load_saved', 'load_file_into', 'weights_as_stored', 'fit_gpu_memory']
 
 # %% ../nbs/17c_quantized.ipynb #9bd896a2
 class QuantizedLinear(nn.Module):
@@ -158,9 +158,12 @@ def load_quantized(model_id: str, quantization: QuantizationConfig | None = None
     if saved is not None: return load_saved(model_id, saved, quantization, dtype, device, load_format)
     if quantization is None: return load_model(model_id, dtype=dtype, device=device, load_format=load_format, seed=seed)
     dev = resolve_device(device)
+    return quantize_model(load_staged(model_id, dtype, dev, load_format, seed), quantization, dev)
+
+def load_staged(model_id: str, dtype: str | torch.dtype, dev: torch.device, load_format: str = "auto", seed: int = 0) -> GPT2:
+    "The float model that `quantize_model` quantizes onto `dev`: its weights in host memory, in `dev`'s resolved dtype, dummy numbers drawn by `dev` (Part 1c's `draw_on`)."
     dtype = resolve_dtype(dtype, load_config(model_id), dev)
-    model = load_model(model_id, dtype=dtype, device="cpu", load_format=load_format, seed=seed, draw_on=dev)  # float weights stay on the host
-    return quantize_model(model, quantization, dev)
+    return load_model(model_id, dtype=dtype, device="cpu", load_format=load_format, seed=seed, draw_on=dev)
 
 # %% ../nbs/17c_quantized.ipynb #48206861
 QUANT_METHOD, FORMAT_VERSION = "ruvon", 1
